@@ -1,0 +1,1 @@
+//! sip-sdp: placeholder, filled in by its issue.

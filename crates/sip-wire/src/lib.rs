@@ -1,0 +1,1 @@
+//! sip-wire: placeholder, filled in by its issue.

@@ -1,0 +1,1 @@
+//! voxgate-admin: placeholder, filled in by its issue.

@@ -1,0 +1,1 @@
+//! voxgate-config: placeholder, filled in by its issue.

@@ -1,0 +1,1 @@
+//! voxgate-policy: placeholder, filled in by its issue.

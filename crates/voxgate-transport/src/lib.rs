@@ -1,0 +1,1 @@
+//! voxgate-transport: placeholder, filled in by its issue.

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the wire tests need (when run as
+# root), then runs every Rust test (unit, property, conformance, wire tests that start the
+# binary on loopback) and the SIPp smoke test against the built binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "note: missing ${need_apt[*]}; tests that need them will skip" >&2
+  fi
+fi
+
+./scripts/check-sans-io.sh
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast
+if [ -x scripts/smoke.sh ]; then
+  ./scripts/smoke.sh
+fi
