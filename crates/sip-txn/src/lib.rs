@@ -1,0 +1,1 @@
+//! sip-txn: SIP transaction state machines (in progress).
