@@ -1,0 +1,149 @@
+//! UDP shards: one OS thread per shard, each blocking in `recvfrom` on its own SO_REUSEPORT
+//! socket and answering with `sendto` on the same socket: the shape of the floor responder.
+
+use crate::TransportError;
+use bytes::BytesMut;
+use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use voxgate_policy::{Dest, DropReason, Outbox, Pipeline, RecvCtx, Stats, Transport};
+
+/// How long a blocked receive waits before looking at the stop flag again (shutdown also wakes
+/// the threads at once with `shutdown(SHUT_RD)`; this is the fallback).
+const STOP_POLL: Duration = Duration::from_millis(250);
+
+/// Bytes of receive buffer kept per shard; datagrams are cut out of it with
+/// `BytesMut::split_to` and the space is reclaimed once the pipeline has dropped them.
+const RX_CHUNK: usize = 256 * 1024;
+
+/// The sockets of one UDP listener, one per shard, all bound to the same address.
+pub(crate) struct UdpListener {
+    pub(crate) local: SocketAddr,
+    pub(crate) sockets: Vec<Arc<Socket>>,
+}
+
+fn new_socket(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProto::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_port(true)?;
+    if rcvbuf > 0 {
+        // Best effort: the kernel caps it at net.core.rmem_max.
+        let _ = sock.set_recv_buffer_size(rcvbuf);
+    }
+    sock.set_read_timeout(Some(STOP_POLL))?;
+    sock.bind(&SockAddr::from(addr))?;
+    Ok(sock)
+}
+
+/// Binds `shards` SO_REUSEPORT sockets on `addr` (port 0: the first socket picks the port,
+/// the others join it).
+pub(crate) fn bind(
+    addr: SocketAddr,
+    shards: usize,
+    rcvbuf: usize,
+) -> Result<UdpListener, TransportError> {
+    let err = |source| TransportError::Bind {
+        proto: "udp",
+        addr,
+        source,
+    };
+    let first = new_socket(addr, rcvbuf).map_err(err)?;
+    let local = first.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
+    let mut sockets = vec![Arc::new(first)];
+    for _ in 1..shards.max(1) {
+        sockets.push(Arc::new(new_socket(local, rcvbuf).map_err(err)?));
+    }
+    Ok(UdpListener { local, sockets })
+}
+
+/// What one shard thread needs.
+pub(crate) struct Shard {
+    pub(crate) socket: Arc<Socket>,
+    pub(crate) local: SocketAddr,
+    pub(crate) shard: usize,
+    pub(crate) max_message: usize,
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+impl Shard {
+    /// The shard's loop: receive, handle, send, until the stop flag is set.
+    pub(crate) fn run(self) {
+        let st = self.stats.shard(self.shard);
+        // One byte more than the limit so an oversize datagram is seen as such (MSG_TRUNC
+        // makes the kernel report its real length anyway).
+        let want = self.max_message.clamp(64, 65_535) + 1;
+        let mut rx = BytesMut::with_capacity(RX_CHUNK.max(want * 2));
+        let mut out = Outbox::new();
+        let mut ctx = RecvCtx {
+            transport: Transport::Udp,
+            src: self.local,
+            local: self.local,
+            shard: self.shard,
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            // Reclaims the space of the datagrams handled before (they are all dropped by now),
+            // so this does not allocate in the steady state.
+            rx.reserve(want);
+            let spare = rx.spare_capacity_mut();
+            let len = spare.len().min(want);
+            let (n, from) = match self
+                .socket
+                .recv_from_with_flags(&mut spare[..len], libc::MSG_TRUNC)
+            {
+                Ok(r) => r,
+                Err(e) => match e.kind() {
+                    std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        // e.g. ICMP errors reported on the socket: ignore and go on, but do not
+                        // spin if the socket is broken.
+                        if self.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                },
+            };
+            let Some(src) = from.as_socket() else {
+                continue;
+            };
+            if n == 0 {
+                // An empty datagram, or the wake-up of shutdown(SHUT_RD).
+                continue;
+            }
+            st.packet_in(n);
+            if n >= want {
+                st.drop_msg(DropReason::Oversize);
+                continue;
+            }
+            // SAFETY: recv_from wrote `n` bytes (n < len) at the start of the spare capacity.
+            unsafe { rx.set_len(n) };
+            let msg = rx.split_to(n).freeze();
+            ctx.src = src;
+            out.clear();
+            self.pipeline.handle(msg, &ctx, &mut out);
+            for (dest, data) in out.iter() {
+                let to = match dest {
+                    Dest::Source => src,
+                    Dest::Addr(Transport::Udp, a) => a,
+                    Dest::Addr(..) => {
+                        st.drop_msg(DropReason::Unroutable);
+                        continue;
+                    }
+                };
+                match self.socket.send_to(data, &SockAddr::from(to)) {
+                    Ok(_) => st.packet_out(data.len()),
+                    Err(_) => st.drop_msg(DropReason::SendFailed),
+                }
+            }
+        }
+    }
+}
