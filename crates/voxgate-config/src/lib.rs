@@ -157,6 +157,9 @@ pub enum DiagnosticKind {
     FileNotFound,
     /// A certificate or key file holds no usable PEM item.
     BadPem,
+    /// A value rejected by the component that uses it (reported through
+    /// [`diagnostic_at`], e.g. a certificate rustls refuses, an unknown sanity check).
+    Rejected,
 }
 
 /// One error, located in the config file.
@@ -249,19 +252,36 @@ impl fmt::Display for DisplayList<'_> {
 pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let text = read_limited(path).map_err(|e| match e {
-        ReadError::Io(source) => ConfigError::Io {
-            file: file.clone(),
-            source,
-        },
-        ReadError::TooLarge(size) => ConfigError::TooLarge {
-            file: file.clone(),
-            size,
-        },
-    })?;
+    let text = read(path)?;
     let cfg = parse(&text, &file)?;
     check_files(&cfg, &text, &file)?;
     Ok(cfg)
+}
+
+/// Reads a config file's text (at most [`MAX_CONFIG_SIZE`] bytes), for callers that want to
+/// [`parse`] it themselves and keep the text to locate later errors ([`diagnostic_at`]).
+pub fn read(path: impl AsRef<Path>) -> Result<String, ConfigError> {
+    let path = path.as_ref();
+    read_limited(path).map_err(|e| {
+        let file = path.display().to_string();
+        match e {
+            ReadError::Io(source) => ConfigError::Io { file, source },
+            ReadError::TooLarge(size) => ConfigError::TooLarge { file, size },
+        }
+    })
+}
+
+/// A diagnostic for the key path `key` (`listen[2].tls_cert`) of the config `text`, located
+/// at the key's line and column (or at the deepest part of the path present in the text),
+/// for errors found after [`parse`] by the components that use the values.
+pub fn diagnostic_at(
+    text: &str,
+    file: &str,
+    key: &str,
+    kind: DiagnosticKind,
+    message: impl Into<String>,
+) -> Diagnostic {
+    locate::Locator::new(text).diag(file, key, kind, message.into())
 }
 
 /// Parses and validates config text (syntax, schema and the checks that need no file
