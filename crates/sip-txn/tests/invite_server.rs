@@ -95,21 +95,20 @@ fn proceeding_non2xx_to_completed_timer_g_doubles_to_t2_timer_h_64_t1() {
     assert_eq!(t.state(), State::Completed);
     assert_eq!(t.timer(TimerId::G), Some(ms(1_500)));
     assert_eq!(t.timer(TimerId::H), Some(ms(33_000)));
-    let mut now = ms(1_000);
     let mut sends = Vec::new();
-    loop {
-        now = t.next_deadline().expect("armed");
+    let now = loop {
+        let now = t.next_deadline().expect("armed");
         let a = t.on_timer(now);
         if a.is_terminated() {
             assert_eq!(
                 a.as_slice(),
                 &[Action::Timeout(TimerId::H), Action::Terminated]
             );
-            break;
+            break now;
         }
         assert_eq!(a.as_slice(), &[RESEND]);
         sends.push(now.as_micros() / 1_000 - 1_000);
-    }
+    };
     assert_eq!(now, ms(33_000));
     // Relative to the final response: 500, 1000, 2000, 4000, 4000, ...
     assert_eq!(
