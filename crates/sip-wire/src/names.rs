@@ -1,0 +1,269 @@
+//! Method and header-name enums.
+
+/// A SIP request method. Methods are case-sensitive; anything not listed is `Extension`
+/// (read the token with `Message::method_raw`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// INVITE
+    Invite,
+    /// ACK
+    Ack,
+    /// BYE
+    Bye,
+    /// CANCEL
+    Cancel,
+    /// REGISTER
+    Register,
+    /// OPTIONS
+    Options,
+    /// INFO
+    Info,
+    /// PRACK
+    Prack,
+    /// UPDATE
+    Update,
+    /// SUBSCRIBE
+    Subscribe,
+    /// NOTIFY
+    Notify,
+    /// REFER
+    Refer,
+    /// MESSAGE
+    Message,
+    /// PUBLISH
+    Publish,
+    /// Any other method token.
+    Extension,
+}
+
+impl Method {
+    /// Maps a method token (case-sensitive).
+    pub fn from_bytes(b: &[u8]) -> Method {
+        match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"PRACK" => Method::Prack,
+            b"UPDATE" => Method::Update,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            _ => Method::Extension,
+        }
+    }
+
+    /// The method token (`""` for `Extension`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Register => "REGISTER",
+            Method::Options => "OPTIONS",
+            Method::Info => "INFO",
+            Method::Prack => "PRACK",
+            Method::Update => "UPDATE",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Publish => "PUBLISH",
+            Method::Extension => "",
+        }
+    }
+}
+
+macro_rules! header_names {
+    ($( $(#[$doc:meta])* $v:ident => $long:literal $(, $compact:literal)? ;)*) => {
+        /// A header name voxgate knows, or `Other`. Compact forms map to their long form.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        #[repr(u8)]
+        pub enum HeaderName {
+            $( $(#[$doc])* $v, )*
+            /// Any other header (read its name from the raw line).
+            #[default]
+            Other,
+        }
+
+        /// Number of known (non-`Other`) header names.
+        pub(crate) const KNOWN_HEADERS: usize = [$(HeaderName::$v),*].len();
+
+        impl HeaderName {
+            /// The canonical long name (`"Other"` for `Other`).
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $( HeaderName::$v => $long, )*
+                    HeaderName::Other => "Other",
+                }
+            }
+
+            /// The compact form, if the header has one.
+            pub fn compact(&self) -> Option<&'static str> {
+                match self {
+                    $( $( HeaderName::$v => Some($compact), )? )*
+                    _ => None,
+                }
+            }
+
+            fn lookup_lower(l: &[u8]) -> HeaderName {
+                $(
+                    if l == lower_const!($long) { return HeaderName::$v; }
+                    $( if l == $compact.as_bytes() { return HeaderName::$v; } )?
+                )*
+                HeaderName::Other
+            }
+        }
+    };
+}
+
+macro_rules! lower_const {
+    ($s:literal) => {{
+        const S: &str = $s;
+        const N: usize = S.len();
+        const L: [u8; N] = {
+            let b = S.as_bytes();
+            let mut out = [0u8; N];
+            let mut i = 0;
+            while i < N {
+                out[i] = b[i].to_ascii_lowercase();
+                i += 1;
+            }
+            out
+        };
+        &L[..]
+    }};
+}
+
+header_names! {
+    /// Via (v)
+    Via => "Via", "v";
+    /// From (f)
+    From => "From", "f";
+    /// To (t)
+    To => "To", "t";
+    /// Call-ID (i)
+    CallId => "Call-ID", "i";
+    /// CSeq
+    CSeq => "CSeq";
+    /// Max-Forwards
+    MaxForwards => "Max-Forwards";
+    /// Contact (m)
+    Contact => "Contact", "m";
+    /// Route
+    Route => "Route";
+    /// Record-Route
+    RecordRoute => "Record-Route";
+    /// Content-Length (l)
+    ContentLength => "Content-Length", "l";
+    /// Content-Type (c)
+    ContentType => "Content-Type", "c";
+    /// Expires
+    Expires => "Expires";
+    /// Min-Expires
+    MinExpires => "Min-Expires";
+    /// Require
+    Require => "Require";
+    /// Proxy-Require
+    ProxyRequire => "Proxy-Require";
+    /// Supported (k)
+    Supported => "Supported", "k";
+    /// Unsupported
+    Unsupported => "Unsupported";
+    /// Allow
+    Allow => "Allow";
+    /// Authorization
+    Authorization => "Authorization";
+    /// Proxy-Authorization
+    ProxyAuthorization => "Proxy-Authorization";
+    /// WWW-Authenticate
+    WwwAuthenticate => "WWW-Authenticate";
+    /// Proxy-Authenticate
+    ProxyAuthenticate => "Proxy-Authenticate";
+    /// Privacy
+    Privacy => "Privacy";
+    /// P-Asserted-Identity
+    PAssertedIdentity => "P-Asserted-Identity";
+    /// P-Preferred-Identity
+    PPreferredIdentity => "P-Preferred-Identity";
+    /// User-Agent
+    UserAgent => "User-Agent";
+    /// Server
+    Server => "Server";
+    /// Path
+    Path => "Path";
+    /// Accept
+    Accept => "Accept";
+    /// Event (o)
+    Event => "Event", "o";
+    /// Refer-To (r)
+    ReferTo => "Refer-To", "r";
+    /// Subject (s)
+    Subject => "Subject", "s";
+    /// Content-Encoding (e)
+    ContentEncoding => "Content-Encoding", "e";
+    /// Allow-Events (u)
+    AllowEvents => "Allow-Events", "u";
+    /// Session-Expires (x)
+    SessionExpires => "Session-Expires", "x";
+    /// Referred-By (b)
+    ReferredBy => "Referred-By", "b";
+    /// Accept-Contact (a)
+    AcceptContact => "Accept-Contact", "a";
+    /// Reject-Contact (j)
+    RejectContact => "Reject-Contact", "j";
+    /// Request-Disposition (d)
+    RequestDisposition => "Request-Disposition", "d";
+    /// Identity (y)
+    Identity => "Identity", "y";
+    /// Identity-Info (n)
+    IdentityInfo => "Identity-Info", "n";
+    /// Content-Disposition
+    ContentDisposition => "Content-Disposition";
+    /// Date
+    Date => "Date";
+    /// Reason
+    Reason => "Reason";
+    /// Retry-After
+    RetryAfter => "Retry-After";
+    /// Warning
+    Warning => "Warning";
+    /// Timestamp
+    Timestamp => "Timestamp";
+    /// RSeq
+    RSeq => "RSeq";
+    /// RAck
+    RAck => "RAck";
+    /// Min-SE
+    MinSe => "Min-SE";
+    /// Subscription-State
+    SubscriptionState => "Subscription-State";
+    /// Diversion
+    Diversion => "Diversion";
+}
+
+impl HeaderName {
+    /// Maps a header name as received (case-insensitive, compact forms known).
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        let mut buf = [0u8; 24];
+        if name.is_empty() || name.len() > buf.len() {
+            return HeaderName::Other;
+        }
+        let l = &mut buf[..name.len()];
+        for (d, s) in l.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        HeaderName::lookup_lower(l)
+    }
+
+    pub(crate) fn slot(self) -> Option<usize> {
+        let i = self as usize;
+        (i < KNOWN_HEADERS).then_some(i)
+    }
+}

@@ -1,0 +1,191 @@
+//! Byte-level scanning helpers shared by the parsers. Everything here is bounds-checked and
+//! linear in its input.
+
+/// RFC 3261 `token` character.
+#[inline]
+pub(crate) fn is_token(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// Linear whitespace as seen inside an indexed header value: SP, HT, and the CR/LF of a fold
+/// (the index guarantees a CRLF inside a value is always followed by SP or HT).
+#[inline]
+pub(crate) fn is_lws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Index of the first non-LWS byte at or after `i`.
+#[inline]
+pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_lws(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Trims LWS on both ends.
+#[inline]
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
+    let mut a = 0;
+    let mut b = s.len();
+    while a < b && is_lws(s[a]) {
+        a += 1;
+    }
+    while b > a && is_lws(s[b - 1]) {
+        b -= 1;
+    }
+    &s[a..b]
+}
+
+/// Index just past the token starting at `i` (== `i` when there is none).
+#[inline]
+pub(crate) fn token_end(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_token(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `s` is a non-empty token.
+#[inline]
+pub(crate) fn is_token_str(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&c| is_token(c))
+}
+
+/// Given `s[i] == b'"'`, the index just past the closing quote, honouring `\` escapes.
+/// `None` when the string is not terminated.
+pub(crate) fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < s.len() {
+        match s[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            b'\r' | b'\n' => {
+                // Folding inside a quoted string is LWS; bare CR/LF elsewhere cannot occur in an
+                // indexed value, so just continue.
+                j += 1
+            }
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// Parses a decimal number made only of digits (leading zeros allowed), rejecting overflow.
+pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Like [`parse_u32`] but saturates at `u32::MAX` instead of failing on overflow.
+pub(crate) fn parse_u32_saturating(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(parse_u32(s).unwrap_or(u32::MAX))
+}
+
+/// Parses a port number (1 to 5 digits, at most 65535).
+pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    let v = parse_u32(s)?;
+    u16::try_from(v).ok()
+}
+
+/// Splits a header value at top-level commas (outside quoted strings and `<...>`), yielding
+/// trimmed pieces, empty ones included (callers decide whether those are errors).
+#[derive(Clone, Debug)]
+pub struct CommaSplit<'a> {
+    s: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> CommaSplit<'a> {
+    pub(crate) fn new(s: &'a [u8]) -> Self {
+        CommaSplit {
+            s,
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        let s = self.s;
+        let start = self.pos;
+        let mut i = start;
+        let mut in_angle = false;
+        while i < s.len() {
+            match s[i] {
+                b'"' if !in_angle => match quoted_end(s, i) {
+                    Some(e) => i = e,
+                    None => i = s.len(),
+                },
+                b'<' => {
+                    in_angle = true;
+                    i += 1;
+                }
+                b'>' => {
+                    in_angle = false;
+                    i += 1;
+                }
+                b',' if !in_angle => {
+                    self.pos = i + 1;
+                    return Some(trim(&s[start..i]));
+                }
+                _ => i += 1,
+            }
+        }
+        self.done = true;
+        Some(trim(&s[start..]))
+    }
+}
+
+/// ASCII case-insensitive comparison.
+#[inline]
+pub(crate) fn eq_ic(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Value of a hex digit.
+#[inline]
+pub(crate) fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Offset of `sub` inside `base`, when `sub` is a subslice of `base`.
+pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
+    let b = base.as_ptr() as usize;
+    let s = sub.as_ptr() as usize;
+    if s >= b && s + sub.len() <= b + base.len() {
+        Some(s - b)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,534 @@
+//! URIs: `sip:`, `sips:` and `tel:` parsed into borrowed parts, anything else kept opaque.
+//!
+//! Parts are kept exactly as received (still %-escaped); [`unescape`] and the comparison
+//! functions decode on the fly without allocating. [`SipUri::equivalent`] implements the
+//! RFC 3261 §19.1.4 comparison rules.
+
+use crate::error::{ParseError, ParseErrorKind};
+use crate::scan::{eq_ic, hex_val, parse_port};
+use std::borrow::Cow;
+
+/// A parsed URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:` (see [`SipUri::secure`]).
+    Sip(SipUri<'a>),
+    /// `tel:` (RFC 3966).
+    Tel(TelUri<'a>),
+    /// Any other scheme, kept opaque.
+    Other {
+        /// The scheme, without the colon.
+        scheme: &'a [u8],
+        /// Everything after the colon.
+        rest: &'a [u8],
+    },
+}
+
+/// What kind of host a SIP URI or Via names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostKind {
+    /// A domain name.
+    Name,
+    /// A dotted IPv4 address.
+    Ipv4,
+    /// A bracketed IPv6 reference (`[...]`).
+    Ipv6,
+}
+
+/// A `sip:` or `sips:` URI. All slices borrow the message and are still %-escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// The whole URI as received.
+    pub raw: &'a [u8],
+    /// `true` for `sips:`.
+    pub secure: bool,
+    /// User part (escaped), if any.
+    pub user: Option<&'a [u8]>,
+    /// Password (escaped), if any.
+    pub password: Option<&'a [u8]>,
+    /// Host as received; an IPv6 reference keeps its brackets.
+    pub host: &'a [u8],
+    /// The kind of host.
+    pub host_kind: HostKind,
+    /// Port, if given.
+    pub port: Option<u16>,
+    /// URI parameters (`;name=value`...), raw text starting at the first `;` (or empty).
+    pub params: UriParams<'a>,
+    /// Headers part after `?` (without it), if any.
+    pub headers: Option<&'a [u8]>,
+}
+
+/// A `tel:` URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    /// The whole URI as received.
+    pub raw: &'a [u8],
+    /// The telephone subscriber number (global `+...` or local).
+    pub number: &'a [u8],
+    /// Parameters, raw text starting at the first `;` (or empty).
+    pub params: UriParams<'a>,
+}
+
+/// URI parameters (`;name[=value]` list) as raw text, iterated lazily. Names and values are
+/// still %-escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UriParams<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> UriParams<'a> {
+    /// The raw text (starts with `;` unless empty).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+    /// Iterates over `(name, value)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let raw = self.raw;
+        raw.split(|&c| c == b';')
+            .skip(1)
+            .map(|p| match memchr::memchr(b'=', p) {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            })
+    }
+    /// The first parameter named `name` (case-insensitive, escapes decoded in the comparison):
+    /// `None` when absent, `Some(None)` when present without a value.
+    pub fn get(&self, name: &str) -> Option<Option<&'a [u8]>> {
+        self.iter()
+            .find(|(n, _)| unescaped_eq_ic(n, name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+    /// Whether a parameter named `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+fn is_user_char(c: u8) -> bool {
+    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+}
+
+fn is_password_char(c: u8) -> bool {
+    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+fn is_param_char(c: u8) -> bool {
+    is_unreserved(c) || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+fn is_header_char(c: u8) -> bool {
+    is_unreserved(c) || matches!(c, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+}
+
+/// Checks that every byte satisfies `ok` or is part of a valid `%HH` escape.
+fn check_escaped(s: &[u8], ok: fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c == b'%' {
+            match (
+                s.get(i + 1).copied().and_then(hex_val),
+                s.get(i + 2).copied().and_then(hex_val),
+            ) {
+                (Some(_), Some(_)) => i += 3,
+                _ => return false,
+            }
+        } else if ok(c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn bad_uri() -> ParseError {
+    ParseError::new(ParseErrorKind::BadUri)
+}
+
+/// Checks a host (`hostname`, IPv4 or `[IPv6]`) and tells its kind.
+pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
+    if h.is_empty() || h.len() > 255 {
+        return None;
+    }
+    if h[0] == b'[' {
+        let inner = h.get(1..h.len() - 1)?;
+        if h.last() != Some(&b']') || inner.len() < 2 || inner.len() > 64 {
+            return None;
+        }
+        // RFC 3261's ABNF (and RFC 5118 §4.10) tolerates forms RFC 4291 rejects, so only
+        // the character set and shape are checked here.
+        if !inner
+            .iter()
+            .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+            || !inner.contains(&b':')
+        {
+            return None;
+        }
+        return Some(HostKind::Ipv6);
+    }
+    if h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+        let mut n = 0;
+        for part in h.split(|&c| c == b'.') {
+            n += 1;
+            if part.is_empty() || part.len() > 3 || crate::scan::parse_u32(part)? > 255 {
+                return None;
+            }
+        }
+        return if n == 4 { Some(HostKind::Ipv4) } else { None };
+    }
+    // hostname: labels of alphanum and '-', separated by '.', optional trailing '.'.
+    // '_' is tolerated: it is common in the wild.
+    if !h
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
+    {
+        return None;
+    }
+    let body = h.strip_suffix(b".").unwrap_or(h);
+    if body.is_empty() || body.split(|&c| c == b'.').any(|l| l.is_empty()) {
+        return None;
+    }
+    Some(HostKind::Name)
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a URI. The input must be exactly the URI (no surrounding whitespace or `<>`).
+    pub fn parse(s: &'a [u8]) -> Result<Uri<'a>, ParseError> {
+        let colon = memchr::memchr(b':', s).ok_or_else(bad_uri)?;
+        let scheme = &s[..colon];
+        if scheme.is_empty()
+            || !scheme[0].is_ascii_alphabetic()
+            || !scheme
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        {
+            return Err(bad_uri());
+        }
+        let rest = &s[colon + 1..];
+        if eq_ic(scheme, b"sip") {
+            SipUri::parse_rest(s, rest, false).map(Uri::Sip)
+        } else if eq_ic(scheme, b"sips") {
+            SipUri::parse_rest(s, rest, true).map(Uri::Sip)
+        } else if eq_ic(scheme, b"tel") {
+            TelUri::parse_rest(s, rest).map(Uri::Tel)
+        } else {
+            if rest.is_empty()
+                || !rest
+                    .iter()
+                    .all(|&c| c > 0x20 && c != 0x7f && !matches!(c, b'<' | b'>' | b'"'))
+            {
+                return Err(bad_uri());
+            }
+            Ok(Uri::Other { scheme, rest })
+        }
+    }
+
+    /// The scheme as received (`sip`, `SIPS`, `tel`, ...).
+    pub fn scheme(&self) -> &'a [u8] {
+        match self {
+            Uri::Sip(u) => &u.raw[..if u.secure { 4 } else { 3 }],
+            Uri::Tel(t) => &t.raw[..3],
+            Uri::Other { scheme, .. } => scheme,
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> SipUri<'a> {
+    /// Parses a `sip:`/`sips:` URI.
+    pub fn parse(s: &'a [u8]) -> Result<SipUri<'a>, ParseError> {
+        match Uri::parse(s)? {
+            Uri::Sip(u) => Ok(u),
+            _ => Err(bad_uri()),
+        }
+    }
+
+    fn parse_rest(raw: &'a [u8], rest: &'a [u8], secure: bool) -> Result<SipUri<'a>, ParseError> {
+        // userinfo: everything up to the first '@' ('@' is not allowed unescaped elsewhere).
+        let (user, password, hp) = match memchr::memchr(b'@', rest) {
+            Some(at) => {
+                let ui = &rest[..at];
+                let (u, p) = match memchr::memchr(b':', ui) {
+                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+                    None => (ui, None),
+                };
+                if u.is_empty() || !check_escaped(u, is_user_char) {
+                    return Err(bad_uri());
+                }
+                if let Some(p) = p
+                    && !check_escaped(p, is_password_char)
+                {
+                    return Err(bad_uri());
+                }
+                (Some(u), p, &rest[at + 1..])
+            }
+            None => (None, None, rest),
+        };
+        // hostport
+        let host_end = if hp.first() == Some(&b'[') {
+            memchr::memchr(b']', hp).ok_or_else(bad_uri)? + 1
+        } else {
+            hp.iter()
+                .position(|&c| matches!(c, b':' | b';' | b'?'))
+                .unwrap_or(hp.len())
+        };
+        let host = &hp[..host_end];
+        let host_kind = check_host(host).ok_or_else(bad_uri)?;
+        let mut i = host_end;
+        let mut port = None;
+        if hp.get(i) == Some(&b':') {
+            let pe = hp[i + 1..]
+                .iter()
+                .position(|&c| matches!(c, b';' | b'?'))
+                .map_or(hp.len(), |p| p + i + 1);
+            port = Some(parse_port(&hp[i + 1..pe]).ok_or_else(bad_uri)?);
+            i = pe;
+        }
+        let pe = memchr::memchr(b'?', &hp[i..]).map_or(hp.len(), |p| p + i);
+        let params = &hp[i..pe];
+        if !params.is_empty() {
+            if params[0] != b';' {
+                return Err(bad_uri());
+            }
+            for p in params[1..].split(|&c| c == b';') {
+                let (n, v) = match memchr::memchr(b'=', p) {
+                    Some(e) => (&p[..e], Some(&p[e + 1..])),
+                    None => (p, None),
+                };
+                if n.is_empty() || !check_escaped(n, is_param_char) {
+                    return Err(bad_uri());
+                }
+                if let Some(v) = v
+                    && (v.is_empty() || !check_escaped(v, is_param_char))
+                {
+                    return Err(bad_uri());
+                }
+            }
+        }
+        let headers = if pe < hp.len() {
+            let h = &hp[pe + 1..];
+            for kv in h.split(|&c| c == b'&') {
+                let e = memchr::memchr(b'=', kv).ok_or_else(bad_uri)?;
+                if e == 0
+                    || !check_escaped(&kv[..e], is_header_char)
+                    || !check_escaped(&kv[e + 1..], is_header_char)
+                {
+                    return Err(bad_uri());
+                }
+            }
+            Some(h)
+        } else {
+            None
+        };
+        Ok(SipUri {
+            raw,
+            secure,
+            user,
+            password,
+            host,
+            host_kind,
+            port,
+            params: UriParams { raw: params },
+            headers,
+        })
+    }
+
+    /// The user part with %-escapes decoded (borrowed when there is nothing to decode).
+    pub fn user_unescaped(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(unescape)
+    }
+
+    /// The host without IPv6 brackets.
+    pub fn host_unbracketed(&self) -> &'a [u8] {
+        unbracket(self.host)
+    }
+
+    /// The `transport` parameter, if any.
+    pub fn transport(&self) -> Option<&'a [u8]> {
+        self.params.get("transport").flatten()
+    }
+
+    /// Whether the `lr` parameter is present (loose routing).
+    pub fn lr(&self) -> bool {
+        self.params.contains("lr")
+    }
+
+    /// The `maddr` parameter, if any.
+    pub fn maddr(&self) -> Option<&'a [u8]> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// Iterates over the URI headers (`?name=value&...`), still escaped.
+    pub fn header_iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.headers
+            .unwrap_or(b"")
+            .split(|&c| c == b'&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| match memchr::memchr(b'=', kv) {
+                Some(e) => (&kv[..e], &kv[e + 1..]),
+                None => (kv, &b""[..]),
+            })
+    }
+
+    /// RFC 3261 §19.1.4 comparison: same scheme; user and password compared case-sensitively
+    /// after unescaping; host case-insensitively; ports must both be absent or equal;
+    /// `user`, `ttl`, `method`, `maddr` and `transport` parameters must match when either side
+    /// has them, other parameters only when both have them; URI headers must all match.
+    pub fn equivalent(&self, other: &SipUri<'_>) -> bool {
+        if self.secure != other.secure {
+            return false;
+        }
+        let opt_eq = |a: Option<&[u8]>, b: Option<&[u8]>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => unescaped_eq(a, b),
+            _ => false,
+        };
+        if !opt_eq(self.user, other.user) || !opt_eq(self.password, other.password) {
+            return false;
+        }
+        if !unescaped_eq_ic(self.host, other.host) || self.port != other.port {
+            return false;
+        }
+        const SPECIAL: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
+        for name in SPECIAL {
+            match (self.params.get(name), other.params.get(name)) {
+                (None, None) => {}
+                (Some(Some(a)), Some(Some(b))) if unescaped_eq_ic(a, b) => {}
+                (Some(None), Some(None)) => {}
+                _ => return false,
+            }
+        }
+        for (n, v) in self.params.iter() {
+            if SPECIAL.iter().any(|s| unescaped_eq_ic(n, s.as_bytes())) {
+                continue;
+            }
+            if let Some((_, ov)) = other.params.iter().find(|(on, _)| unescaped_eq_ic(n, on)) {
+                let same = match (v, ov) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => unescaped_eq_ic(a, b),
+                    _ => false,
+                };
+                if !same {
+                    return false;
+                }
+            }
+        }
+        let covered = |a: &SipUri<'_>, b: &SipUri<'_>| {
+            a.header_iter().all(|(n, v)| {
+                b.header_iter()
+                    .any(|(bn, bv)| unescaped_eq_ic(n, bn) && unescaped_eq(v, bv))
+            })
+        };
+        covered(self, other) && covered(other, self)
+    }
+}
+
+impl<'a> TelUri<'a> {
+    fn parse_rest(raw: &'a [u8], rest: &'a [u8]) -> Result<TelUri<'a>, ParseError> {
+        let ne = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let number = &rest[..ne];
+        let digits = number.strip_prefix(b"+").unwrap_or(number);
+        if digits.is_empty()
+            || !digits.iter().all(|&c| {
+                c.is_ascii_hexdigit() || matches!(c, b'*' | b'#' | b'-' | b'.' | b'(' | b')')
+            })
+        {
+            return Err(bad_uri());
+        }
+        let params = &rest[ne..];
+        for p in params.split(|&c| c == b';').skip(1) {
+            let n = memchr::memchr(b'=', p).map_or(p, |e| &p[..e]);
+            if n.is_empty() || !check_escaped(p, |c| is_param_char(c) || c == b'=' || c == b'%') {
+                return Err(bad_uri());
+            }
+        }
+        Ok(TelUri {
+            raw,
+            number,
+            params: UriParams { raw: params },
+        })
+    }
+}
+
+/// Strips the brackets of an IPv6 reference.
+pub fn unbracket(h: &[u8]) -> &[u8] {
+    h.strip_prefix(b"[")
+        .and_then(|x| x.strip_suffix(b"]"))
+        .unwrap_or(h)
+}
+
+/// Iterates over the bytes of `s` with `%HH` escapes decoded (an invalid escape is kept as is).
+pub fn unescaped_bytes(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let c = *s.get(i)?;
+        if c == b'%'
+            && let (Some(h), Some(l)) = (
+                s.get(i + 1).copied().and_then(hex_val),
+                s.get(i + 2).copied().and_then(hex_val),
+            )
+        {
+            i += 3;
+            return Some(h * 16 + l);
+        }
+        i += 1;
+        Some(c)
+    })
+}
+
+/// Decodes `%HH` escapes; borrows when there are none.
+pub fn unescape(s: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'%', s).is_none() {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(unescaped_bytes(s).collect())
+    }
+}
+
+/// Compares two escaped strings after decoding, case-sensitively.
+pub fn unescaped_eq(a: &[u8], b: &[u8]) -> bool {
+    unescaped_bytes(a).eq(unescaped_bytes(b))
+}
+
+/// Compares two escaped strings after decoding, ASCII case-insensitively.
+pub fn unescaped_eq_ic(a: &[u8], b: &[u8]) -> bool {
+    unescaped_bytes(a)
+        .map(|c| c.to_ascii_lowercase())
+        .eq(unescaped_bytes(b).map(|c| c.to_ascii_lowercase()))
+}
+
+/// Compares two URIs: SIP URIs per RFC 3261 §19.1.4, other schemes by exact bytes
+/// (tel case-insensitively after decoding).
+pub fn uri_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
+    match (a, b) {
+        (Uri::Sip(x), Uri::Sip(y)) => x.equivalent(y),
+        (Uri::Tel(x), Uri::Tel(y)) => unescaped_eq_ic(x.raw, y.raw),
+        (
+            Uri::Other {
+                scheme: s1,
+                rest: r1,
+            },
+            Uri::Other {
+                scheme: s2,
+                rest: r2,
+            },
+        ) => eq_ic(s1, s2) && r1 == r2,
+        _ => false,
+    }
+}
