@@ -1,1 +1,228 @@
-fn main() {}
+//! `voxgate`: the node binary. `voxgate run` starts a node in the foreground,
+//! `voxgate check` validates a config, `voxgate --version` prints the version.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use voxgate_config::{Config, ConfigError, Diagnostic, DiagnosticKind, LogFormat};
+use voxgate_policy::{Pipeline, PolicyError, Stats};
+use voxgate_transport::{Node, Protocol};
+
+/// The config used when `--config` is not given: a node on UDP and TCP 127.0.0.1:5060 with
+/// an empty routing table and the management API on 127.0.0.1:8060.
+const EMBEDDED_CONFIG: &str = include_str!("../../../examples/minimal.toml");
+const EMBEDDED_NAME: &str = "<embedded examples/minimal.toml>";
+
+#[derive(Parser)]
+#[command(
+    name = "voxgate",
+    version,
+    about = "Carrier-grade SIP node: edge SBC, core proxy, registrar"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node in the foreground (logs to stderr; SIGTERM or SIGINT drain and stop it).
+    Run {
+        /// Config file (TOML). Without it, the embedded minimal config: UDP and TCP on
+        /// 127.0.0.1:5060, admin API on 127.0.0.1:8060.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file, including its TLS certificates and keys; exit 1 if invalid.
+    Check {
+        /// Config file (TOML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { config } => check(&config),
+        Cmd::Run { config } => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("voxgate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Reads, parses and fully validates a config: schema, semantics, the files it names, the
+/// TLS material as rustls loads it, and the pipeline settings as the pipeline accepts them.
+fn load_validated(path: Option<&PathBuf>) -> Result<(Config, String), ConfigError> {
+    let (text, file) = match path {
+        Some(p) => (voxgate_config::read(p)?, p.display().to_string()),
+        None => (EMBEDDED_CONFIG.to_string(), EMBEDDED_NAME.to_string()),
+    };
+    let cfg = voxgate_config::parse(&text, &file)?;
+    voxgate_config::check_files(&cfg, &text, &file)?;
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    for (i, l) in cfg.listen.iter().enumerate() {
+        if l.proto != Protocol::Tls {
+            continue;
+        }
+        if let (Some(cert), Some(key)) = (&l.tls_cert, &l.tls_key)
+            && let Err(msg) = voxgate_transport::tls_server_config(cert, key)
+        {
+            diags.push(voxgate_config::diagnostic_at(
+                &text,
+                &file,
+                &format!("listen[{i}]"),
+                DiagnosticKind::Rejected,
+                format!("TLS certificate/key rejected: {msg}"),
+            ));
+        }
+    }
+    let probe = Arc::new(Stats::new(1));
+    if let Err(e) = Pipeline::new(&cfg.sip, &cfg.routing, &[], probe) {
+        let key = match &e {
+            PolicyError::UnknownSanityCheck(_) => "sip.sanity_checks",
+            PolicyError::BadStatus(_) => "routing.not_found_status",
+            PolicyError::BadAlias(_) => "sip.aliases",
+            _ => "sip",
+        };
+        diags.push(voxgate_config::diagnostic_at(
+            &text,
+            &file,
+            key,
+            DiagnosticKind::Rejected,
+            e.to_string(),
+        ));
+    }
+    if diags.is_empty() {
+        Ok((cfg, file))
+    } else {
+        Err(ConfigError::Invalid(diags))
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    match load_validated(Some(path)) {
+        Ok((cfg, file)) => {
+            println!(
+                "{file}: ok ({} listener{}, admin {})",
+                cfg.listen.len(),
+                if cfg.listen.len() == 1 { "" } else { "s" },
+                if cfg.admin.enabled {
+                    cfg.admin.listen.to_string()
+                } else {
+                    "off".to_string()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(cfg.log.level.as_str()));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let res = match cfg.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if let Err(e) = res {
+        eprintln!("voxgate: logging not initialised: {e}");
+    }
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (cfg, file) = load_validated(path.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    init_logging(&cfg);
+    tracing::info!(
+        node = %cfg.node.name,
+        version = env!("CARGO_PKG_VERSION"),
+        config = %file,
+        "starting"
+    );
+
+    // Signals are caught from here on: one arriving during start-up stops the node once it
+    // is up, instead of killing it half-started.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal runtime")?;
+    let (mut sigterm, mut sigint) = {
+        let _guard = rt.enter();
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        )
+    };
+
+    let shards = voxgate_transport::shard_count(&cfg.transport);
+    let stats = Arc::new(Stats::new(shards));
+    let bound =
+        Node::bind(&cfg.listen, &cfg.transport, Arc::clone(&stats)).context("binding listeners")?;
+    let local_addrs = bound.local_addrs();
+    let pipeline = Pipeline::new(&cfg.sip, &cfg.routing, &local_addrs, Arc::clone(&stats))
+        .context("building the pipeline")?;
+    let node = bound
+        .serve(Arc::new(pipeline))
+        .context("starting transports")?;
+    for (t, addr) in node.local_addrs() {
+        tracing::info!("listening {} {}", t.as_str(), addr);
+    }
+    let admin = if cfg.admin.enabled {
+        let h = voxgate_admin::serve(&cfg.admin, Arc::clone(&stats) as _)
+            .context("starting the admin API")?;
+        tracing::info!("admin listening {}", h.local_addr());
+        Some(h)
+    } else {
+        None
+    };
+    tracing::info!(shards, "node {} up", cfg.node.name);
+
+    let which = rt.block_on(async {
+        tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+        }
+    });
+    let drain = Duration::from_secs(cfg.node.drain_secs);
+    tracing::info!("{which} received: draining for up to {}s", drain.as_secs());
+
+    // A second signal during the drain stops at once.
+    std::thread::Builder::new()
+        .name("voxgate-signal".to_string())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = sigterm.recv() => {},
+                    _ = sigint.recv() => {},
+                }
+            });
+            eprintln!("voxgate: second signal during drain, exiting now");
+            std::process::exit(1);
+        })
+        .context("signal thread")?;
+
+    node.shutdown(drain);
+    if let Some(h) = admin {
+        h.shutdown();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
