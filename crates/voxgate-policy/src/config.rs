@@ -20,6 +20,10 @@ pub struct SipConfig {
     /// `cseq`, `content_length`, `expires`, `proxy_require`, `uris`, `tags`, `via`.
     /// Empty means all of them.
     pub sanity_checks: Vec<String>,
+    /// Reply over UDP to the source port even when the top Via has no `rport` (the field's
+    /// `force_rport()`, for clients behind NAT). Off by default: RFC 3261 §18.2.2 sends to the
+    /// Via port.
+    pub force_rport: bool,
 }
 
 impl Default for SipConfig {
@@ -30,6 +34,7 @@ impl Default for SipConfig {
             max_forwards: 70,
             supported: Vec::new(),
             sanity_checks: Vec::new(),
+            force_rport: false,
         }
     }
 }

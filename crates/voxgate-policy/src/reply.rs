@@ -51,16 +51,13 @@ impl<'a> Iterator for Headers<'a> {
         }
         // Extend over continuation lines (starting with SP or HT).
         let mut end = first_end;
-        loop {
-            match buf.get(end + 1) {
-                Some(b' ') | Some(b'\t') => match memchr_nl(&buf[end + 1..]) {
-                    Some(j) => end = end + 1 + j,
-                    None => {
-                        self.rest = &[];
-                        return None;
-                    }
-                },
-                _ => break,
+        while let Some(b' ' | b'\t') = buf.get(end + 1) {
+            match memchr_nl(&buf[end + 1..]) {
+                Some(j) => end = end + 1 + j,
+                None => {
+                    self.rest = &[];
+                    return None;
+                }
             }
         }
         let line = strip_cr(&buf[..end]);
