@@ -12,6 +12,7 @@ mod table;
 mod time;
 mod timers;
 mod txn;
+pub mod wire;
 
 pub use action::{Action, Actions, Event, MAX_ACTIONS, Outgoing, TimerId};
 pub use client::{InviteClient, NonInviteClient};
