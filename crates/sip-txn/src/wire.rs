@@ -33,8 +33,7 @@ pub enum KeyError {
 fn share(buf: &Bytes, s: &[u8]) -> Bytes {
     let start = buf.as_ptr() as usize;
     let p = s.as_ptr() as usize;
-    if !s.is_empty() && p >= start && p.saturating_add(s.len()) <= start.saturating_add(buf.len())
-    {
+    if !s.is_empty() && p >= start && p.saturating_add(s.len()) <= start.saturating_add(buf.len()) {
         buf.slice_ref(s)
     } else {
         Bytes::copy_from_slice(s)
