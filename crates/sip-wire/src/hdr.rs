@@ -19,7 +19,9 @@ fn is_gen_value(c: u8) -> bool {
 }
 
 /// Reads one `;name[=value]` starting at `s[i] == ';'`; returns `(name, value, end)`.
-fn read_param(s: &[u8], i: usize) -> Option<(&[u8], Option<&[u8]>, usize)> {
+type RawParam<'a> = (&'a [u8], Option<&'a [u8]>, usize);
+
+fn read_param(s: &[u8], i: usize) -> Option<RawParam<'_>> {
     let mut j = skip_lws(s, i + 1);
     let ne = token_end(s, j);
     if ne == j {

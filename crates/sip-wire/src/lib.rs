@@ -761,12 +761,10 @@ impl Message {
                         }
                     }
                 }
-                H::Supported => {
-                    if !v.is_empty() {
-                        for t in Split::new(v) {
-                            if !scan::is_token_str(t) {
-                                return Err(bad);
-                            }
+                H::Supported if !v.is_empty() => {
+                    for t in Split::new(v) {
+                        if !scan::is_token_str(t) {
+                            return Err(bad);
                         }
                     }
                 }
@@ -816,7 +814,7 @@ fn parse_start_line(l: &[u8], lenient: bool) -> Result<Start, ParseError> {
         let e = |k| ParseError::new(k).with_request(false);
         let sp = memchr::memchr(b' ', l).ok_or(e(K::BadStatusLine))?;
         let version = &l[..sp];
-        check_version(version).map_err(|k| e(k))?;
+        check_version(version).map_err(e)?;
         let code = l.get(sp + 1..sp + 4).ok_or(e(K::BadStatusLine))?;
         if !code.iter().all(u8::is_ascii_digit) {
             return Err(e(K::BadStatusLine));
@@ -887,7 +885,7 @@ fn parse_start_line(l: &[u8], lenient: bool) -> Result<Start, ParseError> {
     if uri[0] == b'<' || uri.iter().any(|&c| c <= b' ' || c == 0x7f) {
         return Err(e(K::BadRequestUri));
     }
-    check_version(version).map_err(|k| e(k))?;
+    check_version(version).map_err(e)?;
     Ok(Start::Request {
         method: (0, sp1 as u32),
         uri: (us as u32, ue as u32),
