@@ -79,3 +79,168 @@ impl TimerConfig {
         self.timer_f.unwrap_or(self.t1_x64())
     }
 }
+
+/// The `[transactions]` section of the node's TOML config: timer values in milliseconds
+/// and the per-shard transaction limit. [`TransactionsConfig::timers`] validates it into a
+/// [`TimerConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionsConfig {
+    /// T1 in ms (500).
+    pub t1_ms: u64,
+    /// T2 in ms (4000).
+    pub t2_ms: u64,
+    /// T4 in ms (5000).
+    pub t4_ms: u64,
+    /// Timer B in ms: how long an INVITE waits for any response (the field's
+    /// `fr_timeout`). Absent: 64*T1.
+    pub timer_b_ms: Option<u64>,
+    /// Timer F in ms: how long a non-INVITE waits for a final response. Absent: 64*T1.
+    pub timer_f_ms: Option<u64>,
+    /// Timer C in ms: how long an INVITE waits for a final response after a provisional
+    /// (the field's `fr_inv_timeout`; 180000). 0 disables it.
+    pub timer_c_ms: u64,
+    /// Timer D in ms (32000; at least 32 s on unreliable transports, RFC 3261 §17.1.1.2).
+    pub timer_d_ms: u64,
+    /// Send 100 Trying for an INVITE the TU has not answered after this many ms (200);
+    /// 0 sends it at once.
+    pub trying_delay_ms: u64,
+    /// Whether the transaction layer sends 100 Trying at all (true).
+    pub send_trying: bool,
+    /// Most transactions a shard holds; past it new requests are answered 503 with
+    /// Retry-After (100000).
+    pub max_transactions: usize,
+}
+
+impl Default for TransactionsConfig {
+    fn default() -> Self {
+        TransactionsConfig {
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
+            timer_b_ms: None,
+            timer_f_ms: None,
+            timer_c_ms: 180_000,
+            timer_d_ms: 32_000,
+            trying_delay_ms: 200,
+            send_trying: true,
+            max_transactions: 100_000,
+        }
+    }
+}
+
+/// A `[transactions]` section that cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// T1 must be positive: it drives every retransmission.
+    #[error("transactions.t1_ms must be greater than 0")]
+    ZeroT1,
+    /// T2 caps retransmission intervals, so it cannot be below T1.
+    #[error("transactions.t2_ms ({t2}) must be at least t1_ms ({t1})")]
+    T2BelowT1 {
+        /// T1 in ms.
+        t1: u64,
+        /// T2 in ms.
+        t2: u64,
+    },
+    /// A zero Timer B or F would time out every transaction at once.
+    #[error("transactions.timer_b_ms and timer_f_ms must be greater than 0")]
+    ZeroTimeout,
+    /// A table that holds nothing answers everything 503.
+    #[error("transactions.max_transactions must be greater than 0")]
+    ZeroLimit,
+}
+
+impl TransactionsConfig {
+    /// The timer values, checked.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad key.
+    pub fn timers(&self) -> Result<TimerConfig, ConfigError> {
+        if self.t1_ms == 0 {
+            return Err(ConfigError::ZeroT1);
+        }
+        if self.t2_ms < self.t1_ms {
+            return Err(ConfigError::T2BelowT1 {
+                t1: self.t1_ms,
+                t2: self.t2_ms,
+            });
+        }
+        if self.timer_b_ms == Some(0) || self.timer_f_ms == Some(0) {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.max_transactions == 0 {
+            return Err(ConfigError::ZeroLimit);
+        }
+        Ok(TimerConfig {
+            t1: Micros::from_millis(self.t1_ms),
+            t2: Micros::from_millis(self.t2_ms),
+            t4: Micros::from_millis(self.t4_ms),
+            timer_b: self.timer_b_ms.map(Micros::from_millis),
+            timer_f: self.timer_f_ms.map(Micros::from_millis),
+            timer_c: (self.timer_c_ms > 0).then(|| Micros::from_millis(self.timer_c_ms)),
+            timer_d: Micros::from_millis(self.timer_d_ms),
+            trying: match (self.send_trying, self.trying_delay_ms) {
+                (false, _) => TryingPolicy::Never,
+                (true, 0) => TryingPolicy::Immediate,
+                (true, d) => TryingPolicy::After(Micros::from_millis(d)),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_timer_config_defaults() {
+        let c = TransactionsConfig::default();
+        assert_eq!(c.timers().unwrap(), TimerConfig::default());
+    }
+
+    #[test]
+    fn toml_section() {
+        let c: TransactionsConfig = toml::from_str(
+            "t1_ms = 250\nt2_ms = 2000\ntimer_b_ms = 8000\ntimer_c_ms = 0\ntrying_delay_ms = 0\n",
+        )
+        .unwrap();
+        let t = c.timers().unwrap();
+        assert_eq!(t.t1, Micros::from_millis(250));
+        assert_eq!(t.t1_x64(), Micros::from_secs(16));
+        assert_eq!(t.timer_b(), Micros::from_secs(8));
+        assert_eq!(t.timer_f(), Micros::from_secs(16));
+        assert_eq!(t.timer_c, None);
+        assert_eq!(t.trying, TryingPolicy::Immediate);
+        assert!(toml::from_str::<TransactionsConfig>("t3_ms = 1").is_err());
+    }
+
+    #[test]
+    fn bad_values() {
+        let bad = |c: TransactionsConfig| c.timers().unwrap_err();
+        let d = TransactionsConfig::default;
+        assert_eq!(
+            bad(TransactionsConfig { t1_ms: 0, ..d() }),
+            ConfigError::ZeroT1
+        );
+        assert_eq!(
+            bad(TransactionsConfig { t2_ms: 100, ..d() }),
+            ConfigError::T2BelowT1 { t1: 500, t2: 100 }
+        );
+        assert_eq!(
+            bad(TransactionsConfig {
+                timer_f_ms: Some(0),
+                ..d()
+            }),
+            ConfigError::ZeroTimeout
+        );
+        assert_eq!(
+            bad(TransactionsConfig {
+                max_transactions: 0,
+                ..d()
+            }),
+            ConfigError::ZeroLimit
+        );
+    }
+}

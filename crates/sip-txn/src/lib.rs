@@ -142,7 +142,7 @@ pub mod wire;
 
 pub use action::{Action, Actions, Event, MAX_ACTIONS, Outgoing, TimerId};
 pub use client::{InviteClient, NonInviteClient};
-pub use config::{TimerConfig, TryingPolicy};
+pub use config::{ConfigError, TimerConfig, TransactionsConfig, TryingPolicy};
 pub use key::{KeyMethod, MAGIC_COOKIE, NoCase, TransactionKey, is_rfc3261_branch};
 pub use server::{InviteServer, NonInviteServer};
 pub use state::{Kind, State};
