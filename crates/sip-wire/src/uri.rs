@@ -414,8 +414,24 @@ impl<'a> SipUri<'a> {
                 _ => return false,
             }
         }
-        for (n, v) in self.params.iter() {
-            if SPECIAL.iter().any(|s| unescaped_eq_ic(n, s.as_bytes())) {
+        // The comparison below is quadratic in the number of parameters and headers; past a
+        // small bound (never reached by sane URIs) fall back to comparing the raw text.
+        const MAX_PARTS: usize = 32;
+        if self.params.iter().count() > MAX_PARTS
+            || other.params.iter().count() > MAX_PARTS
+            || self.header_iter().count() > MAX_PARTS
+            || other.header_iter().count() > MAX_PARTS
+        {
+            return unescaped_eq_ic(self.raw, other.raw);
+        }
+        for (idx, (n, v)) in self.params.iter().enumerate() {
+            if SPECIAL.iter().any(|s| unescaped_eq_ic(n, s.as_bytes()))
+                || self
+                    .params
+                    .iter()
+                    .take(idx)
+                    .any(|(p, _)| unescaped_eq_ic(p, n))
+            {
                 continue;
             }
             if let Some((_, ov)) = other.params.iter().find(|(on, _)| unescaped_eq_ic(n, on)) {
