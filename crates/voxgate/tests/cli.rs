@@ -368,3 +368,60 @@ fn run_reports_a_port_in_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr.to_string()), "{err}");
 }
+
+/// A TLS listener from the config, with generated certificates beside it: an INVITE over
+/// TLS is answered 404 on the same connection.
+#[test]
+fn run_answers_invite_404_over_tls() {
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+
+    let dir = TempDir::new("tls-run");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    dir.write("pki/cert.pem", &ck.cert.pem());
+    dir.write("pki/key.pem", &ck.signing_key.serialize_pem());
+    let cfg = dir.write(
+        "node.toml",
+        "[node]\ndrain_secs = 1\n\n\
+         [[listen]]\nproto = \"tls\"\naddr = \"127.0.0.1:0\"\n\
+         tls_cert = \"pki/cert.pem\"\ntls_key = \"pki/key.pem\"\n\n\
+         [admin]\nenabled = false\n",
+    );
+    let mut node = Node::start(&cfg);
+    let tls: SocketAddr = node.wait_for("listening tls ").parse().expect("tls addr");
+    node.wait_for(" up");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(client),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    let sock = TcpStream::connect(tls).expect("connect tls");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    stream
+        .write_all(invite("TLS", me, "tls-1@test").as_bytes())
+        .expect("send over TLS");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("reply over TLS");
+        assert!(n > 0, "connection closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&got).into_owned();
+    assert_eq!(status_line(&reply), "SIP/2.0 404 Not Found", "{reply}");
+    assert!(reply.contains("tls-1@test"), "{reply}");
+    drop(stream);
+    assert_eq!(node.sigterm_and_wait(), 0);
+}
