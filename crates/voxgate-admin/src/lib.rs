@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -88,6 +89,7 @@ pub enum AdminError {
 #[derive(Debug)]
 pub struct AdminHandle {
     local_addr: SocketAddr,
+    draining: Arc<AtomicBool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: mpsc::Receiver<()>,
     thread: Option<JoinHandle<()>>,
@@ -97,6 +99,13 @@ impl AdminHandle {
     /// The address the server is bound to (the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Marks the node as draining: from now on `GET /health` answers `503`
+    /// `{"status":"draining"}`, so load balancers stop sending new traffic while the node
+    /// finishes what it has.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Stops accepting, lets requests in progress finish (for up to a few seconds) and stops
@@ -171,7 +180,8 @@ pub fn serve_with(
         .enable_all()
         .build()
         .map_err(AdminError::Runtime)?;
-    let app = router(stats, extra, token);
+    let draining = Arc::new(AtomicBool::new(false));
+    let app = router(stats, extra, token, Arc::clone(&draining));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -199,26 +209,41 @@ pub fn serve_with(
         .map_err(AdminError::Runtime)?;
     Ok(AdminHandle {
         local_addr,
+        draining,
         stop: Some(stop_tx),
         done: done_rx,
         thread: Some(thread),
     })
 }
 
-fn router(stats: Arc<dyn StatsSource>, extra: Router, token: Option<Arc<[u8]>>) -> Router {
+fn router(
+    stats: Arc<dyn StatsSource>,
+    extra: Router,
+    token: Option<Arc<[u8]>>,
+    draining: Arc<AtomicBool>,
+) -> Router {
     let started = Instant::now();
     let metrics_stats = Arc::clone(&stats);
     let app = Router::new()
         .route(
             "/health",
-            get(|| async {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    "{\"status\":\"ok\"}",
-                )
+            get(move || {
+                let draining = draining.load(Ordering::Relaxed);
+                async move {
+                    let (status, body) = if draining {
+                        (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"draining\"}")
+                    } else {
+                        (StatusCode::OK, "{\"status\":\"ok\"}")
+                    };
+                    (
+                        status,
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
+                        body,
+                    )
+                }
             }),
         )
         .route(

@@ -108,6 +108,10 @@ fn health_metrics_stats() {
     assert_eq!(r.body, "{\"requests\":{\"INVITE\":8}}");
 
     assert_eq!(get_path(addr, "/nope", None).status, 404);
+    h.set_draining();
+    let r = get_path(addr, "/health", None);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, "{\"status\":\"draining\"}");
     h.shutdown();
     assert!(
         TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),

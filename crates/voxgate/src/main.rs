@@ -219,6 +219,9 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         })
         .context("signal thread")?;
 
+    if let Some(h) = &admin {
+        h.set_draining();
+    }
     node.shutdown(drain);
     if let Some(h) = admin {
         h.shutdown();

@@ -425,3 +425,31 @@ fn run_answers_invite_404_over_tls() {
     drop(stream);
     assert_eq!(node.sigterm_and_wait(), 0);
 }
+
+/// SIGINT (Ctrl-C) stops the node cleanly too; the embedded default config is used when no
+/// `--config` is given, but here a temp config keeps the ports free.
+#[test]
+fn run_stops_on_sigint() {
+    let dir = TempDir::new("sigint");
+    let cfg = dir.write(
+        "node.toml",
+        "[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut node = Node::start(&cfg);
+    node.wait_for(" up");
+    let pid = node.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(st) = node.child.try_wait().expect("wait") {
+            break st.code();
+        }
+        assert!(Instant::now() < deadline, "no exit 10 s after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    node.wait_for("SIGINT received");
+}
