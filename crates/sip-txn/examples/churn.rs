@@ -9,24 +9,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip_txn::{
-    Event, KeyMethod, NoCase, RequestMatch, ResponseMatch, Time, TimerConfig, TransactionKey,
+    Event, KeyMethod, RequestMatch, ResponseMatch, Time, TimerConfig, TransactionKey,
     TransactionTable,
 };
 
 fn server(branch: &Bytes, method: &'static str) -> TransactionKey {
-    TransactionKey::Server {
-        branch: branch.clone(),
-        host: NoCase(Bytes::from_static(b"uac.example")),
-        port: Some(5060),
-        method: KeyMethod::from_static(method),
-    }
+    TransactionKey::server(
+        branch,
+        b"uac.example",
+        Some(5060),
+        KeyMethod::from_token(method.as_bytes()),
+    )
 }
 
 fn client(branch: &Bytes, method: &'static str) -> TransactionKey {
-    TransactionKey::Client {
-        branch: branch.clone(),
-        method: KeyMethod::from_static(method),
-    }
+    TransactionKey::client(branch, KeyMethod::from_token(method.as_bytes()))
 }
 
 /// Nanoseconds this thread has run on a CPU (Linux `/proc/thread-self/schedstat`), so the
@@ -71,7 +68,11 @@ fn main() {
         let sid = s.id;
         actions += s.actions.len() as u64;
         let ck = client(&b[1], "INVITE");
-        actions += t.start_client(now, ck.clone(), false, 0).expect("room").actions.len() as u64;
+        actions += t
+            .start_client(now, ck.clone(), false, 0)
+            .expect("room")
+            .actions
+            .len() as u64;
         // 180 and 200 come back and are relayed.
         for status in [180u16, 200] {
             if let ResponseMatch::Matched(s) = t.receive_response(now, &ck, status) {

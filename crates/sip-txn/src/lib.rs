@@ -53,7 +53,7 @@
 //!
 //! ```
 //! use sip_txn::{
-//!     Action, KeyMethod, NoCase, Outgoing, RequestMatch, Time, TimerConfig, TransactionKey,
+//!     Action, KeyMethod, Outgoing, RequestMatch, Time, TimerConfig, TransactionKey,
 //!     TransactionTable,
 //! };
 //! use bytes::Bytes;
@@ -81,12 +81,12 @@
 //! let mut table: TransactionTable<Kept> = TransactionTable::new(TimerConfig::default(), 10_000);
 //! let mut wire = Vec::new();
 //! // An OPTIONS arrives at t = 0 (in real life: `sip_txn::wire::request_key(&msg)`).
-//! let key = TransactionKey::Server {
-//!     branch: Bytes::from_static(b"z9hG4bK776asdhds"),
-//!     host: NoCase(Bytes::from_static(b"pc33.example.com")),
-//!     port: None,
-//!     method: KeyMethod::from_static("OPTIONS"),
-//! };
+//! let key = TransactionKey::server(
+//!     b"z9hG4bK776asdhds",
+//!     b"pc33.example.com",
+//!     None,
+//!     KeyMethod::from_token(b"OPTIONS"),
+//! );
 //! let now = Time(0);
 //! let RequestMatch::New { .. } = table.receive_request(now, &key) else { unreachable!() };
 //! let kept = Kept { request: Bytes::from_static(b"OPTIONS ..."), last_response: None };
@@ -143,7 +143,7 @@ pub mod wire;
 pub use action::{Action, Actions, Event, MAX_ACTIONS, Outgoing, TimerId};
 pub use client::{InviteClient, NonInviteClient};
 pub use config::{ConfigError, TimerConfig, TransactionsConfig, TryingPolicy};
-pub use key::{KeyMethod, MAGIC_COOKIE, NoCase, TransactionKey, is_rfc3261_branch};
+pub use key::{INLINE_KEY, KeyMethod, MAGIC_COOKIE, TransactionKey, is_rfc3261_branch};
 pub use server::{InviteServer, NonInviteServer};
 pub use state::{Kind, State};
 pub use table::{InsertError, RequestMatch, ResponseMatch, Step, TransactionTable, TxnId};

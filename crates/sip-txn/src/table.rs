@@ -187,7 +187,7 @@ impl<P> TransactionTable<P> {
         reliable: bool,
         payload: P,
     ) -> Result<Step<P>, InsertError> {
-        let kind = if *key.method() == KeyMethod::Invite {
+        let kind = if key.method() == KeyMethod::Invite {
             Kind::InviteClient
         } else {
             Kind::NonInviteClient
@@ -209,7 +209,7 @@ impl<P> TransactionTable<P> {
         reliable: bool,
         payload: P,
     ) -> Result<Step<P>, InsertError> {
-        let kind = if *key.method() == KeyMethod::Invite {
+        let kind = if key.method() == KeyMethod::Invite {
             Kind::InviteServer
         } else {
             Kind::NonInviteServer
@@ -345,7 +345,7 @@ impl<P> TransactionTable<P> {
     pub fn receive_request(&mut self, now: Time, key: &TransactionKey) -> RequestMatch<P> {
         match key.method() {
             KeyMethod::Ack => {
-                let invite = key.clone().for_ack();
+                let invite = key.for_ack();
                 match self.find(&invite) {
                     Some(id) if !self.is_client(id) => match self.on_event(id, now, Event::Ack) {
                         Some(step) => RequestMatch::Matched(step),
@@ -360,7 +360,7 @@ impl<P> TransactionTable<P> {
                         return RequestMatch::Matched(step);
                     }
                 }
-                let invite = if *method == KeyMethod::Cancel {
+                let invite = if method == KeyMethod::Cancel {
                     self.find(&key.cancel_target())
                 } else {
                     None

@@ -1,12 +1,12 @@
 //! Adapter: transaction keys from a parsed [`sip_wire::Message`] (RFC 3261 §17.1.3,
 //! §17.2.3). The only module that knows the parser; the machines and the table never do.
 //!
-//! Keys share the message's buffer ([`Bytes::slice_ref`]): building one allocates nothing.
+//! Building a key copies the few bytes it needs into the key's inline buffer: no heap
+//! allocation, and the table does not keep the datagram alive.
 
-use bytes::Bytes;
 use sip_wire::{Message, Method, ParseError};
 
-use crate::key::{KeyMethod, NoCase, TransactionKey};
+use crate::key::{KeyMethod, TransactionKey};
 
 /// Why no key could be built from a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,24 +28,12 @@ pub enum KeyError {
     NoBranch,
 }
 
-/// `s` as a [`Bytes`] sharing `buf` when `s` lies inside it (always, for sip-wire views),
-/// else copied.
-fn share(buf: &Bytes, s: &[u8]) -> Bytes {
-    let start = buf.as_ptr() as usize;
-    let p = s.as_ptr() as usize;
-    if !s.is_empty() && p >= start && p.saturating_add(s.len()) <= start.saturating_add(buf.len()) {
-        buf.slice_ref(s)
-    } else {
-        Bytes::copy_from_slice(s)
-    }
-}
-
-fn key_method(buf: &Bytes, m: Method, raw: &[u8]) -> KeyMethod {
+fn key_method(m: Method, raw: &[u8]) -> KeyMethod<'_> {
     match m {
         Method::Invite => KeyMethod::Invite,
         Method::Ack => KeyMethod::Ack,
         Method::Cancel => KeyMethod::Cancel,
-        _ => KeyMethod::Other(share(buf, raw)),
+        _ => KeyMethod::Other(raw),
     }
 }
 
@@ -53,11 +41,11 @@ fn key_method(buf: &Bytes, m: Method, raw: &[u8]) -> KeyMethod {
 ///
 /// # Errors
 /// [`KeyError::NotARequest`] for a response.
-pub fn request_method(msg: &Message) -> Result<KeyMethod, KeyError> {
+pub fn request_method(msg: &Message) -> Result<KeyMethod<'_>, KeyError> {
     let (Some(m), Some(raw)) = (msg.method(), msg.method_raw()) else {
         return Err(KeyError::NotARequest);
     };
-    Ok(key_method(msg.bytes(), m, raw))
+    Ok(key_method(m, raw))
 }
 
 /// The server-transaction key of a received request, method as received: pass it to
@@ -73,28 +61,27 @@ pub fn request_method(msg: &Message) -> Result<KeyMethod, KeyError> {
 /// the fallback, From, Call-ID, CSeq) is missing or malformed.
 pub fn request_key(msg: &Message) -> Result<TransactionKey, KeyError> {
     let method = request_method(msg)?;
-    let buf = msg.bytes();
     let via = msg.top_via()?;
     if let Some(branch) = via.branch().filter(|b| crate::key::is_rfc3261_branch(b)) {
-        return Ok(TransactionKey::Server {
-            branch: share(buf, branch),
-            host: NoCase(share(buf, via.host())),
-            port: via.port(),
+        return Ok(TransactionKey::server(
+            branch,
+            via.host(),
+            via.port(),
             method,
-        });
+        ));
     }
     let request_uri = msg.request_uri_raw().ok_or(KeyError::NotARequest)?;
-    let from_tag = msg.from_hdr()?.tag().map(|t| share(buf, t));
+    let from = msg.from_hdr()?;
     let call_id = msg.call_id()?;
     let cseq = msg.cseq()?;
-    Ok(TransactionKey::Legacy {
-        request_uri: share(buf, request_uri),
-        from_tag,
-        call_id: share(buf, call_id),
-        cseq: cseq.seq,
-        top_via: share(buf, via.raw),
+    Ok(TransactionKey::legacy(
+        request_uri,
+        from.tag(),
+        call_id,
+        cseq.seq,
+        via.raw,
         method,
-    })
+    ))
 }
 
 /// The client-transaction key a received response matches (§17.1.3): top-Via branch and
@@ -107,14 +94,13 @@ pub fn response_key(msg: &Message) -> Result<TransactionKey, KeyError> {
     if msg.is_request() {
         return Err(KeyError::NotAResponse);
     }
-    let buf = msg.bytes();
     let via = msg.top_via()?;
     let branch = via.branch().ok_or(KeyError::NoBranch)?;
     let cseq = msg.cseq()?;
-    Ok(TransactionKey::Client {
-        branch: share(buf, branch),
-        method: key_method(buf, cseq.method, cseq.method_raw),
-    })
+    Ok(TransactionKey::client(
+        branch,
+        key_method(cseq.method, cseq.method_raw),
+    ))
 }
 
 /// The client-transaction key of a request we send: the branch we put in our Via and the
@@ -127,8 +113,5 @@ pub fn outgoing_request_key(msg: &Message) -> Result<TransactionKey, KeyError> {
     let method = request_method(msg)?;
     let via = msg.top_via()?;
     let branch = via.branch().ok_or(KeyError::NoBranch)?;
-    Ok(TransactionKey::Client {
-        branch: share(msg.bytes(), branch),
-        method,
-    })
+    Ok(TransactionKey::client(branch, method))
 }

@@ -1,30 +1,26 @@
 //! The transaction table: matching, retransmission absorption, limits, and one deadline
 //! queue over many transactions.
 
-use bytes::Bytes;
 use sip_txn::{
-    Action, Event, InsertError, KeyMethod, Kind, Micros, NoCase, Outgoing, RequestMatch,
-    ResponseMatch, State, Time, TimerConfig, TransactionKey, TransactionTable, TryingPolicy,
+    Action, Event, InsertError, KeyMethod, Kind, Micros, Outgoing, RequestMatch, ResponseMatch,
+    State, Time, TimerConfig, TransactionKey, TransactionTable, TryingPolicy,
 };
 
 const fn ms(v: u64) -> Time {
     Time(v * 1_000)
 }
 
-fn server_key(branch: &'static str, host: &'static str, method: &'static str) -> TransactionKey {
-    TransactionKey::Server {
-        branch: Bytes::from_static(branch.as_bytes()),
-        host: NoCase(Bytes::from_static(host.as_bytes())),
-        port: Some(5060),
-        method: KeyMethod::from_static(method),
-    }
+fn server_key(branch: &str, host: &str, method: &str) -> TransactionKey {
+    TransactionKey::server(
+        branch.as_bytes(),
+        host.as_bytes(),
+        Some(5060),
+        KeyMethod::from_token(method.as_bytes()),
+    )
 }
 
-fn client_key(branch: String, method: &'static str) -> TransactionKey {
-    TransactionKey::Client {
-        branch: Bytes::from(branch),
-        method: KeyMethod::from_static(method),
-    }
+fn client_key(branch: String, method: &str) -> TransactionKey {
+    TransactionKey::client(branch.as_bytes(), KeyMethod::from_token(method.as_bytes()))
 }
 
 fn table(limit: usize) -> TransactionTable<&'static str> {
