@@ -163,12 +163,13 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("signal runtime")?;
-    let (mut sigterm, mut sigint) = {
+    let (mut sigterm, mut sigint, mut sighup) = {
         let _guard = rt.enter();
         use tokio::signal::unix::{SignalKind, signal};
         (
             signal(SignalKind::terminate()).context("SIGTERM handler")?,
             signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            signal(SignalKind::hangup()).context("SIGHUP handler")?,
         )
     };
 
@@ -196,9 +197,15 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!(shards, "node {} up", cfg.node.name);
 
     let which = rt.block_on(async {
-        tokio::select! {
-            _ = sigterm.recv() => "SIGTERM",
-            _ = sigint.recv() => "SIGINT",
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = sigint.recv() => break "SIGINT",
+                _ = sighup.recv() => {
+                    // SIGHUP's default action would kill the node; reload comes later.
+                    tracing::warn!("SIGHUP received: config reload is not supported yet; ignored");
+                }
+            }
         }
     });
     let drain = Duration::from_secs(cfg.node.drain_secs);
