@@ -84,6 +84,9 @@ addr = "127.0.0.1:5060"
 
 [admin]
 enabled = false
+
+[log]
+level = "warn"
 CFG
   if "$VOXGATE_BIN" check --config "$VOX_CFG" >/dev/null 2>"$OUT/voxgate-check.err"; then :; else
     blog "voxgate check --config $VOX_CFG failed:"; cat "$OUT/voxgate-check.err" >&2; exit 2
