@@ -44,7 +44,7 @@ impl InviteClient {
     pub fn new(now: Time, cfg: &TimerConfig, reliable: bool) -> (Self, Actions) {
         let mut timers = Timers::new(&INVITE_CLIENT_TIMERS);
         if !reliable {
-            timers.set(TimerId::A, now + cfg.t1);
+            timers.set(TimerId::A, now + cfg.t1_eff());
         }
         timers.set(TimerId::B, now + cfg.timer_b());
         let txn = InviteClient {
@@ -52,7 +52,7 @@ impl InviteClient {
             reliable,
             cancelled: false,
             timers,
-            a_interval: cfg.t1,
+            a_interval: cfg.t1_eff(),
             t1_x64: cfg.t1_x64(),
             timer_c: cfg.timer_c,
             timer_d: if reliable { Micros::ZERO } else { cfg.timer_d },
@@ -218,15 +218,15 @@ impl NonInviteClient {
     pub fn new(now: Time, cfg: &TimerConfig, reliable: bool) -> (Self, Actions) {
         let mut timers = Timers::new(&NON_INVITE_CLIENT_TIMERS);
         if !reliable {
-            timers.set(TimerId::E, now + cfg.t1);
+            timers.set(TimerId::E, now + cfg.t1_eff());
         }
         timers.set(TimerId::F, now + cfg.timer_f());
         let txn = NonInviteClient {
             state: State::Trying,
             reliable,
             timers,
-            e_interval: cfg.t1,
-            t2: cfg.t2,
+            e_interval: cfg.t1_eff(),
+            t2: cfg.t2_eff(),
             timer_k: if reliable { Micros::ZERO } else { cfg.t4 },
         };
         let mut a = Actions::new();

@@ -61,10 +61,26 @@ impl Default for TimerConfig {
 }
 
 impl TimerConfig {
+    /// The shortest retransmission interval the machines use, whatever the config says: a
+    /// zero T1 or T2 would otherwise retransmit in a loop.
+    pub const MIN_INTERVAL: Micros = Micros::from_millis(1);
+
+    /// T1 as the machines use it (at least [`TimerConfig::MIN_INTERVAL`]).
+    #[must_use]
+    pub fn t1_eff(&self) -> Micros {
+        core::cmp::max(self.t1, Self::MIN_INTERVAL)
+    }
+
+    /// T2 as the machines use it (at least T1).
+    #[must_use]
+    pub fn t2_eff(&self) -> Micros {
+        core::cmp::max(self.t2, self.t1_eff())
+    }
+
     /// 64*T1: the transaction timeout (Timers B, F, H, J, L, M).
     #[must_use]
-    pub const fn t1_x64(&self) -> Micros {
-        self.t1.mul(64)
+    pub fn t1_x64(&self) -> Micros {
+        self.t1_eff().mul(64)
     }
 
     /// Timer B in force.

@@ -51,16 +51,16 @@ impl InviteServer {
             trying_policy_never: cfg.trying == TryingPolicy::Never,
             last: LastSent::Nothing,
             timers: Timers::new(&INVITE_SERVER_TIMERS),
-            g_interval: cfg.t1,
-            t1: cfg.t1,
-            t2: cfg.t2,
+            g_interval: cfg.t1_eff(),
+            t1: cfg.t1_eff(),
+            t2: cfg.t2_eff(),
             t1_x64: cfg.t1_x64(),
             timer_i: if reliable { Micros::ZERO } else { cfg.t4 },
         };
         let mut a = Actions::new();
         a.push(Action::ToTu);
         match cfg.trying {
-            TryingPolicy::Immediate => {
+            TryingPolicy::Immediate | TryingPolicy::After(Micros::ZERO) => {
                 a.push(Action::Send(Outgoing::Trying));
                 txn.last = LastSent::OwnTrying;
             }

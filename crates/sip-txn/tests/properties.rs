@@ -60,9 +60,18 @@ proptest! {
         kind in kind(),
         reliable in any::<bool>(),
         trying in policy(),
+        t1_ms in 0u64..2_000,
+        t2_ms in 0u64..8_000,
+        t4_ms in 0u64..10_000,
         steps in proptest::collection::vec((0u64..40_000, event(), any::<bool>()), 0..40),
     ) {
-        let cfg = TimerConfig { trying, ..TimerConfig::default() };
+        let cfg = TimerConfig {
+            trying,
+            t1: Micros::from_millis(t1_ms),
+            t2: Micros::from_millis(t2_ms),
+            t4: Micros::from_millis(t4_ms),
+            ..TimerConfig::default()
+        };
         let mut now = Time(0);
         let (mut t, first) = Transaction::new(kind, now, &cfg, reliable);
         let mut ended = false;
@@ -86,7 +95,7 @@ proptest! {
             let a = t.on_timer(now);
             check(&a, &mut ended, &t, now);
             rounds += 1;
-            prop_assert!(rounds < 1_000);
+            prop_assert!(rounds < 10_000);
         }
         prop_assert!(ended, "{kind:?} stuck in {:?}", t.state());
     }
