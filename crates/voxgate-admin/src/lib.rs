@@ -72,7 +72,7 @@ pub enum AdminError {
     #[error("admin token must be non-empty visible ASCII without spaces")]
     BadToken,
     /// Binding the listening socket failed.
-    #[error("cannot bind admin API on {addr}: {source}")]
+    #[error("cannot bind admin API on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -81,7 +81,7 @@ pub enum AdminError {
         source: std::io::Error,
     },
     /// Creating the runtime or its thread failed.
-    #[error("cannot start admin API runtime: {0}")]
+    #[error("cannot start admin API runtime")]
     Runtime(#[source] std::io::Error),
 }
 

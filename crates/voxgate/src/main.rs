@@ -51,11 +51,28 @@ fn main() -> ExitCode {
         Cmd::Run { config } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("voxgate: {e:#}");
+                eprintln!("voxgate: {}", error_chain(&e));
                 ExitCode::FAILURE
             }
         },
     }
+}
+
+/// The error and its causes on one line, `a: b: c`, skipping a cause whose text the message
+/// before it already ends with (some errors print their source themselves).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.ends_with(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
 }
 
 /// Reads, parses and fully validates a config: schema, semantics, the files it names, the
