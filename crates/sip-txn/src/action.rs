@@ -34,6 +34,10 @@ pub enum TimerId {
     M,
     /// INVITE server: the TU has not answered in time, send 100 Trying.
     Trying,
+    /// Server (not in the RFC): the TU gave no final answer within
+    /// [`crate::TimerConfig::server_guard`]; the transaction is dropped so a lost TU can
+    /// never leak it.
+    Guard,
 }
 
 /// Which stored message a [`Action::Send`] means. The transaction holds no bytes: the

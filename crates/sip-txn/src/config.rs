@@ -43,6 +43,12 @@ pub struct TimerConfig {
     pub timer_d: Micros,
     /// When an INVITE server transaction sends 100 Trying on its own.
     pub trying: TryingPolicy,
+    /// Not in the RFC: the longest a server transaction waits for its TU's final answer
+    /// (Trying / Proceeding). When it runs out the TU is told
+    /// ([`crate::Action::Timeout`] with [`crate::TimerId::Guard`]) and the transaction ends,
+    /// so a TU that loses a request can never leak its transaction. `None`: no limit.
+    /// Default 300 s, beyond Timer C (180 s) plus a CANCEL's 64*T1.
+    pub server_guard: Option<Micros>,
 }
 
 impl Default for TimerConfig {
@@ -56,6 +62,7 @@ impl Default for TimerConfig {
             timer_c: Some(Micros::from_secs(180)),
             timer_d: Micros::from_secs(32),
             trying: TryingPolicy::After(Micros::from_millis(200)),
+            server_guard: Some(Micros::from_secs(300)),
         }
     }
 }
@@ -123,6 +130,9 @@ pub struct TransactionsConfig {
     pub trying_delay_ms: u64,
     /// Whether the transaction layer sends 100 Trying at all (true).
     pub send_trying: bool,
+    /// Longest wait in ms for the TU's final answer to a received request before the
+    /// server transaction is dropped (300000; 0: no limit).
+    pub server_guard_ms: u64,
     /// Most transactions a shard holds; past it new requests are answered 503 with
     /// Retry-After (100000).
     pub max_transactions: usize,
@@ -140,6 +150,7 @@ impl Default for TransactionsConfig {
             timer_d_ms: 32_000,
             trying_delay_ms: 200,
             send_trying: true,
+            server_guard_ms: 300_000,
             max_transactions: 100_000,
         }
     }
@@ -202,6 +213,8 @@ impl TransactionsConfig {
                 (true, 0) => TryingPolicy::Immediate,
                 (true, d) => TryingPolicy::After(Micros::from_millis(d)),
             },
+            server_guard: (self.server_guard_ms > 0)
+                .then(|| Micros::from_millis(self.server_guard_ms)),
         })
     }
 }

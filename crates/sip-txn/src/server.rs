@@ -7,14 +7,15 @@ use crate::state::State;
 use crate::time::{Micros, Time};
 use crate::timers::Timers;
 
-static INVITE_SERVER_TIMERS: [TimerId; 5] = [
+static INVITE_SERVER_TIMERS: [TimerId; 6] = [
     TimerId::Trying,
     TimerId::G,
     TimerId::H,
     TimerId::I,
     TimerId::L,
+    TimerId::Guard,
 ];
-static NON_INVITE_SERVER_TIMERS: [TimerId; 1] = [TimerId::J];
+static NON_INVITE_SERVER_TIMERS: [TimerId; 2] = [TimerId::J, TimerId::Guard];
 
 /// What an INVITE server transaction answers a retransmitted INVITE with in Proceeding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub struct InviteServer {
     reliable: bool,
     trying_policy_never: bool,
     last: LastSent,
-    timers: Timers<5>,
+    timers: Timers<6>,
     g_interval: Micros,
     t1: Micros,
     t2: Micros,
@@ -57,6 +58,9 @@ impl InviteServer {
             t1_x64: cfg.t1_x64(),
             timer_i: if reliable { Micros::ZERO } else { cfg.t4 },
         };
+        if let Some(g) = cfg.server_guard {
+            txn.timers.set(TimerId::Guard, now + g);
+        }
         let mut a = Actions::new();
         a.push(Action::ToTu);
         match cfg.trying {
@@ -195,6 +199,10 @@ impl InviteServer {
                 a.push(Action::Timeout(TimerId::H));
                 self.terminate(a);
             }
+            (State::Proceeding, TimerId::Guard) => {
+                a.push(Action::Timeout(TimerId::Guard));
+                self.terminate(a);
+            }
             (State::Confirmed, TimerId::I) | (State::Accepted, TimerId::L) => self.terminate(a),
             _ => {}
         }
@@ -206,7 +214,7 @@ impl InviteServer {
 pub struct NonInviteServer {
     state: State,
     reliable: bool,
-    timers: Timers<1>,
+    timers: Timers<2>,
     timer_j: Micros,
 }
 
@@ -214,13 +222,16 @@ impl NonInviteServer {
     /// Creates the transaction for a request received at `now`; the returned actions pass
     /// it to the TU.
     #[must_use]
-    pub fn new(_now: Time, cfg: &TimerConfig, reliable: bool) -> (Self, Actions) {
-        let txn = NonInviteServer {
+    pub fn new(now: Time, cfg: &TimerConfig, reliable: bool) -> (Self, Actions) {
+        let mut txn = NonInviteServer {
             state: State::Trying,
             reliable,
             timers: Timers::new(&NON_INVITE_SERVER_TIMERS),
             timer_j: if reliable { Micros::ZERO } else { cfg.t1_x64() },
         };
+        if let Some(g) = cfg.server_guard {
+            txn.timers.set(TimerId::Guard, now + g);
+        }
         let mut a = Actions::new();
         a.push(Action::ToTu);
         (txn, a)
@@ -271,6 +282,7 @@ impl NonInviteServer {
             }
             (State::Trying | State::Proceeding, Event::TuResponse(s)) if is_final(s) => {
                 self.state = State::Completed;
+                self.timers.clear_all();
                 self.timers.set(TimerId::J, now + self.timer_j);
                 a.push(Action::Send(Outgoing::LastResponse));
             }
@@ -292,8 +304,18 @@ impl NonInviteServer {
     }
 
     fn run_timers(&mut self, now: Time, a: &mut Actions) {
-        if self.state == State::Completed && self.timers.pop_expired(now) == Some(TimerId::J) {
-            self.terminate(a);
+        while self.state != State::Terminated {
+            let Some(t) = self.timers.pop_expired(now) else {
+                break;
+            };
+            match (self.state, t) {
+                (State::Completed, TimerId::J) => self.terminate(a),
+                (State::Trying | State::Proceeding, TimerId::Guard) => {
+                    a.push(Action::Timeout(TimerId::Guard));
+                    self.terminate(a);
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -34,7 +34,8 @@ fn trying_after_200ms_when_tu_is_silent() {
     assert_eq!(t.timer(TimerId::Trying), Some(ms(200)));
     assert!(t.on_timer(ms(199)).is_empty());
     assert_eq!(t.on_timer(ms(200)).as_slice(), &[TRYING]);
-    assert_eq!(t.next_deadline(), None);
+    // Only the guard is left.
+    assert_eq!(t.next_deadline(), Some(ms(300_000)));
     // A retransmitted INVITE gets the 100 again.
     assert_eq!(t.on_event(ms(500), Event::Request).as_slice(), &[TRYING]);
 }
@@ -64,11 +65,11 @@ fn retransmission_before_200ms_sends_trying_at_once() {
 fn trying_immediate_and_never() {
     let (mut t, a) = with_policy(TryingPolicy::Immediate, false);
     assert_eq!(a, vec![Action::ToTu, TRYING]);
-    assert_eq!(t.next_deadline(), None);
+    assert_eq!(t.timer(TimerId::Trying), None);
     assert_eq!(t.on_event(ms(500), Event::Request).as_slice(), &[TRYING]);
     let (mut t, a) = with_policy(TryingPolicy::Never, false);
     assert_eq!(a, vec![Action::ToTu]);
-    assert_eq!(t.next_deadline(), None);
+    assert_eq!(t.timer(TimerId::Trying), None);
     assert!(t.on_event(ms(500), Event::Request).is_empty());
     let (t, _) = with_policy(TryingPolicy::After(Micros::from_millis(50)), false);
     assert_eq!(t.timer(TimerId::Trying), Some(ms(50)));
@@ -232,4 +233,27 @@ fn reliable_timer_h_and_l() {
     let (mut t, _) = with_policy(TryingPolicy::After(Micros::from_millis(200)), true);
     t.on_event(ms(0), Event::TuResponse(200));
     assert_eq!(t.timer(TimerId::L), Some(ms(32_000)));
+}
+
+#[test]
+fn guard_ends_a_transaction_the_tu_forgot() {
+    let mut t = udp(ms(0));
+    t.on_event(ms(10), Event::TuResponse(180));
+    assert_eq!(t.timer(TimerId::Guard), Some(ms(300_000)));
+    assert_eq!(
+        t.on_timer(ms(300_000)).as_slice(),
+        &[Action::Timeout(TimerId::Guard), Action::Terminated]
+    );
+    // A final answer disarms it.
+    let mut t = udp(ms(0));
+    t.on_event(ms(10), Event::TuResponse(200));
+    assert_eq!(t.timer(TimerId::Guard), None);
+    // And it can be switched off.
+    let c = TimerConfig {
+        server_guard: None,
+        trying: TryingPolicy::Never,
+        ..TimerConfig::default()
+    };
+    let (t, _) = InviteServer::new(ms(0), &c, false);
+    assert_eq!(t.next_deadline(), None);
 }

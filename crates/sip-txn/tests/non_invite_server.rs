@@ -18,7 +18,8 @@ fn udp() -> NonInviteServer {
 fn trying_absorbs_retransmissions() {
     let mut t = udp();
     assert_eq!(t.state(), State::Trying);
-    assert_eq!(t.next_deadline(), None);
+    // Only the guard (not in the RFC) runs.
+    assert_eq!(t.next_deadline(), Some(ms(300_000)));
     assert!(t.on_event(ms(500), Event::Request).is_empty());
     assert_eq!(t.state(), State::Trying);
     // Nothing sent yet: a transport error has nothing to report.
@@ -108,4 +109,23 @@ fn client_side_events_are_ignored() {
     assert!(t.on_event(ms(1), Event::TuResponse(99)).is_empty());
     assert!(t.on_event(ms(1), Event::TuResponse(700)).is_empty());
     assert_eq!(t.state(), State::Trying);
+}
+
+#[test]
+fn guard_ends_a_transaction_the_tu_forgot() {
+    let mut t = udp();
+    assert_eq!(
+        t.on_timer(ms(300_000)).as_slice(),
+        &[Action::Timeout(TimerId::Guard), Action::Terminated]
+    );
+    let mut t = udp();
+    t.on_event(ms(10), Event::TuResponse(100));
+    assert_eq!(
+        t.on_timer(ms(300_000)).as_slice(),
+        &[Action::Timeout(TimerId::Guard), Action::Terminated]
+    );
+    let mut t = udp();
+    t.on_event(ms(10), Event::TuResponse(200));
+    assert_eq!(t.timer(TimerId::Guard), None);
+    assert_eq!(t.next_deadline(), Some(ms(32_010)));
 }

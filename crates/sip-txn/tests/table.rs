@@ -194,7 +194,7 @@ fn responses_match_client_transactions_or_are_stray() {
         t.receive_response(ms(300), &sk, 200),
         ResponseMatch::Stray
     ));
-    // (An INVITE server transaction waits in Proceeding for its TU without a timer.)
+    // (An unanswered INVITE server transaction would wait for its TU until the guard.)
     assert_eq!(t.remove(sid), Some("x"));
     // Timer M ends the client transaction at 200 ms + 32 s.
     let mut ended = Vec::new();
