@@ -24,8 +24,8 @@
 //! |---|---|---|
 //! | [`InviteClient`] | Calling, Proceeding, Completed, Accepted, Terminated | A, B, C, D, M |
 //! | [`NonInviteClient`] | Trying, Proceeding, Completed, Terminated | E, F, K |
-//! | [`InviteServer`] | Proceeding, Completed, Confirmed, Accepted, Terminated | 100 Trying, G, H, I, L |
-//! | [`NonInviteServer`] | Trying, Proceeding, Completed, Terminated | J |
+//! | [`InviteServer`] | Proceeding, Completed, Confirmed, Accepted, Terminated | 100 Trying, G, H, I, L, guard |
+//! | [`NonInviteServer`] | Trying, Proceeding, Completed, Terminated | J, guard |
 //!
 //! Each has `on_event(now, Event) -> Actions`, `on_timer(now) -> Actions` and
 //! `next_deadline() -> Option<Time>`. [`Actions`] is a fixed-capacity list (no heap); a
@@ -33,12 +33,14 @@
 //! A, E, G are not run and D, I, J, K are zero: the transaction ends in the same call that
 //! completed it. Timer values come from [`TimerConfig`] (T1 500 ms, T2 4 s, T4 5 s by
 //! default; Timer B and F overridable, the field's `fr_timeout`; Timer C for a proxy's
-//! INVITE branches in Proceeding, the field's `fr_inv_timeout`).
+//! INVITE branches in Proceeding, the field's `fr_inv_timeout`). One timer is not in the
+//! RFC: a server transaction whose TU gives no final answer within
+//! [`TimerConfig::server_guard`] (300 s) ends with `Timeout(Guard)`, so nothing leaks.
 //!
 //! # The timer table
 //!
 //! Each transaction keeps its deadlines in a fixed array, one slot per timer its machine
-//! can run (`[Option<Time>; N]`, N ≤ 5). Arming a timer writes a slot; its next deadline is
+//! can run (`[Option<Time>; N]`, N ≤ 6). Arming a timer writes a slot; its next deadline is
 //! the smallest armed slot; `on_timer(now)` fires every due slot in deadline order
 //! (re-arming retransmission timers from `now`) and stops once the transaction ends. A late
 //! driver therefore never loses a timeout, and never replays a burst of retransmissions.
