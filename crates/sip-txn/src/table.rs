@@ -370,7 +370,7 @@ impl<P> TransactionTable<P> {
         }
     }
 
-    /// Looks up a received response (`key`: a [`TransactionKey::Client`] from its top-Via
+    /// Looks up a received response (`key`: a [`TransactionKey::client`] key from its top-Via
     /// branch and CSeq method) and feeds it to its client transaction.
     pub fn receive_response(
         &mut self,

@@ -54,7 +54,7 @@ pub fn request_method(msg: &Message) -> Result<KeyMethod<'_>, KeyError> {
 ///
 /// With an RFC 3261 branch (magic cookie): branch, sent-by host and port of the top Via,
 /// method. Otherwise the RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number,
-/// top Via, method (see [`TransactionKey::Legacy`]).
+/// top Via, method (see [`TransactionKey::legacy`]).
 ///
 /// # Errors
 /// [`KeyError::NotARequest`] for a response; [`KeyError::Parse`] when the top Via (or, for
