@@ -9,6 +9,7 @@
 #   COUNT                calls per run (default: 15 s worth, rate*15)
 #   REPEAT=1             runs per (rate, server); the table shows the median when > 1
 #   SERVERS="floor kamailio voxgate"   order within a round (rounds alternate the servers)
+#   TABLE_FROM=FILE      print the table of an earlier results file, run nothing
 #   BAR=0.3              pass when (voxgate-floor)/(kamailio-floor) <= BAR at every rate
 #   plus those of bench/lib.sh (VOXGATE_BIN, SKIP_BUILD, SHARED_DIR, OUT_DIR, KAMAILIO_ARGS...)
 # Exit status: 0 when every rate passes, 1 when one fails, 2 on a set-up error.
@@ -20,6 +21,9 @@ REPEAT=${REPEAT:-1}
 SERVERS=${SERVERS:-"floor kamailio voxgate"}
 BAR=${BAR:-0.3}
 
+if [ -n "${TABLE_FROM:-}" ]; then
+  RESULTS=$TABLE_FROM   # only print the table of an earlier results file
+else
 require_shared
 ensure_tools
 build_floor
@@ -48,6 +52,7 @@ for rep in $(seq "$REPEAT"); do
   done
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS"
+fi
 
 # ------------------------------------------------------------------ table
 TABLE=$(grep '^rep=' "$RESULTS" | awk -v bar="$BAR" -v rates="$RATES" -v servers="$SERVERS" '
@@ -67,6 +72,15 @@ function med(key,   n, i, j, t, a) {
   dsrv[k] += f["udp_drops_server"]; duac[k] += f["udp_drops_uac"]
   if (f["error"] != "" || f["failed"] != "0" || f["retrans"] != "0" || f["sipp_rc"] != "0") bad[k] = 1
 }
+function why(k,   w) {
+  w = ""
+  if (failed[k] + 0) w = w " failed"
+  if (retr[k] + 0) w = w " retrans"
+  if (dsrv[k] + 0) w = w " server-socket-drops"
+  if (duac[k] + 0) w = w " sipp-socket-drops"
+  if (w == "") w = " error"
+  return substr(w, 2)
+}
 function smed(key,   n, i, j, t, a) {
   n = scnt[key]; if (n == 0) return "NA"
   for (i = 1; i <= n; i++) a[i] = sval[key, i]
@@ -81,7 +95,7 @@ END {
     for (s = 1; s <= ns; s++) {
       k = rate SUBSEP S[s]; m = med(k); sm = smed(k)
       af = (m != "NA" && fl != "NA") ? sprintf("%.1f", m - fl) : "NA"
-      printf "%-7s %-9s %4d %9d %6s %7s %9s %9s %11s %9s %9s%s\n", rate, S[s], runs[k], calls[k], failed[k], retr[k], dsrv[k], duac[k], (m == "NA" ? m : sprintf("%.1f", m)), af, (sm == "NA" ? sm : sprintf("%.1f", sm)), (bad[k] ? "  (failed/retrans/error)" : "")
+      printf "%-7s %-9s %4d %9d %6s %7s %9s %9s %11s %9s %9s%s\n", rate, S[s], runs[k], calls[k], failed[k], retr[k], dsrv[k], duac[k], (m == "NA" ? m : sprintf("%.1f", m)), af, (sm == "NA" ? sm : sprintf("%.1f", sm)), (bad[k] ? "  (" why(k) ")" : "")
     }
     v = med(rate SUBSEP "voxgate"); km = med(rate SUBSEP "kamailio")
     if (v == "NA" || km == "NA" || fl == "NA") {
@@ -91,12 +105,14 @@ END {
     ratio = (v - fl) / (km - fl)
     ok = (ratio <= bar + 0 && !bad[rate SUBSEP "voxgate"])
     if (!ok) allpass = 0
-    printf "rate %s: voxgate %.1f above floor, kamailio %.1f above floor, ratio %.2f (bar %s) -> %s%s\n\n", rate, v - fl, km - fl, ratio, bar, ok ? "PASS" : "FAIL", bad[rate SUBSEP "voxgate"] ? " (voxgate had failed calls, retransmissions or an error)" : ""
+    printf "rate %s: voxgate %.1f above floor, kamailio %.1f above floor, ratio %.2f (bar %s) -> %s%s\n\n", rate, v - fl, km - fl, ratio, bar, ok ? "PASS" : "FAIL", bad[rate SUBSEP "voxgate"] ? " (voxgate run not clean: " why(rate SUBSEP "voxgate") ")" : ""
   }
   print (allpass ? "RESULT: PASS" : "RESULT: FAIL")
 }')
 echo
 echo "$TABLE"
-echo "$TABLE" | sed 's/^/# /' >> "$RESULTS"
-blog "raw lines and table saved in $RESULTS"
+if [ -z "${TABLE_FROM:-}" ]; then
+  echo "$TABLE" | sed 's/^/# /' >> "$RESULTS"
+  blog "raw lines and table saved in $RESULTS"
+fi
 echo "$TABLE" | tail -1 | grep -q PASS
