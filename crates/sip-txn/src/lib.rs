@@ -148,6 +148,8 @@ pub use config::{ConfigError, TimerConfig, TransactionsConfig, TryingPolicy};
 pub use key::{INLINE_KEY, KeyMethod, MAGIC_COOKIE, TransactionKey, is_rfc3261_branch};
 pub use server::{InviteServer, NonInviteServer};
 pub use state::{Kind, State};
-pub use table::{InsertError, RequestMatch, ResponseMatch, Step, TransactionTable, TxnId};
+pub use table::{
+    InsertError, RequestMatch, ResponseMatch, Step, TableStats, TransactionTable, TxnId,
+};
 pub use time::{Micros, Time};
 pub use txn::Transaction;

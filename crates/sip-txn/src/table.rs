@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::HashMap;
 
-use crate::action::{Actions, Event};
+use crate::action::{Action, Actions, Event};
 use crate::config::TimerConfig;
 use crate::key::{KeyMethod, TransactionKey};
 use crate::state::{Kind, State};
@@ -80,6 +80,33 @@ pub enum ResponseMatch<P> {
     Stray,
 }
 
+/// Counters of a table, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Live transactions by machine: INVITE client, non-INVITE client, INVITE server,
+    /// non-INVITE server (the order of [`Kind`]).
+    pub live: [usize; 4],
+    /// Transactions created.
+    pub created: u64,
+    /// Transactions that ended (terminated or removed).
+    pub ended: u64,
+    /// Timeouts reported to the TU (Timers B, C, F, H and the guard).
+    pub timeouts: u64,
+    /// Transport errors reported to the TU.
+    pub transport_errors: u64,
+    /// Inserts refused because the table was full.
+    pub refused_full: u64,
+}
+
+const fn kind_index(k: Kind) -> usize {
+    match k {
+        Kind::InviteClient => 0,
+        Kind::NonInviteClient => 1,
+        Kind::InviteServer => 2,
+        Kind::NonInviteServer => 3,
+    }
+}
+
 struct Entry<P> {
     key: TransactionKey,
     txn: Transaction,
@@ -109,6 +136,7 @@ pub struct TransactionTable<P> {
     free: Vec<u32>,
     heap: BinaryHeap<Reverse<(Time, u32, u32)>>,
     len: usize,
+    stats: TableStats,
 }
 
 impl<P> core::fmt::Debug for TransactionTable<P> {
@@ -133,6 +161,7 @@ impl<P> TransactionTable<P> {
             free: Vec::new(),
             heap: BinaryHeap::new(),
             len: 0,
+            stats: TableStats::default(),
         }
     }
 
@@ -168,6 +197,12 @@ impl<P> TransactionTable<P> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The table's counters.
+    #[must_use]
+    pub fn stats(&self) -> TableStats {
+        self.stats
     }
 
     /// Entries in the deadline queue, live and stale (for metrics and tests).
@@ -230,6 +265,7 @@ impl<P> TransactionTable<P> {
         payload: P,
     ) -> Result<Step<P>, InsertError> {
         if self.len >= self.limit {
+            self.stats.refused_full += 1;
             return Err(InsertError::Full { limit: self.limit });
         }
         if self.map.contains_key(&key) {
@@ -264,6 +300,8 @@ impl<P> TransactionTable<P> {
         });
         self.map.insert(key, id);
         self.len += 1;
+        self.stats.created += 1;
+        self.stats.live[kind_index(kind)] += 1;
         Ok(self.after(id, kind, actions))
     }
 
@@ -329,6 +367,9 @@ impl<P> TransactionTable<P> {
         self.free.push(id.index);
         self.map.remove(&entry.key);
         self.len -= 1;
+        self.stats.ended += 1;
+        let live = &mut self.stats.live[kind_index(entry.txn.kind())];
+        *live = live.saturating_sub(1);
         Some(entry.payload)
     }
 
@@ -437,6 +478,13 @@ impl<P> TransactionTable<P> {
 
     /// Reschedules `id` after it ran, or removes it if it ended.
     fn after(&mut self, id: TxnId, kind: Kind, actions: Actions) -> Step<P> {
+        for a in actions.iter() {
+            match a {
+                Action::Timeout(_) => self.stats.timeouts += 1,
+                Action::TransportError => self.stats.transport_errors += 1,
+                _ => {}
+            }
+        }
         let mut finished = None;
         let ended = self
             .entry(id)

@@ -236,6 +236,16 @@ fn limit_refuses_with_a_typed_error_and_frees_on_end() {
     assert_eq!(t.len(), 1);
     t.start_client(ms(6), client_key("z9hG4bKc".into(), "OPTIONS"), true, "c")
         .unwrap();
+    let st = t.stats();
+    assert_eq!(st.live, [0, 2, 0, 0]);
+    assert_eq!((st.created, st.ended, st.refused_full), (3, 1, 1));
+    // Both time out (Timer F) at 32 s and 32.006 s.
+    while let Some(d) = t.next_deadline() {
+        while t.poll_timer(d).is_some() {}
+    }
+    let st = t.stats();
+    assert_eq!(st.live, [0, 0, 0, 0]);
+    assert_eq!((st.ended, st.timeouts), (3, 2));
 }
 
 #[test]
