@@ -304,7 +304,8 @@ impl Pipeline {
                 self.reply(raw, call_id, r.status, r.reason, extra, &[], ctx, st, out);
             }
         };
-        if let Some(r) = self.sanity(&msg, method) {
+        let ruri = msg.request_uri();
+        if let Some(r) = self.sanity(&msg, method, ruri.as_ref()) {
             return reject(r, out);
         }
         // Max-Forwards (absent: treated as 70).
@@ -325,7 +326,7 @@ impl Pipeline {
             }
             _ => {}
         }
-        let ruri_local = self.ruri_is_local(&msg);
+        let ruri_local = self.ruri_is_local(ruri.as_ref());
         if method == Method::Options && ruri_local {
             let extra: [&[u8]; 3] = [
                 &self.allow_line,
@@ -405,7 +406,12 @@ impl Pipeline {
     }
 
     /// The sanity phase (the Kamailio `sanity_check` list; the conformance index wins).
-    fn sanity(&self, msg: &Message, method: Method) -> Option<Reject> {
+    fn sanity(
+        &self,
+        msg: &Message,
+        method: Method,
+        ruri: Option<&Result<Uri<'_>, ParseError>>,
+    ) -> Option<Reject> {
         if self.checks & CHECK_VALIDATE != 0
             && let Err(e) = msg.validate()
         {
@@ -425,7 +431,7 @@ impl Pipeline {
             };
         }
         if self.checks & CHECK_RURI != 0 {
-            match msg.request_uri() {
+            match ruri {
                 Some(Ok(Uri::Sip(_) | Uri::Tel(_))) => {}
                 Some(Ok(Uri::Other { scheme, .. })) if scheme.eq_ignore_ascii_case(b"tels") => {}
                 Some(Ok(_)) => return Some(Reject::new(416, "Unsupported URI Scheme")),
@@ -478,6 +484,14 @@ impl Pipeline {
 
     /// Whether a Via names this node with one of our branches.
     fn looped(&self, msg: &Message) -> bool {
+        // Cheap filter first: only a Via carrying our branch prefix can be ours.
+        let finder = memchr::memmem::Finder::new(BRANCH_PREFIX);
+        if !msg
+            .headers(HeaderName::Via)
+            .any(|v| finder.find(v).is_some())
+        {
+            return false;
+        }
         msg.vias().flatten().any(|v| {
             v.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
                 && self.is_local_host(v.host(), v.port(), false)
@@ -506,8 +520,8 @@ impl Pipeline {
     }
 
     /// Whether the Request-URI names this node itself (no user part).
-    fn ruri_is_local(&self, msg: &Message) -> bool {
-        match msg.request_uri() {
+    fn ruri_is_local(&self, ruri: Option<&Result<Uri<'_>, ParseError>>) -> bool {
+        match ruri {
             Some(Ok(Uri::Sip(u))) => {
                 u.user.is_none() && self.is_local_host(u.host, u.port, u.secure)
             }
@@ -584,12 +598,12 @@ impl Pipeline {
         st: &ShardStats,
         out: &mut Outbox,
     ) {
-        let Some((_, via)) = reply::top_via(raw) else {
+        let Some(top) = reply::top_via(raw) else {
             // No Via to answer along.
             return st.drop_msg(DropReason::Malformed);
         };
-        let dest = self.reply_dest(&via, ctx);
-        let tag = self.to_tag(call_id, via.branch);
+        let dest = self.reply_dest(&top.info, ctx);
+        let tag = self.to_tag(call_id, top.info.branch);
         let mut lines: [&[u8]; 6] = [&[]; 6];
         let mut n = 0;
         for l in extra
@@ -608,6 +622,7 @@ impl Pipeline {
             reason,
             to_tag: &tag,
             src: ctx.src,
+            top,
             extra: &lines[..n],
         };
         let buf = out.push(dest);

@@ -32,7 +32,7 @@ pub(crate) fn headers(msg: &[u8]) -> Headers<'_> {
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|c| *c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 fn strip_cr(l: &[u8]) -> &[u8] {
@@ -62,7 +62,7 @@ impl<'a> Iterator for Headers<'a> {
         }
         let line = strip_cr(&buf[..end]);
         self.rest = &buf[end + 1..];
-        let colon = line.iter().position(|c| *c == b':')?;
+        let colon = memchr::memchr(b':', line)?;
         Some(RawHeader {
             name: line[..colon].trim_ascii(),
             line,
@@ -100,70 +100,56 @@ pub(crate) fn kind(name: &[u8]) -> Kind {
     }
 }
 
-/// Splits a header value at the commas that are not inside a quoted string or `<>`.
-pub(crate) fn split_values(v: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+/// Index of the first `sep` in `v` that is not inside a quoted string or `<...>`.
+fn find_top(v: &[u8], sep: u8) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let j = i + memchr::memchr3(sep, b'"', b'<', v.get(i..)?)?;
+        match v[j] {
+            b'"' => {
+                // Skip the quoted string (backslash escapes one octet).
+                let mut k = j + 1;
+                loop {
+                    let q = k + memchr::memchr2(b'"', b'\\', v.get(k..)?)?;
+                    if v[q] == b'\\' {
+                        k = q + 2;
+                    } else {
+                        i = q + 1;
+                        break;
+                    }
+                }
+            }
+            b'<' => i = j + 1 + memchr::memchr(b'>', &v[j + 1..])? + 1,
+            _ => return Some(j),
+        }
+    }
+}
+
+fn split_top(v: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> + '_ {
     let mut rest = Some(v);
     std::iter::from_fn(move || {
         let r = rest?;
-        let (mut q, mut esc, mut angle) = (false, false, 0u32);
-        for (i, &c) in r.iter().enumerate() {
-            if q {
-                if esc {
-                    esc = false;
-                } else if c == b'\\' {
-                    esc = true;
-                } else if c == b'"' {
-                    q = false;
-                }
-                continue;
+        match find_top(r, sep) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
             }
-            match c {
-                b'"' => q = true,
-                b'<' => angle += 1,
-                b'>' => angle = angle.saturating_sub(1),
-                b',' if angle == 0 => {
-                    rest = Some(&r[i + 1..]);
-                    return Some(&r[..i]);
-                }
-                _ => {}
+            None => {
+                rest = None;
+                Some(r)
             }
         }
-        rest = None;
-        Some(r)
     })
+}
+
+/// Splits a header value at the commas that are not inside a quoted string or `<>`.
+pub(crate) fn split_values(v: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    split_top(v, b',')
 }
 
 /// Splits at `;` outside quoted strings and `<>` (parameters of a Via or name-addr value).
 pub(crate) fn split_params(v: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
-    let mut rest = Some(v);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        let (mut q, mut esc, mut angle) = (false, false, 0u32);
-        for (i, &c) in r.iter().enumerate() {
-            if q {
-                if esc {
-                    esc = false;
-                } else if c == b'\\' {
-                    esc = true;
-                } else if c == b'"' {
-                    q = false;
-                }
-                continue;
-            }
-            match c {
-                b'"' => q = true,
-                b'<' => angle += 1,
-                b'>' => angle = angle.saturating_sub(1),
-                b';' if angle == 0 => {
-                    rest = Some(&r[i + 1..]);
-                    return Some(&r[..i]);
-                }
-                _ => {}
-            }
-        }
-        rest = None;
-        Some(r)
-    })
+    split_top(v, b';')
 }
 
 /// A parameter `name[=value]`, both trimmed.
@@ -244,6 +230,21 @@ fn parse_u16(s: &[u8]) -> Option<u16> {
     u16::try_from(v).ok()
 }
 
+/// Appends the decimal digits of `v` (no formatting machinery on the hot path).
+fn push_u32(out: &mut Vec<u8>, mut v: u32) {
+    let mut d = [0u8; 10];
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&d[i..]);
+}
+
 /// Parses a host as an IP address (IPv6 with or without brackets).
 pub(crate) fn host_ip(host: &[u8]) -> Option<IpAddr> {
     let h = host
@@ -253,11 +254,23 @@ pub(crate) fn host_ip(host: &[u8]) -> Option<IpAddr> {
     std::str::from_utf8(h).ok()?.parse().ok()
 }
 
+/// The first Via header of a raw message, its first value and what it says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopVia<'a> {
+    header: RawHeader<'a>,
+    value: &'a [u8],
+    pub(crate) info: ViaInfo<'a>,
+}
+
 /// The first Via value of a raw message.
-pub(crate) fn top_via(msg: &[u8]) -> Option<(&[u8], ViaInfo<'_>)> {
-    let h = headers(msg).find(|h| kind(h.name) == Kind::Via)?;
-    let v = split_values(h.value).next()?;
-    Some((v, parse_via(v)?))
+pub(crate) fn top_via(msg: &[u8]) -> Option<TopVia<'_>> {
+    let header = headers(msg).find(|h| kind(h.name) == Kind::Via)?;
+    let value = split_values(header.value).next()?.trim_ascii_end();
+    Some(TopVia {
+        header,
+        value,
+        info: parse_via(value)?,
+    })
 }
 
 /// Whether a name-addr / addr-spec header value (From, To) carries a `tag` parameter.
@@ -284,6 +297,8 @@ pub(crate) struct Spec<'a> {
     pub(crate) to_tag: &'a [u8],
     /// The request's source (for `received` and `rport` on the top Via).
     pub(crate) src: SocketAddr,
+    /// The request's top Via ([`top_via`] of the same bytes).
+    pub(crate) top: TopVia<'a>,
     /// Extra header lines, already formatted `Name: value` (no CRLF).
     pub(crate) extra: &'a [&'a [u8]],
 }
@@ -292,7 +307,8 @@ pub(crate) struct Spec<'a> {
 /// an unspecified state) if the request has no Via to answer along.
 pub(crate) fn build(req: &[u8], spec: &Spec<'_>, out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(b"SIP/2.0 ");
-    let _ = write!(out, "{} ", spec.status);
+    push_u32(out, u32::from(spec.status));
+    out.push(b' ');
     out.extend_from_slice(spec.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut seen_via = false;
@@ -303,9 +319,7 @@ pub(crate) fn build(req: &[u8], spec: &Spec<'_>, out: &mut Vec<u8>) -> bool {
             Kind::Via => {
                 if !seen_via {
                     seen_via = true;
-                    if !write_top_via(h, spec.src, out) {
-                        return false;
-                    }
+                    write_top_via(&spec.top, spec.src, out);
                     continue;
                 }
                 false
@@ -341,19 +355,14 @@ pub(crate) fn build(req: &[u8], spec: &Spec<'_>, out: &mut Vec<u8>) -> bool {
 }
 
 /// Writes the first Via header with its first value given `received`/`rport`.
-fn write_top_via(h: RawHeader<'_>, src: SocketAddr, out: &mut Vec<u8>) -> bool {
-    let Some(first) = split_values(h.value).next() else {
-        return false;
-    };
-    let first = first.trim_ascii_end();
-    let Some(info) = parse_via(first) else {
-        return false;
-    };
-    // Offsets of the first value inside the header line (both are sub-slices of `h.line`).
-    let start = first.as_ptr() as usize - h.line.as_ptr() as usize;
-    let end = start + first.len();
-    out.extend_from_slice(&h.line[..start]);
-    let mut segs = split_params(first);
+fn write_top_via(top: &TopVia<'_>, src: SocketAddr, out: &mut Vec<u8>) {
+    let line = top.header.line;
+    // Offsets of the first value inside the header line (a sub-slice of it).
+    let start = (top.value.as_ptr() as usize).saturating_sub(line.as_ptr() as usize);
+    let end = (start + top.value.len()).min(line.len());
+    let start = start.min(end);
+    out.extend_from_slice(&line[..start]);
+    let mut segs = split_params(top.value);
     if let Some(s) = segs.next() {
         out.extend_from_slice(s);
     }
@@ -365,15 +374,28 @@ fn write_top_via(h: RawHeader<'_>, src: SocketAddr, out: &mut Vec<u8>) -> bool {
         out.push(b';');
         out.extend_from_slice(seg);
     }
-    if host_ip(info.host) != Some(src.ip()) {
-        let _ = write!(out, ";received={}", src.ip());
+    if host_ip(top.info.host) != Some(src.ip()) {
+        out.extend_from_slice(b";received=");
+        match src.ip() {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    push_u32(out, u32::from(*o));
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(out, "{v6}");
+            }
+        }
     }
-    if info.rport {
-        let _ = write!(out, ";rport={}", src.port());
+    if top.info.rport {
+        out.extend_from_slice(b";rport=");
+        push_u32(out, u32::from(src.port()));
     }
-    out.extend_from_slice(&h.line[end..]);
+    out.extend_from_slice(&line[end..]);
     out.extend_from_slice(b"\r\n");
-    true
 }
 
 #[cfg(test)]
@@ -398,6 +420,7 @@ Content-Length: 0\r\n\r\n";
             reason: "Not Found",
             to_tag: b"abc",
             src: "127.0.0.1:4000".parse().unwrap(),
+            top: top_via(INV).unwrap(),
             extra: &[b"Server: t"],
         };
         assert!(build(INV, &spec, &mut out));
