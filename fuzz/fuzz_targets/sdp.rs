@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use sip_sdp::{Direction, Scope, Sdp};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(sdp) = Sdp::parse(bytes::Bytes::copy_from_slice(data)) else { return };
+    let Ok(sdp) = Sdp::parse(bytes::Bytes::copy_from_slice(data)) else {
+        return;
+    };
     assert_eq!(sdp.as_bytes(), data);
     assert_eq!(&sdp.edit().to_bytes()[..], data);
 
@@ -54,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = ed.set_media_proto(i, "RTP/AVP");
         let _ = ed.set_rtcp(i, 30001, None);
         let _ = ed.remove_candidates(i);
-        let _ = ed.replace_attributes(Scope::Media(i), "crypto", ["1 AES_CM_128_HMAC_SHA1_80 inline:AAAA"]);
+        let _ = ed.replace_attributes(
+            Scope::Media(i),
+            "crypto",
+            ["1 AES_CM_128_HMAC_SHA1_80 inline:AAAA"],
+        );
         let _ = ed.set_direction(Scope::Media(i), Direction::Inactive);
         let _ = ed.add_attribute(Scope::Media(i), "rtcp-mux", None);
     }

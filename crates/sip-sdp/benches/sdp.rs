@@ -32,7 +32,9 @@ fn bench(c: &mut Criterion) {
     let body = Bytes::from_static(OFFER);
     let relay: IpAddr = "203.0.113.7".parse().unwrap();
 
-    c.bench_function("sdp/parse", |b| b.iter(|| Sdp::parse(black_box(body.clone())).unwrap()));
+    c.bench_function("sdp/parse", |b| {
+        b.iter(|| Sdp::parse(black_box(body.clone())).unwrap())
+    });
 
     c.bench_function("sdp/parse+read", |b| {
         b.iter(|| {

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
+use crate::SdpError;
 use crate::sdp::{LineEnding, Sdp};
 use crate::types::{AddrType, Direction, token_ranges};
-use crate::SdpError;
 
 /// Where an edit applies: the session section or one media section (0-based index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,7 +82,10 @@ struct StackBuf {
 
 impl StackBuf {
     fn new() -> Self {
-        StackBuf { buf: [0; 128], len: 0 }
+        StackBuf {
+            buf: [0; 128],
+            len: 0,
+        }
     }
     fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -96,7 +99,10 @@ impl std::io::Write for StackBuf {
         self.buf[self.len..self.len + n].copy_from_slice(&data[..n]);
         self.len += n;
         if n < data.len() {
-            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "stack buffer full"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "stack buffer full",
+            ));
         }
         Ok(n)
     }
@@ -152,7 +158,12 @@ fn attr_name(content: &[u8]) -> Option<&[u8]> {
 impl Sdp {
     /// Start a lossless edit of this body.
     pub fn edit(&self) -> SdpEditor<'_> {
-        SdpEditor { sdp: self, edits: Vec::new(), scratch: Vec::new(), seq: 0 }
+        SdpEditor {
+            sdp: self,
+            edits: Vec::new(),
+            scratch: Vec::new(),
+            seq: 0,
+        }
     }
 }
 
@@ -172,12 +183,19 @@ impl<'a> SdpEditor<'a> {
     fn range(&self, scope: Scope) -> Result<(usize, usize), SdpError> {
         match scope {
             Scope::Session => Ok(self.sdp.session_range()),
-            Scope::Media(i) => self.sdp.media_range(i).ok_or(SdpError::NoSuchMedia { index: i }),
+            Scope::Media(i) => self
+                .sdp
+                .media_range(i)
+                .ok_or(SdpError::NoSuchMedia { index: i }),
         }
     }
 
     fn line_op(&self, line: usize) -> Option<(usize, Op)> {
-        self.edits.iter().enumerate().find(|(_, e)| e.line as usize == line && !e.is_insert()).map(|(i, e)| (i, e.op))
+        self.edits
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.line as usize == line && !e.is_insert())
+            .map(|(i, e)| (i, e.op))
     }
 
     /// Current content of original line `line`: `None` when removed.
@@ -190,7 +208,11 @@ impl<'a> SdpEditor<'a> {
     }
 
     fn push_edit(&mut self, line: usize, op: Op) {
-        let edit = Edit { line: line as u32, op, seq: self.seq };
+        let edit = Edit {
+            line: line as u32,
+            op,
+            seq: self.seq,
+        };
         self.seq = self.seq.wrapping_add(1);
         if !edit.is_insert() {
             if let Some((i, _)) = self.line_op(line) {
@@ -214,7 +236,9 @@ impl<'a> SdpEditor<'a> {
         for p in pieces {
             match *p {
                 Piece::Cur(a, b) => match cur {
-                    Ok(orig) => self.scratch.extend_from_slice(orig.get(a..b).unwrap_or_default()),
+                    Ok(orig) => self
+                        .scratch
+                        .extend_from_slice(orig.get(a..b).unwrap_or_default()),
                     Err((s, e)) => {
                         let (a, b) = ((s + a).min(e), (s + b).min(e));
                         if a < b {
@@ -227,7 +251,13 @@ impl<'a> SdpEditor<'a> {
             }
         }
         let end = self.scratch.len();
-        self.push_edit(line, Op::Replace { s: start as u32, e: end as u32 });
+        self.push_edit(
+            line,
+            Op::Replace {
+                s: start as u32,
+                e: end as u32,
+            },
+        );
     }
 
     fn insert_after(&mut self, line: usize, prio: u8, parts: &[&[u8]]) {
@@ -236,7 +266,14 @@ impl<'a> SdpEditor<'a> {
             self.scratch.extend_from_slice(p);
         }
         let end = self.scratch.len();
-        self.push_edit(line, Op::Insert { s: start as u32, e: end as u32, prio });
+        self.push_edit(
+            line,
+            Op::Insert {
+                s: start as u32,
+                e: end as u32,
+                prio,
+            },
+        );
     }
 
     fn remove_line(&mut self, line: usize) {
@@ -253,9 +290,10 @@ impl<'a> SdpEditor<'a> {
         let before = self.edits.len();
         let scratch = &self.scratch;
         self.edits.retain(|ed| match ed.op {
-            Op::Insert { s: a, e: b, .. } if (s..e).contains(&(ed.line as usize)) => {
-                !scratch.get(a as usize..b as usize).and_then(attr_name).is_some_and(pred)
-            }
+            Op::Insert { s: a, e: b, .. } if (s..e).contains(&(ed.line as usize)) => !scratch
+                .get(a as usize..b as usize)
+                .and_then(attr_name)
+                .is_some_and(pred),
             _ => true,
         });
         before - self.edits.len()
@@ -263,7 +301,11 @@ impl<'a> SdpEditor<'a> {
 
     /// Remove every attribute matching `pred` in `scope`; returns the first original line
     /// that matched and the count removed.
-    fn remove_matching(&mut self, scope: Scope, pred: &dyn Fn(&[u8]) -> bool) -> Result<(Option<usize>, usize), SdpError> {
+    fn remove_matching(
+        &mut self,
+        scope: Scope,
+        pred: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<(Option<usize>, usize), SdpError> {
         let range = self.range(scope)?;
         let mut first = None;
         let mut n = 0;
@@ -309,7 +351,15 @@ impl<'a> SdpEditor<'a> {
                         check_value(v, "attribute value")?;
                     }
                     let parts = Self::attr_line(name, v);
-                    self.rewrite(l, &[Piece::New(parts[0]), Piece::New(parts[1]), Piece::New(parts[2]), Piece::New(parts[3])]);
+                    self.rewrite(
+                        l,
+                        &[
+                            Piece::New(parts[0]),
+                            Piece::New(parts[1]),
+                            Piece::New(parts[2]),
+                            Piece::New(parts[3]),
+                        ],
+                    );
                 }
                 l
             }
@@ -340,13 +390,23 @@ impl<'a> SdpEditor<'a> {
 
     /// Like [`set_connection`](SdpEditor::set_connection) with an explicit addrtype token and
     /// address (e.g. an FQDN).
-    pub fn set_connection_address(&mut self, scope: Scope, addrtype: &str, address: &str) -> Result<(), SdpError> {
+    pub fn set_connection_address(
+        &mut self,
+        scope: Scope,
+        addrtype: &str,
+        address: &str,
+    ) -> Result<(), SdpError> {
         check_field(addrtype, "addrtype")?;
         check_field(address, "address")?;
         self.set_connection_raw(scope, addrtype.as_bytes(), address.as_bytes())
     }
 
-    fn set_connection_raw(&mut self, scope: Scope, addrtype: &[u8], address: &[u8]) -> Result<(), SdpError> {
+    fn set_connection_raw(
+        &mut self,
+        scope: Scope,
+        addrtype: &[u8],
+        address: &[u8],
+    ) -> Result<(), SdpError> {
         let (s, e) = self.range(scope)?;
         let mut found = false;
         for l in s..e {
@@ -371,7 +431,15 @@ impl<'a> SdpEditor<'a> {
                     ],
                 );
             } else {
-                self.rewrite(l, &[Piece::New(b"c=IN "), Piece::New(addrtype), Piece::New(b" "), Piece::New(address)]);
+                self.rewrite(
+                    l,
+                    &[
+                        Piece::New(b"c=IN "),
+                        Piece::New(addrtype),
+                        Piece::New(b" "),
+                        Piece::New(address),
+                    ],
+                );
             }
         }
         if !found {
@@ -400,7 +468,10 @@ impl<'a> SdpEditor<'a> {
             self.set_connection(Scope::Session, ip)?;
         }
         for i in 0..self.sdp.media_count() {
-            let has = self.sdp.media(i).is_some_and(|m| m.lines().any(|l| l.is(b'c')));
+            let has = self
+                .sdp
+                .media(i)
+                .is_some_and(|m| m.lines().any(|l| l.is(b'c')));
             if has || !session_has {
                 self.set_connection(Scope::Media(i), ip)?;
             }
@@ -411,7 +482,10 @@ impl<'a> SdpEditor<'a> {
     // ----- m= line -----------------------------------------------------------------------
 
     fn media_line(&self, i: usize) -> Result<usize, SdpError> {
-        self.sdp.media_range(i).map(|r| r.0).ok_or(SdpError::NoSuchMedia { index: i })
+        self.sdp
+            .media_range(i)
+            .map(|r| r.0)
+            .ok_or(SdpError::NoSuchMedia { index: i })
     }
 
     /// Set the port of media `i` (a `/count` suffix is kept).
@@ -420,14 +494,24 @@ impl<'a> SdpEditor<'a> {
         let cur = self.current(l).unwrap_or_default();
         let (t, n) = token_ranges::<2>(cur.get(2..).unwrap_or_default());
         if n < 2 {
-            return Err(SdpError::Invalid { line: l + 1, what: "m= line" });
+            return Err(SdpError::Invalid {
+                line: l + 1,
+                what: "m= line",
+            });
         }
         let (ps, pe) = (t[1].0 + 2, t[1].1 + 2);
         let pe_num = memchr::memchr(b'/', &cur[ps..pe]).map_or(pe, |k| ps + k);
         let len = cur.len();
         let mut b = StackBuf::new();
         let _ = write!(b, "{port}");
-        self.rewrite(l, &[Piece::Cur(0, ps), Piece::New(b.as_bytes()), Piece::Cur(pe_num, len)]);
+        self.rewrite(
+            l,
+            &[
+                Piece::Cur(0, ps),
+                Piece::New(b.as_bytes()),
+                Piece::Cur(pe_num, len),
+            ],
+        );
         Ok(())
     }
 
@@ -438,11 +522,21 @@ impl<'a> SdpEditor<'a> {
         let cur = self.current(l).unwrap_or_default();
         let (t, n) = token_ranges::<3>(cur.get(2..).unwrap_or_default());
         if n < 3 {
-            return Err(SdpError::Invalid { line: l + 1, what: "m= line" });
+            return Err(SdpError::Invalid {
+                line: l + 1,
+                what: "m= line",
+            });
         }
         let (rs, re) = (t[2].0 + 2, t[2].1 + 2);
         let len = cur.len();
-        self.rewrite(l, &[Piece::Cur(0, rs), Piece::New(proto.as_bytes()), Piece::Cur(re, len)]);
+        self.rewrite(
+            l,
+            &[
+                Piece::Cur(0, rs),
+                Piece::New(proto.as_bytes()),
+                Piece::Cur(re, len),
+            ],
+        );
         Ok(())
     }
 
@@ -450,11 +544,16 @@ impl<'a> SdpEditor<'a> {
 
     fn origin_line(&self) -> Result<(usize, [(usize, usize); 6]), SdpError> {
         let (s, e) = self.sdp.session_range();
-        let l = (s..e).find(|&l| self.sdp.content(l).starts_with(b"o=")).ok_or(SdpError::MissingLine { kind: 'o' })?;
+        let l = (s..e)
+            .find(|&l| self.sdp.content(l).starts_with(b"o="))
+            .ok_or(SdpError::MissingLine { kind: 'o' })?;
         let cur = self.current(l).unwrap_or_default();
         let (mut t, n) = token_ranges::<7>(cur.get(2..).unwrap_or_default());
         if n != 6 {
-            return Err(SdpError::Invalid { line: l + 1, what: "o= line" });
+            return Err(SdpError::Invalid {
+                line: l + 1,
+                what: "o= line",
+            });
         }
         for r in t.iter_mut().take(6) {
             r.0 += 2;
@@ -503,7 +602,10 @@ impl<'a> SdpEditor<'a> {
         let (vs, ve) = t[2];
         let digits = &cur[vs..ve];
         if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(SdpError::Invalid { line: l + 1, what: "o= session version" });
+            return Err(SdpError::Invalid {
+                line: l + 1,
+                what: "o= session version",
+            });
         }
         let len = cur.len();
         match digits.iter().rposition(|&d| d != b'9') {
@@ -512,12 +614,25 @@ impl<'a> SdpEditor<'a> {
                 let zeros = digits.len() - k - 1;
                 self.rewrite(
                     l,
-                    &[Piece::Cur(0, vs + k), Piece::New(&bumped), Piece::Fill(b'0', zeros), Piece::Cur(ve, len)],
+                    &[
+                        Piece::Cur(0, vs + k),
+                        Piece::New(&bumped),
+                        Piece::Fill(b'0', zeros),
+                        Piece::Cur(ve, len),
+                    ],
                 );
             }
             None => {
                 let zeros = digits.len();
-                self.rewrite(l, &[Piece::Cur(0, vs), Piece::New(b"1"), Piece::Fill(b'0', zeros), Piece::Cur(ve, len)]);
+                self.rewrite(
+                    l,
+                    &[
+                        Piece::Cur(0, vs),
+                        Piece::New(b"1"),
+                        Piece::Fill(b'0', zeros),
+                        Piece::Cur(ve, len),
+                    ],
+                );
             }
         }
         Ok(())
@@ -526,7 +641,12 @@ impl<'a> SdpEditor<'a> {
     // ----- attributes --------------------------------------------------------------------
 
     /// Add `a=<name>[:<value>]` at the end of `scope`.
-    pub fn add_attribute(&mut self, scope: Scope, name: &str, value: Option<&str>) -> Result<(), SdpError> {
+    pub fn add_attribute(
+        &mut self,
+        scope: Scope,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), SdpError> {
         check_token(name, "attribute name")?;
         if let Some(v) = value {
             check_value(v, "attribute value")?;
@@ -538,7 +658,12 @@ impl<'a> SdpEditor<'a> {
 
     /// Set attribute `name` in `scope` to one line `a=<name>[:<value>]`: the first existing
     /// one is rewritten in place, any others are removed; added at the end if there is none.
-    pub fn set_attribute(&mut self, scope: Scope, name: &str, value: Option<&str>) -> Result<(), SdpError> {
+    pub fn set_attribute(
+        &mut self,
+        scope: Scope,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), SdpError> {
         let pred = |n: &[u8]| n.eq_ignore_ascii_case(name.as_bytes());
         self.replace_matching(scope, &pred, name, &mut std::iter::once(value))
     }
@@ -546,7 +671,12 @@ impl<'a> SdpEditor<'a> {
     /// Replace all attributes `name` of `scope` by one line per value, at the place of the
     /// first existing one (e.g. new `a=crypto` lines for an SRTP re-key). With no values the
     /// attributes are just removed.
-    pub fn replace_attributes<'v, I>(&mut self, scope: Scope, name: &str, values: I) -> Result<(), SdpError>
+    pub fn replace_attributes<'v, I>(
+        &mut self,
+        scope: Scope,
+        name: &str,
+        values: I,
+    ) -> Result<(), SdpError>
     where
         I: IntoIterator<Item = &'v str>,
     {
@@ -579,7 +709,12 @@ impl<'a> SdpEditor<'a> {
         };
         let v = std::str::from_utf8(b.as_bytes()).unwrap_or_default();
         let pred = |n: &[u8]| n.eq_ignore_ascii_case(b"rtcp");
-        self.replace_matching(Scope::Media(i), &pred, "rtcp", &mut std::iter::once(Some(v)))
+        self.replace_matching(
+            Scope::Media(i),
+            &pred,
+            "rtcp",
+            &mut std::iter::once(Some(v)),
+        )
     }
 
     /// Remove media `i`'s ICE candidates (`a=candidate` lines); returns how many.
@@ -620,7 +755,9 @@ impl<'a> SdpEditor<'a> {
                     if pending {
                         out.extend_from_slice(eol);
                     }
-                    out.extend_from_slice(self.scratch.get(a as usize..b as usize).unwrap_or_default());
+                    out.extend_from_slice(
+                        self.scratch.get(a as usize..b as usize).unwrap_or_default(),
+                    );
                     out.extend_from_slice(li.eol.as_bytes());
                     pending = li.eol == LineEnding::None;
                 }
@@ -635,7 +772,9 @@ impl<'a> SdpEditor<'a> {
                         out.extend_from_slice(eol);
                         pending = false;
                     }
-                    out.extend_from_slice(self.scratch.get(a as usize..b as usize).unwrap_or_default());
+                    out.extend_from_slice(
+                        self.scratch.get(a as usize..b as usize).unwrap_or_default(),
+                    );
                     out.extend_from_slice(eol);
                 }
                 k += 1;
@@ -655,7 +794,11 @@ impl<'a> SdpEditor<'a> {
 
     /// Write the edited body and parse it again (e.g. to chain another round of edits).
     pub fn finish(&self) -> Result<Sdp, SdpError> {
-        let limits = crate::Limits { max_len: usize::MAX, max_lines: usize::MAX, max_media: usize::MAX };
+        let limits = crate::Limits {
+            max_len: usize::MAX,
+            max_lines: usize::MAX,
+            max_media: usize::MAX,
+        };
         Sdp::parse_with(self.to_bytes(), &limits)
     }
 }

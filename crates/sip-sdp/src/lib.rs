@@ -61,5 +61,6 @@ pub use edit::{Scope, SdpEditor};
 pub use error::SdpError;
 pub use sdp::{Limits, Line, LineEnding, Media, Sdp};
 pub use types::{
-    AddrType, Attribute, Candidate, Connection, Crypto, Direction, Fmtp, MediaDesc, Origin, Rtcp, RtpMap,
+    AddrType, Attribute, Candidate, Connection, Crypto, Direction, Fmtp, MediaDesc, Origin, Rtcp,
+    RtpMap,
 };

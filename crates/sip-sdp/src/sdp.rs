@@ -4,7 +4,8 @@ use bytes::Bytes;
 
 use crate::SdpError;
 use crate::types::{
-    Attribute, Candidate, Connection, Crypto, Direction, Fmtp, MediaDesc, Origin, Rtcp, RtpMap, parse_uint,
+    Attribute, Candidate, Connection, Crypto, Direction, Fmtp, MediaDesc, Origin, Rtcp, RtpMap,
+    parse_uint,
 };
 
 /// How a line ends.
@@ -42,7 +43,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_len: 128 * 1024, max_lines: 4096, max_media: 256 }
+        Limits {
+            max_len: 128 * 1024,
+            max_lines: 4096,
+            max_media: 256,
+        }
     }
 }
 
@@ -110,7 +115,8 @@ impl<'a> Line<'a> {
 
     /// The line viewed as an attribute, if it is an `a=` line.
     pub fn attribute(&self) -> Option<Attribute<'a>> {
-        self.is(b'a').then(|| Attribute::parse(self.value(), self.number))
+        self.is(b'a')
+            .then(|| Attribute::parse(self.value(), self.number))
     }
 }
 
@@ -124,7 +130,10 @@ impl Sdp {
     pub fn parse_slice(body: &[u8]) -> Result<Sdp, SdpError> {
         let limits = Limits::default();
         if body.len() > limits.max_len {
-            return Err(SdpError::TooLarge { len: body.len(), max: limits.max_len });
+            return Err(SdpError::TooLarge {
+                len: body.len(),
+                max: limits.max_len,
+            });
         }
         Self::parse_with(Bytes::copy_from_slice(body), &limits)
     }
@@ -139,7 +148,10 @@ impl Sdp {
         let max_len = limits.max_len.min(u32::MAX as usize);
         let b: &[u8] = &body;
         if b.len() > max_len {
-            return Err(SdpError::TooLarge { len: b.len(), max: max_len });
+            return Err(SdpError::TooLarge {
+                len: b.len(),
+                max: max_len,
+            });
         }
         if b.iter().all(|&c| c == b'\r' || c == b'\n') {
             return Err(SdpError::Empty);
@@ -147,7 +159,9 @@ impl Sdp {
         let newlines = memchr::memchr_iter(b'\n', b).count();
         let nlines = newlines + usize::from(b.last() != Some(&b'\n'));
         if nlines > limits.max_lines {
-            return Err(SdpError::TooManyLines { max: limits.max_lines });
+            return Err(SdpError::TooManyLines {
+                max: limits.max_lines,
+            });
         }
         let mut lines = Vec::with_capacity(nlines);
         let mut media = Vec::new();
@@ -175,7 +189,9 @@ impl Sdp {
                 }
                 if content[0] == b'm' {
                     if media.len() >= limits.max_media {
-                        return Err(SdpError::TooManyMedia { max: limits.max_media });
+                        return Err(SdpError::TooManyMedia {
+                            max: limits.max_media,
+                        });
                     }
                     media.push(lines.len() as u32);
                 }
@@ -183,10 +199,18 @@ impl Sdp {
             if number == 1 && !content.starts_with(b"v=") {
                 return Err(SdpError::MissingVersion);
             }
-            lines.push(LineIdx { start: pos as u32, end: end as u32, eol });
+            lines.push(LineIdx {
+                start: pos as u32,
+                end: end as u32,
+                eol,
+            });
             pos = next;
         }
-        Ok(Sdp { buf: body, lines, media })
+        Ok(Sdp {
+            buf: body,
+            lines,
+            media,
+        })
     }
 
     /// The body as received.
@@ -206,7 +230,10 @@ impl Sdp {
 
     pub(crate) fn content(&self, i: usize) -> &[u8] {
         match self.lines.get(i) {
-            Some(l) => self.buf.get(l.start as usize..l.end as usize).unwrap_or_default(),
+            Some(l) => self
+                .buf
+                .get(l.start as usize..l.end as usize)
+                .unwrap_or_default(),
             None => &[],
         }
     }
@@ -214,7 +241,11 @@ impl Sdp {
     /// The line at 0-based index `i`.
     pub fn line(&self, i: usize) -> Option<Line<'_>> {
         let l = self.lines.get(i)?;
-        Some(Line { content: self.content(i), eol: l.eol, number: i + 1 })
+        Some(Line {
+            content: self.content(i),
+            eol: l.eol,
+            number: i + 1,
+        })
     }
 
     /// All lines in order.
@@ -225,18 +256,28 @@ impl Sdp {
     /// The line ending used for lines the editor adds: that of the first line that has one
     /// (CRLF if none has).
     pub fn line_ending(&self) -> LineEnding {
-        self.lines.iter().map(|l| l.eol).find(|e| *e != LineEnding::None).unwrap_or(LineEnding::CrLf)
+        self.lines
+            .iter()
+            .map(|l| l.eol)
+            .find(|e| *e != LineEnding::None)
+            .unwrap_or(LineEnding::CrLf)
     }
 
     /// Index range (into the lines) of the session section.
     pub(crate) fn session_range(&self) -> (usize, usize) {
-        (0, self.media.first().map_or(self.lines.len(), |m| *m as usize))
+        (
+            0,
+            self.media.first().map_or(self.lines.len(), |m| *m as usize),
+        )
     }
 
     /// Index range (into the lines) of media section `i`.
     pub(crate) fn media_range(&self, i: usize) -> Option<(usize, usize)> {
         let start = *self.media.get(i)? as usize;
-        let end = self.media.get(i + 1).map_or(self.lines.len(), |m| *m as usize);
+        let end = self
+            .media
+            .get(i + 1)
+            .map_or(self.lines.len(), |m| *m as usize);
         Some((start, end))
     }
 
@@ -253,12 +294,17 @@ impl Sdp {
     /// The protocol version from `v=` (always 0 in practice).
     pub fn version(&self) -> Result<u32, SdpError> {
         let l = self.line(0).ok_or(SdpError::MissingVersion)?;
-        parse_uint(l.value()).ok_or(SdpError::Invalid { line: 1, what: "v= line" })
+        parse_uint(l.value()).ok_or(SdpError::Invalid {
+            line: 1,
+            what: "v= line",
+        })
     }
 
     /// The `o=` line of the session section.
     pub fn origin(&self) -> Result<Origin<'_>, SdpError> {
-        let l = self.find_in(self.session_range(), b'o').ok_or(SdpError::MissingLine { kind: 'o' })?;
+        let l = self
+            .find_in(self.session_range(), b'o')
+            .ok_or(SdpError::MissingLine { kind: 'o' })?;
         Origin::parse(l.value(), l.number)
     }
 
@@ -269,7 +315,9 @@ impl Sdp {
 
     /// The session-level `c=` line, if any.
     pub fn connection(&self) -> Result<Option<Connection<'_>>, SdpError> {
-        self.find_in(self.session_range(), b'c').map(|l| Connection::parse(l.value(), l.number)).transpose()
+        self.find_in(self.session_range(), b'c')
+            .map(|l| Connection::parse(l.value(), l.number))
+            .transpose()
     }
 
     /// The session-level attributes, in order.
@@ -300,7 +348,12 @@ impl Sdp {
     /// Media section `i` (0-based).
     pub fn media(&self, i: usize) -> Option<Media<'_>> {
         let (start, end) = self.media_range(i)?;
-        Some(Media { sdp: self, index: i, start, end })
+        Some(Media {
+            sdp: self,
+            index: i,
+            start,
+            end,
+        })
     }
 
     /// All media sections, in order.
@@ -332,7 +385,10 @@ impl<'a> Media<'a> {
 
     /// The `m=` line.
     pub fn desc(&self) -> Result<MediaDesc<'a>, SdpError> {
-        let l = self.sdp.line(self.start).ok_or(SdpError::NoSuchMedia { index: self.index })?;
+        let l = self
+            .sdp
+            .line(self.start)
+            .ok_or(SdpError::NoSuchMedia { index: self.index })?;
         MediaDesc::parse(l.value(), l.number)
     }
 
@@ -343,7 +399,10 @@ impl<'a> Media<'a> {
 
     /// This section's own `c=` line, if any.
     pub fn connection(&self) -> Result<Option<Connection<'a>>, SdpError> {
-        self.sdp.find_in((self.start, self.end), b'c').map(|l| Connection::parse(l.value(), l.number)).transpose()
+        self.sdp
+            .find_in((self.start, self.end), b'c')
+            .map(|l| Connection::parse(l.value(), l.number))
+            .transpose()
     }
 
     /// The connection that applies: this section's `c=`, else the session's.
@@ -389,12 +448,16 @@ impl<'a> Media<'a> {
 
     /// The `a=crypto` lines, each parsed.
     pub fn crypto(&self) -> impl Iterator<Item = Result<Crypto<'a>, SdpError>> + 'a {
-        self.attributes().filter(|a| a.is("crypto")).map(|a| Crypto::parse(&a))
+        self.attributes()
+            .filter(|a| a.is("crypto"))
+            .map(|a| Crypto::parse(&a))
     }
 
     /// The `a=candidate` lines, each parsed.
     pub fn candidates(&self) -> impl Iterator<Item = Result<Candidate<'a>, SdpError>> + 'a {
-        self.attributes().filter(|a| a.is("candidate")).map(|a| Candidate::parse(&a))
+        self.attributes()
+            .filter(|a| a.is("candidate"))
+            .map(|a| Candidate::parse(&a))
     }
 
     /// This section's own direction attribute, if given.
@@ -404,7 +467,9 @@ impl<'a> Media<'a> {
 
     /// The effective direction: this section's, else the session's, else `sendrecv`.
     pub fn direction(&self) -> Direction {
-        self.own_direction().or_else(|| self.sdp.direction()).unwrap_or_default()
+        self.own_direction()
+            .or_else(|| self.sdp.direction())
+            .unwrap_or_default()
     }
 
     /// `a=ptime` in milliseconds, if present.
@@ -412,14 +477,19 @@ impl<'a> Media<'a> {
         self.attribute("ptime")
             .map(|a| {
                 let v = a.value().unwrap_or_default();
-                parse_uint(v).ok_or(SdpError::Invalid { line: a.line, what: "a=ptime" })
+                parse_uint(v).ok_or(SdpError::Invalid {
+                    line: a.line,
+                    what: "a=ptime",
+                })
             })
             .transpose()
     }
 
     /// The `a=rtpmap` lines, each parsed.
     pub fn rtpmaps(&self) -> impl Iterator<Item = Result<RtpMap<'a>, SdpError>> + 'a {
-        self.attributes().filter(|a| a.is("rtpmap")).map(|a| RtpMap::parse(&a))
+        self.attributes()
+            .filter(|a| a.is("rtpmap"))
+            .map(|a| RtpMap::parse(&a))
     }
 
     /// The `a=rtpmap` for payload type `pt`. Malformed rtpmap lines of other payload types
@@ -447,6 +517,9 @@ impl<'a> Media<'a> {
 
 fn first_token_is(v: Option<&[u8]>, pt: u8) -> bool {
     let Some(v) = v else { return false };
-    let end = v.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(v.len());
+    let end = v
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(v.len());
     parse_uint::<u8>(&v[..end]) == Some(pt)
 }

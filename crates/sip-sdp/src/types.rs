@@ -71,7 +71,11 @@ pub(crate) fn token_ranges<const N: usize>(v: &[u8]) -> ([(usize, usize); N], us
 
 /// Borrow bytes as `&str`, failing with [`SdpError::Invalid`] when not UTF-8.
 #[inline]
-pub(crate) fn as_str<'a>(b: &'a [u8], line: usize, what: &'static str) -> Result<&'a str, SdpError> {
+pub(crate) fn as_str<'a>(
+    b: &'a [u8],
+    line: usize,
+    what: &'static str,
+) -> Result<&'a str, SdpError> {
     std::str::from_utf8(b).map_err(|_| SdpError::Invalid { line, what })
 }
 
@@ -84,7 +88,12 @@ pub(crate) fn parse_uint<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
 }
 
 /// Whitespace-trimmed tail of a value, `None` when empty.
-fn rest_of<'a>(v: &'a [u8], start: usize, line: usize, what: &'static str) -> Result<Option<&'a str>, SdpError> {
+fn rest_of<'a>(
+    v: &'a [u8],
+    start: usize,
+    line: usize,
+    what: &'static str,
+) -> Result<Option<&'a str>, SdpError> {
     let tail = v.get(start..).unwrap_or_default();
     let mut end = tail.len();
     while end > 0 && is_sep(tail[end - 1]) {
@@ -231,18 +240,33 @@ impl<'a> Connection<'a> {
         let bad = || SdpError::Invalid { line, what: W };
         let (ttl, count) = match AddrType::from_token(addrtype) {
             AddrType::Ip4 => {
-                let ttl = first.map(|b| parse_uint::<u8>(b).ok_or_else(bad)).transpose()?;
-                let count = second.map(|b| parse_uint::<u32>(b).ok_or_else(bad)).transpose()?;
+                let ttl = first
+                    .map(|b| parse_uint::<u8>(b).ok_or_else(bad))
+                    .transpose()?;
+                let count = second
+                    .map(|b| parse_uint::<u32>(b).ok_or_else(bad))
+                    .transpose()?;
                 (ttl, count)
             }
             _ => {
                 if second.is_some() {
                     return Err(bad());
                 }
-                (None, first.map(|b| parse_uint::<u32>(b).ok_or_else(bad)).transpose()?)
+                (
+                    None,
+                    first
+                        .map(|b| parse_uint::<u32>(b).ok_or_else(bad))
+                        .transpose()?,
+                )
             }
         };
-        Ok(Connection { nettype, addrtype, address, ttl, count })
+        Ok(Connection {
+            nettype,
+            addrtype,
+            address,
+            ttl,
+            count,
+        })
     }
 
     /// Classified address type.
@@ -296,7 +320,13 @@ impl<'a> MediaDesc<'a> {
         };
         let proto = as_str(&v[rs..re], line, W)?;
         let formats = rest_of(v, fstart, line, W)?.unwrap_or("");
-        Ok(MediaDesc { media, port, port_count, proto, formats })
+        Ok(MediaDesc {
+            media,
+            port,
+            port_count,
+            proto,
+            formats,
+        })
     }
 
     /// The formats (payload types for RTP profiles), one by one.
@@ -313,7 +343,9 @@ impl<'a> MediaDesc<'a> {
     /// True when the profile runs over DTLS (`UDP/TLS/...` or `TCP/TLS/...`).
     pub fn is_dtls(&self) -> bool {
         let p = self.proto.as_bytes();
-        p.len() >= 8 && (p[..8].eq_ignore_ascii_case(b"UDP/TLS/") || p[..8].eq_ignore_ascii_case(b"TCP/TLS/"))
+        p.len() >= 8
+            && (p[..8].eq_ignore_ascii_case(b"UDP/TLS/")
+                || p[..8].eq_ignore_ascii_case(b"TCP/TLS/"))
     }
 }
 
@@ -332,8 +364,16 @@ pub struct Attribute<'a> {
 impl<'a> Attribute<'a> {
     pub(crate) fn parse(v: &'a [u8], line: usize) -> Self {
         match memchr::memchr(b':', v) {
-            Some(i) => Attribute { name: &v[..i], value: Some(&v[i + 1..]), line },
-            None => Attribute { name: v, value: None, line },
+            Some(i) => Attribute {
+                name: &v[..i],
+                value: Some(&v[i + 1..]),
+                line,
+            },
+            None => Attribute {
+                name: v,
+                value: None,
+                line,
+            },
         }
     }
 
@@ -368,7 +408,10 @@ impl<'a> Attribute<'a> {
     }
 
     fn value_or_err(&self, what: &'static str) -> Result<&'a [u8], SdpError> {
-        self.value.ok_or(SdpError::Invalid { line: self.line, what })
+        self.value.ok_or(SdpError::Invalid {
+            line: self.line,
+            what,
+        })
     }
 }
 
@@ -394,12 +437,23 @@ impl<'a> Rtcp<'a> {
         if n != 1 && n != 4 {
             return Err(SdpError::Invalid { line, what: W });
         }
-        let port = parse_uint::<u16>(&v[t[0].0..t[0].1]).ok_or(SdpError::Invalid { line, what: W })?;
+        let port =
+            parse_uint::<u16>(&v[t[0].0..t[0].1]).ok_or(SdpError::Invalid { line, what: W })?;
         if n == 1 {
-            return Ok(Rtcp { port, nettype: None, addrtype: None, address: None });
+            return Ok(Rtcp {
+                port,
+                nettype: None,
+                addrtype: None,
+                address: None,
+            });
         }
         let f = |i: usize| as_str(&v[t[i].0..t[i].1], line, W).map(Some);
-        Ok(Rtcp { port, nettype: f(1)?, addrtype: f(2)?, address: f(3)? })
+        Ok(Rtcp {
+            port,
+            nettype: f(1)?,
+            addrtype: f(2)?,
+            address: f(3)?,
+        })
     }
 
     /// The address as an IP address, when given and one.
@@ -544,7 +598,9 @@ impl<'a> RtpMap<'a> {
         if n != 2 {
             return Err(bad);
         }
-        let payload_type = parse_uint::<u8>(&v[t[0].0..t[0].1]).filter(|p| *p < 128).ok_or(bad.clone())?;
+        let payload_type = parse_uint::<u8>(&v[t[0].0..t[0].1])
+            .filter(|p| *p < 128)
+            .ok_or(bad.clone())?;
         let enc = as_str(&v[t[1].0..t[1].1], line, W)?;
         let mut parts = enc.splitn(3, '/');
         let encoding = parts.next().unwrap_or_default();
@@ -554,7 +610,12 @@ impl<'a> RtpMap<'a> {
         if encoding.is_empty() || params == Some("") {
             return Err(bad);
         }
-        Ok(RtpMap { payload_type, encoding, clock_rate, params })
+        Ok(RtpMap {
+            payload_type,
+            encoding,
+            clock_rate,
+            params,
+        })
     }
 }
 
@@ -575,7 +636,10 @@ impl<'a> Fmtp<'a> {
         let mut toks = Tokens::new(v);
         let (fs, fe) = toks.next().ok_or(SdpError::Invalid { line, what: W })?;
         let rest = toks.rest_start();
-        Ok(Fmtp { format: as_str(&v[fs..fe], line, W)?, params: rest_of(v, rest, line, W)?.unwrap_or("") })
+        Ok(Fmtp {
+            format: as_str(&v[fs..fe], line, W)?,
+            params: rest_of(v, rest, line, W)?.unwrap_or(""),
+        })
     }
 
     /// The format as an RTP payload type, when it is one.
@@ -619,9 +683,14 @@ impl Direction {
 
     /// Classify an attribute name (ASCII case-insensitive); `None` if not a direction.
     pub fn from_name(name: &[u8]) -> Option<Direction> {
-        [Direction::SendRecv, Direction::SendOnly, Direction::RecvOnly, Direction::Inactive]
-            .into_iter()
-            .find(|d| name.eq_ignore_ascii_case(d.as_str().as_bytes()))
+        [
+            Direction::SendRecv,
+            Direction::SendOnly,
+            Direction::RecvOnly,
+            Direction::Inactive,
+        ]
+        .into_iter()
+        .find(|d| name.eq_ignore_ascii_case(d.as_str().as_bytes()))
     }
 
     /// The direction the other side uses in its answer (sendonly <-> recvonly).

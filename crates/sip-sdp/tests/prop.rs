@@ -47,7 +47,14 @@ impl Body {
     fn lines(&self) -> Vec<String> {
         let mut l = vec![
             "v=0".to_string(),
-            format!("o={} {} {} IN {} {}", self.user, self.sess_id, self.sess_ver, addrtype(&self.origin), self.origin),
+            format!(
+                "o={} {} {} IN {} {}",
+                self.user,
+                self.sess_id,
+                self.sess_ver,
+                addrtype(&self.origin),
+                self.origin
+            ),
             format!("s={}", self.name),
         ];
         if let Some(c) = self.conn {
@@ -62,7 +69,13 @@ impl Body {
         }
         for m in &self.media {
             let fmts: Vec<String> = m.pts.iter().map(u8::to_string).collect();
-            l.push(format!("m={} {} {} {}", m.kind, m.port, m.proto, fmts.join(" ")));
+            l.push(format!(
+                "m={} {} {} {}",
+                m.kind,
+                m.port,
+                m.proto,
+                fmts.join(" ")
+            ));
             if let Some(c) = m.conn {
                 l.push(format!("c=IN {} {}", addrtype(&c), c));
             }
@@ -70,7 +83,9 @@ impl Body {
                 l.push(format!("a=rtcp:{p}"));
             }
             for (tag, key) in &m.crypto {
-                l.push(format!("a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:{key}"));
+                l.push(format!(
+                    "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:{key}"
+                ));
             }
             for (i, (prio, ip, port)) in m.cands.iter().enumerate() {
                 l.push(format!("a=candidate:{i} 1 udp {prio} {ip} {port} typ host"));
@@ -102,7 +117,11 @@ impl Body {
             if i + 1 == lines.len() && !self.final_eol {
                 break;
             }
-            let crlf = self.eols.get(i % self.eols.len().max(1)).copied().unwrap_or(true);
+            let crlf = self
+                .eols
+                .get(i % self.eols.len().max(1))
+                .copied()
+                .unwrap_or(true);
             out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
         }
         out
@@ -117,7 +136,10 @@ fn attr(n: &str, v: &Option<String>) -> String {
 }
 
 fn ip_strategy() -> impl Strategy<Value = IpAddr> {
-    prop_oneof![any::<[u8; 4]>().prop_map(|b| IpAddr::from(b)), any::<[u8; 16]>().prop_map(|b| IpAddr::from(b)),]
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u8; 16]>().prop_map(IpAddr::from),
+    ]
 }
 
 fn dir_strategy() -> impl Strategy<Value = Direction> {
@@ -138,7 +160,12 @@ fn media_strategy() -> impl Strategy<Value = Med> {
         (
             prop_oneof![Just("audio"), Just("video"), Just("application")],
             any::<u16>(),
-            prop_oneof![Just("RTP/AVP"), Just("RTP/SAVP"), Just("UDP/TLS/RTP/SAVPF"), Just("RTP/AVPF")],
+            prop_oneof![
+                Just("RTP/AVP"),
+                Just("RTP/SAVP"),
+                Just("UDP/TLS/RTP/SAVPF"),
+                Just("RTP/AVPF")
+            ],
             prop::collection::vec(0u8..128, 1..5),
             prop::option::of(ip_strategy()),
             prop::option::of(dir_strategy()),
@@ -152,48 +179,71 @@ fn media_strategy() -> impl Strategy<Value = Med> {
             extra_strategy(),
         ),
     )
-        .prop_map(|((kind, port, proto, pts, conn, dir), (crypto, cands, rtcp, mux, ptime, extra))| Med {
-            kind,
-            port,
-            proto,
-            pts,
-            conn,
-            dir,
-            crypto,
-            cands,
-            rtcp,
-            mux,
-            ptime,
-            extra,
-        })
+        .prop_map(
+            |((kind, port, proto, pts, conn, dir), (crypto, cands, rtcp, mux, ptime, extra))| Med {
+                kind,
+                port,
+                proto,
+                pts,
+                conn,
+                dir,
+                crypto,
+                cands,
+                rtcp,
+                mux,
+                ptime,
+                extra,
+            },
+        )
 }
 
 fn body_strategy() -> impl Strategy<Value = Body> {
     (
-        ("[a-z-]{1,10}", any::<u64>(), any::<u64>(), ip_strategy(), "[ -~]{0,30}"),
-        (prop::option::of(ip_strategy()), prop::option::of(dir_strategy()), extra_strategy()),
+        (
+            "[a-z-]{1,10}",
+            any::<u64>(),
+            any::<u64>(),
+            ip_strategy(),
+            "[ -~]{0,30}",
+        ),
+        (
+            prop::option::of(ip_strategy()),
+            prop::option::of(dir_strategy()),
+            extra_strategy(),
+        ),
         prop::collection::vec(media_strategy(), 0..5),
         prop::collection::vec(any::<bool>(), 1..8),
         any::<bool>(),
     )
-        .prop_map(|((user, sess_id, sess_ver, origin, name), (conn, dir, extra), media, eols, final_eol)| Body {
-            user,
-            sess_id,
-            sess_ver,
-            origin,
-            name,
-            conn,
-            dir,
-            extra,
-            media,
-            eols,
-            final_eol,
-        })
+        .prop_map(
+            |(
+                (user, sess_id, sess_ver, origin, name),
+                (conn, dir, extra),
+                media,
+                eols,
+                final_eol,
+            )| Body {
+                user,
+                sess_id,
+                sess_ver,
+                origin,
+                name,
+                conn,
+                dir,
+                extra,
+                media,
+                eols,
+                final_eol,
+            },
+        )
 }
 
 /// Lines of a body with their endings stripped.
 fn split_lines(b: &[u8]) -> Vec<&[u8]> {
-    let mut v: Vec<&[u8]> = b.split(|&c| c == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+    let mut v: Vec<&[u8]> = b
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect();
     if v.last().is_some_and(|l| l.is_empty()) {
         v.pop();
     }
@@ -339,7 +389,9 @@ proptest! {
 
 /// Parse, view everything, edit and write; must not panic.
 fn exercise(data: &[u8]) {
-    let Ok(sdp) = Sdp::parse_slice(data) else { return };
+    let Ok(sdp) = Sdp::parse_slice(data) else {
+        return;
+    };
     assert_eq!(sdp.as_bytes(), data);
     let _ = sdp.version();
     let _ = sdp.origin();
