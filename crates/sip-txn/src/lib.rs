@@ -129,6 +129,20 @@
 //! * A response matches a client transaction by branch and CSeq method; one that matches
 //!   nothing is reported as [`ResponseMatch::Stray`] for stateless forwarding; late 2xx in
 //!   Accepted go to the TU.
+//!
+//! # Choices beyond the RFC text
+//!
+//! * Timer C (proxy, §16.6) runs in the INVITE client's Proceeding state (default 180 s,
+//!   `None` disables it); when it fires the TU is told and should CANCEL, and the
+//!   transaction gives up 64*T1 later (as after [`Event::Cancelled`], RFC 3261 §9.1).
+//! * The server guard (default 300 s) ends a server transaction whose TU never answers.
+//! * A transport error ends a client transaction in Proceeding too (the connection that
+//!   would carry the final answer is gone); in the INVITE server's Accepted state it is
+//!   reported and the state kept (RFC 6026 §8.7 / figure 7).
+//! * An INVITE retransmitted before the 100 Trying delay ran out gets the 100 at once.
+//! * The RFC 2543 key leaves out the To tag so the ACK of a non-2xx answer finds its
+//!   INVITE without a second look-up; CSeq and the whole top Via keep requests apart.
+//! * A zero T1/T2 is raised to 1 ms so no configuration can make a retransmission loop spin.
 
 mod action;
 mod client;
