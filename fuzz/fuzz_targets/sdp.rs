@@ -63,6 +63,10 @@ fuzz_target!(|data: &[u8]| {
         );
         let _ = ed.set_direction(Scope::Media(i), Direction::Inactive);
         let _ = ed.add_attribute(Scope::Media(i), "rtcp-mux", None);
+        let _ = ed.set_media_formats(i, ["0", "101"]);
+        let _ = ed.remove_attributes_if(Scope::Media(i), "rtpmap", |v| {
+            v.is_some_and(|v| !v.starts_with(b"0 ") && !v.starts_with(b"101 "))
+        });
     }
     let out = ed.to_bytes();
     // The edit adds no m= line and drops none.

@@ -320,10 +320,14 @@ impl<'a> SdpEditor<'a> {
         Ok((first, n))
     }
 
-    /// Where a new attribute line of `scope` goes: after the scope's last line.
+    /// Where a new attribute line of `scope` goes: after the scope's last non-empty line
+    /// (empty lines at the end of a body stay at the end).
     fn scope_end(&self, scope: Scope) -> Result<usize, SdpError> {
         let (s, e) = self.range(scope)?;
-        Ok(e.saturating_sub(1).max(s))
+        Ok((s..e)
+            .rev()
+            .find(|&l| !self.sdp.content(l).is_empty())
+            .unwrap_or(s))
     }
 
     fn attr_line<'s>(name: &'s str, value: Option<&'s str>) -> [&'s [u8]; 4] {
@@ -540,6 +544,53 @@ impl<'a> SdpEditor<'a> {
         Ok(())
     }
 
+    /// Set the format list of media `i` (e.g. the payload types left after removing codecs).
+    /// The `rtpmap`/`fmtp` lines of removed formats are not touched: remove them with
+    /// [`remove_attributes_if`](SdpEditor::remove_attributes_if).
+    pub fn set_media_formats<'f, I>(&mut self, i: usize, formats: I) -> Result<(), SdpError>
+    where
+        I: IntoIterator<Item = &'f str>,
+    {
+        let l = self.media_line(i)?;
+        let cur = self.current(l).unwrap_or_default();
+        let (t, n) = token_ranges::<3>(cur.get(2..).unwrap_or_default());
+        if n < 3 {
+            return Err(SdpError::Invalid {
+                line: l + 1,
+                what: "m= line",
+            });
+        }
+        let proto_end = t[2].1 + 2;
+        let start = self.scratch.len();
+        let sdp: &'a Sdp = self.sdp;
+        match self.line_op(l) {
+            Some((_, Op::Replace { s, .. })) => {
+                let s = s as usize;
+                self.scratch.extend_from_within(s..s + proto_end);
+            }
+            _ => self
+                .scratch
+                .extend_from_slice(sdp.content(l).get(..proto_end).unwrap_or_default()),
+        }
+        for f in formats {
+            if let Err(e) = check_field(f, "format") {
+                self.scratch.truncate(start);
+                return Err(e);
+            }
+            self.scratch.push(b' ');
+            self.scratch.extend_from_slice(f.as_bytes());
+        }
+        let end = self.scratch.len();
+        self.push_edit(
+            l,
+            Op::Replace {
+                s: start as u32,
+                e: end as u32,
+            },
+        );
+        Ok(())
+    }
+
     // ----- o= line -----------------------------------------------------------------------
 
     fn origin_line(&self) -> Result<(usize, [(usize, usize); 6]), SdpError> {
@@ -688,6 +739,48 @@ impl<'a> SdpEditor<'a> {
     pub fn remove_attribute(&mut self, scope: Scope, name: &str) -> Result<usize, SdpError> {
         let pred = |n: &[u8]| n.eq_ignore_ascii_case(name.as_bytes());
         self.remove_matching(scope, &pred).map(|(_, n)| n)
+    }
+
+    /// Remove the attributes `name` of `scope` whose value (`None` for a property attribute)
+    /// satisfies `pred`, e.g. the `a=rtpmap`/`a=fmtp` lines of a removed payload type;
+    /// returns how many lines were removed.
+    pub fn remove_attributes_if(
+        &mut self,
+        scope: Scope,
+        name: &str,
+        pred: impl Fn(Option<&[u8]>) -> bool,
+    ) -> Result<usize, SdpError> {
+        let nb = name.as_bytes();
+        let full = move |content: &[u8]| {
+            let Some(n) = attr_name(content) else {
+                return false;
+            };
+            if !n.eq_ignore_ascii_case(nb) {
+                return false;
+            }
+            pred(
+                content
+                    .get(2 + n.len() + 1..)
+                    .filter(|_| content.len() > 2 + n.len()),
+            )
+        };
+        let (s, e) = self.range(scope)?;
+        let mut removed = 0;
+        for l in s..e {
+            if self.current(l).is_some_and(&full) {
+                self.remove_line(l);
+                removed += 1;
+            }
+        }
+        let before = self.edits.len();
+        let scratch = &self.scratch;
+        self.edits.retain(|ed| match ed.op {
+            Op::Insert { s: a, e: b, .. } if (s..e).contains(&(ed.line as usize)) => {
+                !scratch.get(a as usize..b as usize).is_some_and(&full)
+            }
+            _ => true,
+        });
+        Ok(removed + before - self.edits.len())
     }
 
     /// Set the direction of `scope`: the existing direction attribute(s) are replaced in

@@ -1082,3 +1082,60 @@ fn rfc4475_sdp_bodies_round_trip() {
     }
     assert!(seen >= 20, "only {seen} SDP bodies found");
 }
+
+#[test]
+fn codec_strip_and_trailing_blank_lines() {
+    let sdp = parse(SDES_OFFER);
+    let mut ed = sdp.edit();
+    ed.set_media_formats(0, ["0", "101"]).unwrap();
+    let n = ed
+        .remove_attributes_if(Scope::Media(0), "rtpmap", |v| {
+            v.is_some_and(|v| v.starts_with(b"8 "))
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        ed.remove_attributes_if(Scope::Media(0), "fmtp", |v| v.is_none())
+            .unwrap(),
+        0
+    );
+    assert!(ed.set_media_formats(0, ["0", "bad fmt"]).is_err());
+    let out = ed.to_bytes();
+    let re = Sdp::parse(out.clone()).unwrap();
+    let m = re.media(0).unwrap();
+    assert_eq!(
+        m.desc().unwrap().formats().collect::<Vec<_>>(),
+        ["0", "101"]
+    );
+    assert!(m.rtpmap(8).unwrap().is_none());
+    assert!(m.rtpmap(0).unwrap().is_some());
+    let diff = changed_lines(SDES_OFFER.as_bytes(), &out);
+    assert_eq!(
+        diff[0],
+        (
+            "m=audio 20000 RTP/SAVP 0 8 101\r".to_string(),
+            "m=audio 20000 RTP/SAVP 0 101\r".to_string()
+        )
+    );
+    assert_eq!(re.line_count(), sdp.line_count() - 1);
+
+    // Property attribute values are None; lines added earlier are seen too.
+    let mut ed = sdp.edit();
+    ed.add_attribute(Scope::Media(1), "x-flag", None).unwrap();
+    assert_eq!(
+        ed.remove_attributes_if(Scope::Media(1), "x-flag", |v| v.is_none())
+            .unwrap(),
+        1
+    );
+    assert!(ed.is_unchanged());
+
+    // Attributes added at the end of a body ending with empty lines go before them.
+    let body = "v=0\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\n\r\n\r\n";
+    let sdp = parse(body);
+    let mut ed = sdp.edit();
+    ed.add_attribute(Scope::Media(0), "rtcp-mux", None).unwrap();
+    assert_eq!(
+        &ed.to_bytes()[..],
+        b"v=0\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\na=rtcp-mux\r\n\r\n\r\n"
+    );
+}
