@@ -391,6 +391,7 @@ def cmd_protos(a):
                 passed += pending
             else:
                 failed += pending
+                pending = 0
                 if not alive():
                     stopped = "server died"
                     break
@@ -409,9 +410,9 @@ def cmd_protos(a):
     if not first:
         failed += 1
     print(f"cases: {len(names)} (unsendable as one datagram: {unsendable}); "
-          f"cases with a reply before the teardown: {replied_cases}")
-    print("replies by status (to INVITEs and teardowns): " + ", ".join(f"{k}={v}" for k, v in
-                                           sorted(by_status.items())))
+          f"cases with a reply in their window: {replied_cases}")
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
+    print(f"replies by status (to INVITEs and teardowns): {counts}")
     for c in checks_failed:
         print(f"check failed: {c}")
     print(f"{passed} passed, {failed} failed")
