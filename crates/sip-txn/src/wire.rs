@@ -4,7 +4,7 @@
 //! Building a key copies the few bytes it needs into the key's inline buffer: no heap
 //! allocation, and the table does not keep the datagram alive.
 
-use sip_wire::{Message, Method, ParseError};
+use sip_wire::{HeaderName, Message, Method, ParseError};
 
 use crate::key::{KeyMethod, TransactionKey};
 
@@ -114,4 +114,77 @@ pub fn outgoing_request_key(msg: &Message) -> Result<TransactionKey, KeyError> {
     let via = msg.top_via()?;
     let branch = via.branch().ok_or(KeyError::NoBranch)?;
     Ok(TransactionKey::client(branch, method))
+}
+
+/// Writes into `out` (cleared first) the 100 (Trying) an INVITE server transaction sends
+/// ([`crate::Outgoing::Trying`]): RFC 3261 §8.2.6.1 and §17.2.1, the request's Via, From,
+/// To (no tag added), Call-ID, CSeq, and its Timestamp if any.
+///
+/// Returns `false` (and leaves `out` empty) if `req` is not a request with a Via.
+pub fn build_trying(req: &Message, out: &mut Vec<u8>) -> bool {
+    match req.header_by_name("Timestamp") {
+        Some(ts) => {
+            sip_wire::build::response(req, 100, "Trying", None, &[("Timestamp", ts)], b"", out)
+        }
+        None => sip_wire::build::response(req, 100, "Trying", None, &[], b"", out),
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut tmp = [0u8; 10];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        if let Some(d) = tmp.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(tmp.get(i..).unwrap_or_default());
+}
+
+/// Writes into `out` (cleared first) the ACK an INVITE client transaction sends for a
+/// non-2xx final response ([`crate::Outgoing::Ack`], RFC 3261 §17.1.1.3): Request-URI,
+/// Call-ID, From and CSeq number of the INVITE `req` we sent, To of the response `resp`
+/// (with its tag), a single Via equal to the INVITE's top Via, the INVITE's Route headers,
+/// Max-Forwards 70, no body.
+///
+/// # Errors
+/// [`KeyError::NotARequest`] / [`KeyError::NotAResponse`] if the roles are swapped;
+/// [`KeyError::Parse`] if the INVITE lacks a Via, From, Call-ID or CSeq, or the response
+/// lacks a To.
+pub fn build_ack(req: &Message, resp: &Message, out: &mut Vec<u8>) -> Result<(), KeyError> {
+    out.clear();
+    let uri = req.request_uri_raw().ok_or(KeyError::NotARequest)?;
+    if resp.is_request() {
+        return Err(KeyError::NotAResponse);
+    }
+    let via = req.top_via()?;
+    let from = req.from_hdr()?.raw;
+    let call_id = req.call_id()?;
+    let seq = req.cseq()?.seq;
+    let to = resp.to_hdr()?.raw;
+    out.extend_from_slice(b"ACK ");
+    out.extend_from_slice(uri);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+    out.extend_from_slice(via.raw);
+    out.extend_from_slice(b"\r\n");
+    for route in req.headers(HeaderName::Route) {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(route);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Max-Forwards: 70\r\nFrom: ");
+    out.extend_from_slice(from);
+    out.extend_from_slice(b"\r\nTo: ");
+    out.extend_from_slice(to);
+    out.extend_from_slice(b"\r\nCall-ID: ");
+    out.extend_from_slice(call_id);
+    out.extend_from_slice(b"\r\nCSeq: ");
+    push_decimal(out, seq);
+    out.extend_from_slice(b" ACK\r\nContent-Length: 0\r\n\r\n");
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //! the table.
 
 use bytes::Bytes;
-use sip_txn::wire::{KeyError, outgoing_request_key, request_key, response_key};
+use sip_txn::wire::{
+    KeyError, build_ack, build_trying, outgoing_request_key, request_key, response_key,
+};
 use sip_txn::{
     Action, Event, KeyMethod, Outgoing, RequestMatch, ResponseMatch, State, Time, TimerConfig,
     TransactionKey, TransactionTable,
@@ -237,4 +239,83 @@ Content-Length: 0\n\n");
         while t.poll_timer(d).is_some() {}
     }
     assert!(t.is_empty());
+}
+
+#[test]
+fn ack_for_a_non2xx_final_is_built_as_17_1_1_3_says() {
+    let inv = msg("INVITE sip:bob@192.0.2.4 SIP/2.0\n\
+Via: SIP/2.0/UDP proxy.example:5060;branch=z9hG4bKdown, SIP/2.0/UDP a.example;branch=z9hG4bKup\n\
+Via: SIP/2.0/UDP b.example;branch=z9hG4bKb\n\
+Route: <sip:edge1.example;lr>\n\
+Route: <sip:edge2.example;lr>, <sip:edge3.example;lr>\n\
+Max-Forwards: 69\n\
+From: Alice <sip:alice@a.example>;tag=fa1\n\
+To: Bob <sip:bob@b.example>\n\
+Call-ID: call-1@a.example\n\
+CSeq: 4711 INVITE\n\
+Contact: <sip:alice@192.0.2.1>\n\
+Content-Type: application/sdp\n\
+Content-Length: 4\n\nv=0\n");
+    let resp = msg("SIP/2.0 486 Busy Here\n\
+Via: SIP/2.0/UDP proxy.example:5060;branch=z9hG4bKdown, SIP/2.0/UDP a.example;branch=z9hG4bKup\n\
+Via: SIP/2.0/UDP b.example;branch=z9hG4bKb\n\
+From: Alice <sip:alice@a.example>;tag=fa1\n\
+To: Bob <sip:bob@b.example>;tag=busy7\n\
+Call-ID: call-1@a.example\n\
+CSeq: 4711 INVITE\n\
+Content-Length: 0\n\n");
+    let mut out = Vec::new();
+    build_ack(&inv, &resp, &mut out).unwrap();
+    let ack = Message::parse_datagram(Bytes::from(out.clone())).expect("the ACK parses");
+    assert_eq!(ack.method_raw(), Some(&b"ACK"[..]));
+    assert_eq!(ack.request_uri_raw(), Some(&b"sip:bob@192.0.2.4"[..]));
+    // One Via, the INVITE's top one.
+    assert_eq!(ack.vias().count(), 1);
+    assert_eq!(
+        ack.top_via().unwrap().raw,
+        b"SIP/2.0/UDP proxy.example:5060;branch=z9hG4bKdown"
+    );
+    assert_eq!(ack.values(sip_wire::HeaderName::Route).count(), 3);
+    assert_eq!(ack.to_hdr().unwrap().tag(), Some(&b"busy7"[..]));
+    assert_eq!(ack.from_hdr().unwrap().tag(), Some(&b"fa1"[..]));
+    assert_eq!(ack.call_id().unwrap(), b"call-1@a.example");
+    let cseq = ack.cseq().unwrap();
+    assert_eq!((cseq.seq, cseq.method_raw), (4711, &b"ACK"[..]));
+    assert_eq!(ack.max_forwards().unwrap(), Some(70));
+    assert_eq!(ack.content_length().unwrap(), Some(0));
+    // At the next hop the ACK matches the INVITE's server transaction.
+    assert_eq!(
+        request_key(&ack).unwrap().for_ack(),
+        request_key(&inv).unwrap()
+    );
+    // Roles swapped: typed errors, nothing written.
+    assert_eq!(build_ack(&resp, &inv, &mut out), Err(KeyError::NotARequest));
+    assert!(out.is_empty());
+    assert_eq!(build_ack(&inv, &inv, &mut out), Err(KeyError::NotAResponse));
+}
+
+#[test]
+fn trying_copies_the_transaction_headers_without_a_tag() {
+    let inv = msg("INVITE sip:bob@b.example SIP/2.0\n\
+Via: SIP/2.0/UDP a.example;branch=z9hG4bKup;rport\n\
+Via: SIP/2.0/UDP b.example;branch=z9hG4bKb\n\
+From: Alice <sip:alice@a.example>;tag=fa1\n\
+To: Bob <sip:bob@b.example>\n\
+Call-ID: call-1@a.example\n\
+CSeq: 1 INVITE\n\
+Timestamp: 54\n\
+Content-Length: 0\n\n");
+    let mut out = Vec::new();
+    assert!(build_trying(&inv, &mut out));
+    let r = Message::parse_datagram(Bytes::from(out)).expect("parses");
+    assert_eq!(r.status_code(), Some(100));
+    assert_eq!(r.vias().count(), 2);
+    assert_eq!(r.to_hdr().unwrap().tag(), None);
+    assert_eq!(r.header_by_name("Timestamp"), Some(&b"54"[..]));
+    assert_eq!(r.cseq().unwrap().seq, 1);
+    // The response matches nothing of ours but has the upstream's key shape.
+    assert_eq!(
+        response_key(&r).unwrap(),
+        TransactionKey::client(b"z9hG4bKup", KeyMethod::Invite)
+    );
 }
