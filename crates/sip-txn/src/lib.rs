@@ -16,7 +16,9 @@
 //! (the last response the TU gave this server transaction), [`Outgoing::Trying`] (a
 //! 100 Trying built from the request). The driver keeps the bytes, typically in the
 //! per-transaction payload of a [`TransactionTable`]. Only the [`wire`] module knows the
-//! parser: it builds [`TransactionKey`]s from a `sip_wire::Message`.
+//! parser: it builds [`TransactionKey`]s from a `sip_wire::Message`, and writes the two
+//! messages the transaction layer makes itself, the hop-by-hop ACK
+//! ([`wire::build_ack`]) and the 100 Trying ([`wire::build_trying`]).
 //!
 //! # The four machines
 //!
@@ -70,9 +72,10 @@
 //!     for a in actions {
 //!         match a {
 //!             Action::Send(Outgoing::LastResponse) => wire.extend(kept.last_response.clone()),
+//!             // (in real life: sip_txn::wire::build_trying(request))
 //!             Action::Send(Outgoing::Trying) => wire.push(Bytes::from_static(b"SIP/2.0 100 Trying...")),
 //!             Action::Send(Outgoing::Request) => wire.push(kept.request.clone()),
-//!             Action::Send(Outgoing::Ack) => { /* build the ACK from request + response */ }
+//!             Action::Send(Outgoing::Ack) => { /* sip_txn::wire::build_ack(request, response) */ }
 //!             Action::ToTu => { /* hand the message to the proxy core */ }
 //!             Action::Timeout(_) | Action::TransportError => { /* tell the proxy core */ }
 //!             Action::Terminated => {}
