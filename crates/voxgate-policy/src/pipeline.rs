@@ -70,6 +70,14 @@ pub enum PolicyError {
     BadHeaderText(String),
 }
 
+/// What a reply is built from: the raw bytes of a request that failed parsing, or the parsed
+/// message (whose header index saves a rescan).
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Raw(&'a [u8]),
+    Msg(&'a Message),
+}
+
 /// A rejection decided by a phase: status, reason, extra header lines.
 struct Reject {
     status: u16,
@@ -279,6 +287,16 @@ impl Pipeline {
     /// (which it does not clear). Never panics on any input.
     pub fn handle(&self, bytes: Bytes, ctx: &RecvCtx, out: &mut Outbox) {
         let st = self.stats.shard(ctx.shard);
+        if bytes.starts_with(b"ACK ") {
+            // While the node is stateless every ACK ends in silence whatever it holds (the ACK
+            // of a negative reply we sent, or one for nobody; a malformed ACK is never
+            // answered), so it is absorbed without parsing: half the messages of a rejected
+            // call cost nothing. When transactions and dialogs arrive, ACKs to forward will be
+            // parsed like any request.
+            st.request(method_index(b"ACK"));
+            st.drop_msg(DropReason::AckAbsorbed);
+            return;
+        }
         let parsed = if ctx.transport.is_stream() {
             Message::parse_stream(bytes.clone())
         } else {
@@ -294,7 +312,7 @@ impl Pipeline {
         let method_raw = msg.method_raw().unwrap_or(b"");
         st.request(method_index(method_raw));
         let method = Method::from_bytes(method_raw);
-        let raw: &[u8] = msg.bytes();
+        let raw = Src::Msg(&msg);
         let call_id = msg.call_id().ok();
         let reject = |r: Reject, out: &mut Outbox| {
             if method == Method::Ack {
@@ -304,8 +322,7 @@ impl Pipeline {
                 self.reply(raw, call_id, r.status, r.reason, extra, &[], ctx, st, out);
             }
         };
-        let ruri = msg.request_uri();
-        if let Some(r) = self.sanity(&msg, method, ruri.as_ref()) {
+        if let Some(r) = self.sanity(&msg, method) {
             return reject(r, out);
         }
         // Max-Forwards (absent: treated as 70).
@@ -326,7 +343,9 @@ impl Pipeline {
             }
             _ => {}
         }
-        let ruri_local = self.ruri_is_local(ruri.as_ref());
+        // Only OPTIONS and unknown methods care whether the Request-URI is the node itself.
+        let ruri_local = matches!(method, Method::Options | Method::Extension)
+            && self.ruri_is_local(msg.request_uri().as_ref());
         if method == Method::Options && ruri_local {
             let extra: [&[u8]; 3] = [
                 &self.allow_line,
@@ -381,7 +400,17 @@ impl Pipeline {
                 let call_id = reply::headers(raw)
                     .find(|h| reply::kind(h.name) == reply::Kind::CallId)
                     .map(|h| h.value.trim_ascii());
-                self.reply(raw, call_id, status, reason, None, &[], ctx, st, out);
+                self.reply(
+                    Src::Raw(raw),
+                    call_id,
+                    status,
+                    reason,
+                    None,
+                    &[],
+                    ctx,
+                    st,
+                    out,
+                );
             }
             Disposition::Drop => st.drop_msg(DropReason::Malformed),
         }
@@ -406,15 +435,9 @@ impl Pipeline {
     }
 
     /// The sanity phase (the Kamailio `sanity_check` list; the conformance index wins).
-    fn sanity(
-        &self,
-        msg: &Message,
-        method: Method,
-        ruri: Option<&Result<Uri<'_>, ParseError>>,
-    ) -> Option<Reject> {
-        if self.checks & CHECK_VALIDATE != 0
-            && let Err(e) = msg.validate()
-        {
+    fn sanity(&self, msg: &Message, method: Method) -> Option<Reject> {
+        let validated = self.checks & CHECK_VALIDATE != 0;
+        if validated && let Err(e) = msg.validate() {
             if e.kind() == sip_wire::ParseErrorKind::CSeqMethodMismatch
                 && method == Method::Extension
             {
@@ -431,11 +454,24 @@ impl Pipeline {
             };
         }
         if self.checks & CHECK_RURI != 0 {
-            match ruri {
-                Some(Ok(Uri::Sip(_) | Uri::Tel(_))) => {}
-                Some(Ok(Uri::Other { scheme, .. })) if scheme.eq_ignore_ascii_case(b"tels") => {}
-                Some(Ok(_)) => return Some(Reject::new(416, "Unsupported URI Scheme")),
-                Some(Err(_)) | None => return Some(Reject::new(400, "Bad Request-URI")),
+            if validated {
+                // validate() has parsed the Request-URI (any scheme): its scheme is enough.
+                let raw = msg.request_uri_raw().unwrap_or(b"");
+                let scheme = raw.split(|c| *c == b':').next().unwrap_or(b"");
+                let known = [&b"sip"[..], b"sips", b"tel", b"tels"]
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(scheme));
+                if !known {
+                    return Some(Reject::new(416, "Unsupported URI Scheme"));
+                }
+            } else {
+                match msg.request_uri() {
+                    Some(Ok(Uri::Sip(_) | Uri::Tel(_))) => {}
+                    Some(Ok(Uri::Other { scheme, .. })) if scheme.eq_ignore_ascii_case(b"tels") => {
+                    }
+                    Some(Ok(_)) => return Some(Reject::new(416, "Unsupported URI Scheme")),
+                    Some(Err(_)) | None => return Some(Reject::new(400, "Bad Request-URI")),
+                }
             }
         }
         if self.checks & CHECK_TAGS != 0 {
@@ -588,7 +624,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn reply(
         &self,
-        raw: &[u8],
+        raw: Src<'_>,
         call_id: Option<&[u8]>,
         status: u16,
         reason: &str,
@@ -598,7 +634,11 @@ impl Pipeline {
         st: &ShardStats,
         out: &mut Outbox,
     ) {
-        let Some(top) = reply::top_via(raw) else {
+        let top = match raw {
+            Src::Raw(b) => reply::top_via(reply::headers(b)),
+            Src::Msg(m) => reply::top_via(reply::msg_headers(m)),
+        };
+        let Some(top) = top else {
             // No Via to answer along.
             return st.drop_msg(DropReason::Malformed);
         };
@@ -626,7 +666,11 @@ impl Pipeline {
             extra: &lines[..n],
         };
         let buf = out.push(dest);
-        if reply::build(raw, &spec, buf) {
+        let built = match raw {
+            Src::Raw(b) => reply::build(reply::headers(b), &spec, buf),
+            Src::Msg(m) => reply::build(reply::msg_headers(m), &spec, buf),
+        };
+        if built {
             st.reply(status);
         } else {
             out.pop();

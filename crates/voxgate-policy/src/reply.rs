@@ -20,19 +20,26 @@ pub(crate) struct RawHeader<'a> {
 /// Iterates over the header section of `msg` (skipping the start line), stopping at the empty
 /// line or at the first line that is not a header.
 pub(crate) struct Headers<'a> {
-    rest: &'a [u8],
+    buf: &'a [u8],
+    /// Positions of the `\n`s of `buf`, found with one SIMD scan.
+    nl: memchr::Memchr<'a>,
+    /// Start of the next line.
+    pos: usize,
+    done: bool,
 }
 
 pub(crate) fn headers(msg: &[u8]) -> Headers<'_> {
-    let rest = match memchr_nl(msg) {
-        Some(i) => &msg[i + 1..],
-        None => &[],
+    let mut nl = memchr::memchr_iter(b'\n', msg);
+    let (pos, done) = match nl.next() {
+        Some(i) => (i + 1, false),
+        None => (msg.len(), true),
     };
-    Headers { rest }
-}
-
-fn memchr_nl(b: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', b)
+    Headers {
+        buf: msg,
+        nl,
+        pos,
+        done,
+    }
 }
 
 fn strip_cr(l: &[u8]) -> &[u8] {
@@ -43,26 +50,35 @@ impl<'a> Iterator for Headers<'a> {
     type Item = RawHeader<'a>;
 
     fn next(&mut self) -> Option<RawHeader<'a>> {
-        let buf = self.rest;
-        let first_end = memchr_nl(buf)?;
-        if strip_cr(&buf[..first_end]).is_empty() {
-            self.rest = &[];
+        if self.done {
+            return None;
+        }
+        let buf = self.buf;
+        let start = self.pos;
+        let Some(mut end) = self.nl.next() else {
+            self.done = true;
+            return None;
+        };
+        if strip_cr(&buf[start..end]).is_empty() {
+            self.done = true;
             return None;
         }
         // Extend over continuation lines (starting with SP or HT).
-        let mut end = first_end;
         while let Some(b' ' | b'\t') = buf.get(end + 1) {
-            match memchr_nl(&buf[end + 1..]) {
-                Some(j) => end = end + 1 + j,
+            match self.nl.next() {
+                Some(j) => end = j,
                 None => {
-                    self.rest = &[];
+                    self.done = true;
                     return None;
                 }
             }
         }
-        let line = strip_cr(&buf[..end]);
-        self.rest = &buf[end + 1..];
-        let colon = memchr::memchr(b':', line)?;
+        let line = strip_cr(&buf[start..end]);
+        self.pos = end + 1;
+        let Some(colon) = line.iter().position(|c| *c == b':') else {
+            self.done = true;
+            return None;
+        };
         Some(RawHeader {
             name: line[..colon].trim_ascii(),
             line,
@@ -262,14 +278,29 @@ pub(crate) struct TopVia<'a> {
     pub(crate) info: ViaInfo<'a>,
 }
 
-/// The first Via value of a raw message.
-pub(crate) fn top_via(msg: &[u8]) -> Option<TopVia<'_>> {
-    let header = headers(msg).find(|h| kind(h.name) == Kind::Via)?;
-    let value = split_values(header.value).next()?.trim_ascii_end();
+/// The first Via value among `hs` (the headers of one message).
+pub(crate) fn top_via<'a>(mut hs: impl Iterator<Item = RawHeader<'a>>) -> Option<TopVia<'a>> {
+    let header = hs.find(|h| kind(h.name) == Kind::Via)?;
+    let value = split_values(header.value).next()?.trim_ascii();
     Some(TopVia {
         header,
         value,
         info: parse_via(value)?,
+    })
+}
+
+/// The headers of a parsed message, from its index (no rescan).
+pub(crate) fn msg_headers(msg: &sip_wire::Message) -> impl Iterator<Item = RawHeader<'_>> {
+    let b: &[u8] = msg.bytes();
+    msg.iter_headers().map(move |h| {
+        let line = b.get(h.line.clone()).unwrap_or(b"");
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        RawHeader {
+            name: h.name_raw,
+            line,
+            value: h.value,
+        }
     })
 }
 
@@ -303,9 +334,13 @@ pub(crate) struct Spec<'a> {
     pub(crate) extra: &'a [&'a [u8]],
 }
 
-/// Builds the reply to the raw request `req` into `out`. Returns false (and leaves `out` in
-/// an unspecified state) if the request has no Via to answer along.
-pub(crate) fn build(req: &[u8], spec: &Spec<'_>, out: &mut Vec<u8>) -> bool {
+/// Builds the reply to the request whose headers are `hs` into `out`. Returns false (and
+/// leaves `out` in an unspecified state) if the request has no Via to answer along.
+pub(crate) fn build<'a>(
+    hs: impl Iterator<Item = RawHeader<'a>>,
+    spec: &Spec<'_>,
+    out: &mut Vec<u8>,
+) -> bool {
     out.extend_from_slice(b"SIP/2.0 ");
     push_u32(out, u32::from(spec.status));
     out.push(b' ');
@@ -313,7 +348,7 @@ pub(crate) fn build(req: &[u8], spec: &Spec<'_>, out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(b"\r\n");
     let mut seen_via = false;
     let (mut from, mut to, mut cid, mut cseq) = (false, false, false, false);
-    for h in headers(req) {
+    for h in hs {
         let k = kind(h.name);
         let seen = match k {
             Kind::Via => {
@@ -420,10 +455,10 @@ Content-Length: 0\r\n\r\n";
             reason: "Not Found",
             to_tag: b"abc",
             src: "127.0.0.1:4000".parse().unwrap(),
-            top: top_via(INV).unwrap(),
+            top: top_via(headers(INV)).unwrap(),
             extra: &[b"Server: t"],
         };
-        assert!(build(INV, &spec, &mut out));
+        assert!(build(headers(INV), &spec, &mut out));
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,
