@@ -95,6 +95,12 @@ impl Reject {
     }
 }
 
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Pipeline>();
+    shared::<Stats>();
+};
+
 /// The request pipeline: immutable after [`Pipeline::new`], shared by every shard.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -643,6 +649,12 @@ impl Pipeline {
             return st.drop_msg(DropReason::Malformed);
         };
         let dest = self.reply_dest(&top.info, ctx);
+        // A stateless reply only ever goes back to the packet's source IP: never towards a Via
+        // host (which may be anyone, even 255.255.255.255).
+        debug_assert!(match dest {
+            Dest::Source => true,
+            Dest::Addr(_, a) => a.ip() == ctx.src.ip(),
+        });
         let tag = self.to_tag(call_id, top.info.branch);
         let mut lines: [&[u8]; 6] = [&[]; 6];
         let mut n = 0;
