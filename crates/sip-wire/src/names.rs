@@ -112,15 +112,81 @@ macro_rules! header_names {
                 }
             }
 
-            fn lookup_lower(l: &[u8]) -> HeaderName {
+            /// Reference lookup comparing against every known name (tests check the
+            /// bucketed lookup against it).
+            #[cfg(test)]
+            fn lookup_lower_linear(l: &[u8]) -> HeaderName {
                 $(
                     if l == lower_const!($long) { return HeaderName::$v; }
                     $( if l == $compact.as_bytes() { return HeaderName::$v; } )?
                 )*
                 HeaderName::Other
             }
+
+            /// All (lowercase name, header) pairs, long and compact forms.
+            const ALL_NAMES: &'static [(&'static [u8], HeaderName)] = &[
+                $(
+                    (lower_const!($long), HeaderName::$v),
+                    $( ($compact.as_bytes(), HeaderName::$v), )?
+                )*
+            ];
         }
     };
+}
+
+/// Known names grouped by first letter: `start[k]..start[k + 1]` indexes the names starting
+/// with `b'a' + k`, so a lookup compares against a handful of names at most.
+struct Buckets {
+    sorted: [(&'static [u8], HeaderName); N_NAMES],
+    start: [u8; 27],
+}
+
+const N_NAMES: usize = HeaderName::ALL_NAMES.len();
+
+const fn build_buckets() -> Buckets {
+    let all = HeaderName::ALL_NAMES;
+    let mut sorted: [(&'static [u8], HeaderName); N_NAMES] = [(b"", HeaderName::Other); N_NAMES];
+    let mut start = [0u8; 27];
+    let mut n = 0;
+    let mut letter = 0;
+    while letter < 26 {
+        start[letter] = n as u8;
+        let mut i = 0;
+        while i < all.len() {
+            if all[i].0[0] == b'a' + letter as u8 {
+                sorted[n] = all[i];
+                n += 1;
+            }
+            i += 1;
+        }
+        letter += 1;
+    }
+    start[26] = n as u8;
+    Buckets { sorted, start }
+}
+
+static BUCKETS: Buckets = build_buckets();
+
+impl HeaderName {
+    fn lookup_lower(l: &[u8]) -> HeaderName {
+        let Some(&f) = l.first() else {
+            return HeaderName::Other;
+        };
+        if !f.is_ascii_lowercase() {
+            return HeaderName::Other;
+        }
+        let k = usize::from(f - b'a');
+        let (a, b) = (
+            usize::from(BUCKETS.start[k]),
+            usize::from(BUCKETS.start[k + 1]),
+        );
+        for (name, h) in &BUCKETS.sorted[a..b] {
+            if *name == l {
+                return *h;
+            }
+        }
+        HeaderName::Other
+    }
 }
 
 macro_rules! lower_const {
@@ -137,7 +203,7 @@ macro_rules! lower_const {
             }
             out
         };
-        &L[..]
+        L.as_slice()
     }};
 }
 
@@ -265,5 +331,24 @@ impl HeaderName {
     pub(crate) fn slot(self) -> Option<usize> {
         let i = self as usize;
         (i < KNOWN_HEADERS).then_some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucketed_lookup_matches_linear() {
+        for (name, h) in HeaderName::ALL_NAMES {
+            assert_eq!(HeaderName::lookup_lower(name), *h);
+            assert_eq!(HeaderName::lookup_lower_linear(name), *h);
+            let upper: Vec<u8> = name.to_ascii_uppercase();
+            assert_eq!(HeaderName::from_bytes(&upper), *h);
+        }
+        for other in [&b"x-foo"[..], b"", b"vias", b"zz", b"1", b"-"] {
+            assert_eq!(HeaderName::from_bytes(other), HeaderName::Other);
+        }
+        assert_eq!(BUCKETS.start[26] as usize, N_NAMES);
     }
 }

@@ -1,14 +1,27 @@
 //! Byte-level scanning helpers shared by the parsers. Everything here is bounds-checked and
 //! linear in its input.
 
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
 /// RFC 3261 `token` character.
 #[inline]
 pub(crate) fn is_token(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[usize::from(c)]
 }
 
 /// Linear whitespace as seen inside an indexed header value: SP, HT, and the CR/LF of a fold
