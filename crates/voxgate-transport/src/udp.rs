@@ -31,12 +31,32 @@ fn new_socket(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<Socket> {
     }
     sock.set_reuse_port(true)?;
     if rcvbuf > 0 {
-        // Best effort: the kernel caps it at net.core.rmem_max.
+        // The kernel caps SO_RCVBUF at net.core.rmem_max (often 208 KiB); with CAP_NET_ADMIN
+        // SO_RCVBUFFORCE goes past it, so a burst at high rate is not dropped by our socket.
         let _ = sock.set_recv_buffer_size(rcvbuf);
+        if sock.recv_buffer_size().is_ok_and(|got| got < rcvbuf) {
+            force_recv_buffer(&sock, rcvbuf);
+        }
     }
     sock.set_read_timeout(Some(STOP_POLL))?;
     sock.bind(&SockAddr::from(addr))?;
     Ok(sock)
+}
+
+/// Asks for SO_RCVBUFFORCE (needs CAP_NET_ADMIN; silently ignored otherwise).
+fn force_recv_buffer(sock: &Socket, size: usize) {
+    use std::os::fd::AsRawFd;
+    let v: libc::c_int = size.min(libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: a valid socket descriptor and a pointer to a c_int of the stated length.
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Binds `shards` SO_REUSEPORT sockets on `addr` (port 0: the first socket picks the port,
@@ -144,6 +164,33 @@ impl Shard {
                     Err(_) => st.drop_msg(DropReason::SendFailed),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_shards_on_one_port_with_the_buffer_asked() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 3, 4 << 20).unwrap();
+        assert_ne!(l.local.port(), 0);
+        assert_eq!(l.sockets.len(), 3);
+        for s in &l.sockets {
+            let a = s.local_addr().unwrap().as_socket().unwrap();
+            assert_eq!(a, l.local);
+        }
+        // The kernel doubles the value; as root SO_RCVBUFFORCE passes rmem_max.
+        let got = l.sockets[0].recv_buffer_size().unwrap();
+        let root = std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(false);
+        if root {
+            assert!(got >= 4 << 20, "{got}");
         }
     }
 }
