@@ -382,6 +382,42 @@ impl Pipeline {
         self.reply(raw, call_id, status, reason, None, &[], ctx, st, out);
     }
 
+    /// Answers the request at the front of `raw` with `status` (e.g. a stream whose framing
+    /// failed: 400 for a bad Content-Length, 513 when too large) when its header section is
+    /// complete and it is a request other than ACK; appends the reply to `out`.
+    pub fn reject_raw(
+        &self,
+        raw: &[u8],
+        status: u16,
+        reason: &str,
+        ctx: &RecvCtx,
+        out: &mut Outbox,
+    ) {
+        let st = self.stats.shard(ctx.shard);
+        let Some(end) = memchr::memmem::find(raw, b"\r\n\r\n") else {
+            return;
+        };
+        let head = &raw[..end + 4];
+        let method = raw_method(head);
+        if head.starts_with(b"SIP/") || method == b"ACK" || method.is_empty() {
+            return;
+        }
+        let call_id = reply::headers(head)
+            .find(|h| reply::kind(h.name) == reply::Kind::CallId)
+            .map(|h| h.value.trim_ascii());
+        self.reply(
+            Src::Raw(head),
+            call_id,
+            status,
+            reason,
+            None,
+            &[],
+            ctx,
+            st,
+            out,
+        );
+    }
+
     fn on_parse_error(
         &self,
         raw: &[u8],

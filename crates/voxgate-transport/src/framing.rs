@@ -9,8 +9,9 @@ pub(crate) enum Frame {
     Message(usize),
     /// Not enough bytes yet.
     Incomplete,
-    /// The stream cannot be framed any further: close it.
-    Error,
+    /// The stream cannot be framed any further: answer the request with this status if its
+    /// header section is complete, then close.
+    Error(u16, &'static str),
 }
 
 /// Frames the front of `buf`, refusing messages larger than `max`.
@@ -20,6 +21,9 @@ pub(crate) fn next_frame(buf: &[u8], max: usize) -> Frame {
         F::KeepAlive(n) => Frame::KeepAlive(n),
         F::Message(n) => Frame::Message(n),
         F::Incomplete => Frame::Incomplete,
-        F::Error(_) => Frame::Error,
+        F::Error(e) => {
+            let (status, reason) = e.status();
+            Frame::Error(status, reason)
+        }
     }
 }

@@ -160,9 +160,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 Frame::Incomplete => break,
-                Frame::Error => {
-                    // Unrecoverable framing (bad or oversized Content-Length, garbage).
+                Frame::Error(status, reason) => {
+                    // Unrecoverable framing (bad, several or oversized Content-Length,
+                    // garbage): answer the request if it can be, then close.
                     st.drop_msg(DropReason::Malformed);
+                    out.clear();
+                    shared
+                        .pipeline
+                        .reject_raw(&buf, status, reason, &ctx, &mut out);
+                    for (_, data) in out.iter() {
+                        if io.write_all(data).await.is_ok() {
+                            st.packet_out(data.len());
+                        }
+                    }
                     let _ = io.shutdown().await;
                     return;
                 }

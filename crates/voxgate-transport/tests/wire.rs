@@ -183,12 +183,36 @@ fn tcp_oversize_closes() {
     big.extend(std::iter::repeat_n(b'a', 10_000));
     let _ = s.write_all(&big);
     assert_closed(&mut s);
-    // Content-Length beyond the limit: closed too.
+    // Content-Length beyond the limit: 513, then closed.
     let mut s = TcpStream::connect(n.addr(Transport::Tcp)).unwrap();
     let m = request("INVITE", "sip:x@example.com", "127.0.0.1:1", "", "big")
         .replace("Content-Length: 0", "Content-Length: 100000");
     s.write_all(m.as_bytes()).unwrap();
-    assert_closed(&mut s);
+    let got = read_until_closed(&mut s);
+    assert!(got.starts_with("SIP/2.0 513 "), "{got}");
+    // Negative Content-Length (RFC 4475 ncl): 400, then closed.
+    let mut s = TcpStream::connect(n.addr(Transport::Tcp)).unwrap();
+    let m = request("INVITE", "sip:x@example.com", "127.0.0.1:1", "", "ncl")
+        .replace("Content-Length: 0", "Content-Length: -999");
+    s.write_all(m.as_bytes()).unwrap();
+    let got = read_until_closed(&mut s);
+    assert!(got.starts_with("SIP/2.0 400 "), "{got}");
+    assert_eq!(header(&got, "Call-ID"), Some("ncl"));
+}
+
+fn read_until_closed(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("not closed: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[test]
