@@ -160,8 +160,8 @@ impl Sdp {
     pub fn edit(&self) -> SdpEditor<'_> {
         SdpEditor {
             sdp: self,
-            edits: Vec::new(),
-            scratch: Vec::new(),
+            edits: Vec::with_capacity(8),
+            scratch: Vec::with_capacity(256),
             seq: 0,
         }
     }

@@ -164,7 +164,7 @@ impl Sdp {
             });
         }
         let mut lines = Vec::with_capacity(nlines);
-        let mut media = Vec::new();
+        let mut media = Vec::with_capacity(4);
         let mut pos = 0usize;
         while pos < b.len() {
             let (end, eol, next) = match memchr::memchr(b'\n', &b[pos..]) {
