@@ -339,21 +339,28 @@ impl<'a> SdpEditor<'a> {
 
     /// Replace the attributes matching `pred` by lines `a=name[:value]` for each value, at the
     /// place of the first match (or at the end of the scope).
-    fn replace_matching(
+    ///
+    /// Everything is validated first, so a refused value leaves the editor unchanged.
+    fn replace_matching<'v, I>(
         &mut self,
         scope: Scope,
         pred: &dyn Fn(&[u8]) -> bool,
         name: &str,
-        values: &mut dyn Iterator<Item = Option<&str>>,
-    ) -> Result<(), SdpError> {
+        values: I,
+    ) -> Result<(), SdpError>
+    where
+        I: Iterator<Item = Option<&'v str>> + Clone,
+    {
         check_token(name, "attribute name")?;
+        for v in values.clone().flatten() {
+            check_value(v, "attribute value")?;
+        }
+        self.range(scope)?;
+        let mut values = values;
         let (first, _) = self.remove_matching(scope, pred)?;
         let after = match first {
             Some(l) => {
                 if let Some(v) = values.next() {
-                    if let Some(v) = v {
-                        check_value(v, "attribute value")?;
-                    }
                     let parts = Self::attr_line(name, v);
                     self.rewrite(
                         l,
@@ -370,9 +377,6 @@ impl<'a> SdpEditor<'a> {
             None => self.scope_end(scope)?,
         };
         for v in values {
-            if let Some(v) = v {
-                check_value(v, "attribute value")?;
-            }
             self.insert_after(after, PRIO_ATTR, &Self::attr_line(name, v));
         }
         Ok(())
@@ -716,7 +720,7 @@ impl<'a> SdpEditor<'a> {
         value: Option<&str>,
     ) -> Result<(), SdpError> {
         let pred = |n: &[u8]| n.eq_ignore_ascii_case(name.as_bytes());
-        self.replace_matching(scope, &pred, name, &mut std::iter::once(value))
+        self.replace_matching(scope, &pred, name, std::iter::once(value))
     }
 
     /// Replace all attributes `name` of `scope` by one line per value, at the place of the
@@ -730,9 +734,10 @@ impl<'a> SdpEditor<'a> {
     ) -> Result<(), SdpError>
     where
         I: IntoIterator<Item = &'v str>,
+        I::IntoIter: Clone,
     {
         let pred = |n: &[u8]| n.eq_ignore_ascii_case(name.as_bytes());
-        self.replace_matching(scope, &pred, name, &mut values.into_iter().map(Some))
+        self.replace_matching(scope, &pred, name, values.into_iter().map(Some))
     }
 
     /// Remove every attribute `name` of `scope`; returns how many lines were removed.
@@ -787,7 +792,7 @@ impl<'a> SdpEditor<'a> {
     /// place, or `a=<direction>` is added at the end.
     pub fn set_direction(&mut self, scope: Scope, dir: Direction) -> Result<(), SdpError> {
         let pred = |n: &[u8]| Direction::from_name(n).is_some();
-        self.replace_matching(scope, &pred, dir.as_str(), &mut std::iter::once(None))
+        self.replace_matching(scope, &pred, dir.as_str(), std::iter::once(None))
     }
 
     /// Set `a=rtcp:<port>[ IN <addrtype> <address>]` on media `i`.
@@ -802,12 +807,7 @@ impl<'a> SdpEditor<'a> {
         };
         let v = std::str::from_utf8(b.as_bytes()).unwrap_or_default();
         let pred = |n: &[u8]| n.eq_ignore_ascii_case(b"rtcp");
-        self.replace_matching(
-            Scope::Media(i),
-            &pred,
-            "rtcp",
-            &mut std::iter::once(Some(v)),
-        )
+        self.replace_matching(Scope::Media(i), &pred, "rtcp", std::iter::once(Some(v)))
     }
 
     /// Remove media `i`'s ICE candidates (`a=candidate` lines); returns how many.

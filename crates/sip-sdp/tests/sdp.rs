@@ -1139,3 +1139,22 @@ fn codec_strip_and_trailing_blank_lines() {
         b"v=0\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\na=rtcp-mux\r\n\r\n\r\n"
     );
 }
+
+#[test]
+fn refused_values_leave_editor_unchanged() {
+    let sdp = parse(SDES_OFFER);
+    let mut ed = sdp.edit();
+    let err = ed.replace_attributes(
+        Scope::Media(0),
+        "crypto",
+        ["1 OK inline:A", "2 BAD\r\ninline:B"],
+    );
+    assert!(matches!(err, Err(SdpError::InvalidInput { .. })));
+    assert!(ed.is_unchanged());
+    assert!(
+        ed.set_attribute(Scope::Media(0), "ptime", Some("\n"))
+            .is_err()
+    );
+    assert!(ed.is_unchanged());
+    assert_eq!(&ed.to_bytes()[..], SDES_OFFER.as_bytes());
+}
