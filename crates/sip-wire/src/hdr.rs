@@ -180,10 +180,6 @@ impl<'a> Via<'a> {
             port = Some(parse_port(&s[i..pe])?);
             i = pe;
         }
-        let (params, end) = Params::scan(s, i).ok()?;
-        if end != s.len() {
-            return None;
-        }
         let mut v = Via {
             raw: s,
             protocol: parts[0],
@@ -197,34 +193,54 @@ impl<'a> Via<'a> {
             rport: None,
             maddr: None,
             ttl: None,
-            params,
+            params: Params::default(),
         };
-        for (n, val) in params.iter() {
-            if eq_ic(n, b"branch") {
-                v.branch.get_or_insert(val?);
-            } else if eq_ic(n, b"received") {
-                let r = val?;
-                check_host(r).or_else(|| {
-                    // RFC 5118 §4.5: a bare IPv6 address is what the ABNF asks for.
-                    r.iter()
-                        .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
-                        .then_some(HostKind::Ipv6)
-                })?;
-                v.received.get_or_insert(r);
-            } else if eq_ic(n, b"rport") {
-                if v.rport.is_none() {
-                    v.rport = Some(match val {
-                        None => None,
-                        Some(p) => Some(parse_port(p)?),
-                    });
+        // one pass over the parameters: validate and pick out the ones we type
+        let pstart = i;
+        let mut last = i;
+        let mut j = skip_lws(s, i);
+        while j < s.len() && s[j] == b';' {
+            let (n, val, e) = read_param(s, j)?;
+            last = e;
+            j = skip_lws(s, e);
+            match n.len() {
+                6 if eq_ic(n, b"branch") => {
+                    v.branch.get_or_insert(val?);
                 }
-            } else if eq_ic(n, b"maddr") {
-                v.maddr.get_or_insert(val?);
-            } else if eq_ic(n, b"ttl") {
-                let t = parse_u32(val?)?;
-                v.ttl = Some(u8::try_from(t).ok()?);
+                8 if eq_ic(n, b"received") => {
+                    let r = val?;
+                    check_host(r).or_else(|| {
+                        // RFC 5118 §4.5: a bare IPv6 address is what the ABNF asks for.
+                        r.iter()
+                            .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+                            .then_some(HostKind::Ipv6)
+                    })?;
+                    v.received.get_or_insert(r);
+                }
+                5 if eq_ic(n, b"rport") => {
+                    if v.rport.is_none() {
+                        v.rport = Some(match val {
+                            None => None,
+                            Some(p) => Some(parse_port(p)?),
+                        });
+                    }
+                }
+                5 if eq_ic(n, b"maddr") => {
+                    v.maddr.get_or_insert(val?);
+                }
+                3 if eq_ic(n, b"ttl") => {
+                    let t = parse_u32(val?)?;
+                    v.ttl = Some(u8::try_from(t).ok()?);
+                }
+                _ => {}
             }
         }
+        if j != s.len() {
+            return None;
+        }
+        v.params = Params {
+            raw: &s[pstart..last],
+        };
         Some(v)
     }
 

@@ -167,28 +167,6 @@ const fn build_buckets() -> Buckets {
 
 static BUCKETS: Buckets = build_buckets();
 
-impl HeaderName {
-    fn lookup_lower(l: &[u8]) -> HeaderName {
-        let Some(&f) = l.first() else {
-            return HeaderName::Other;
-        };
-        if !f.is_ascii_lowercase() {
-            return HeaderName::Other;
-        }
-        let k = usize::from(f - b'a');
-        let (a, b) = (
-            usize::from(BUCKETS.start[k]),
-            usize::from(BUCKETS.start[k + 1]),
-        );
-        for (name, h) in &BUCKETS.sorted[a..b] {
-            if *name == l {
-                return *h;
-            }
-        }
-        HeaderName::Other
-    }
-}
-
 macro_rules! lower_const {
     ($s:literal) => {{
         const S: &str = $s;
@@ -317,15 +295,31 @@ header_names! {
 impl HeaderName {
     /// Maps a header name as received (case-insensitive, compact forms known).
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        let mut buf = [0u8; 24];
-        if name.is_empty() || name.len() > buf.len() {
+        // Known names are unique by (first letter, length, last letter), so at most one
+        // candidate of the first letter's bucket needs the full comparison.
+        let (Some(&f), Some(&l)) = (name.first(), name.last()) else {
+            return HeaderName::Other;
+        };
+        let f = f.to_ascii_lowercase();
+        if !f.is_ascii_lowercase() {
             return HeaderName::Other;
         }
-        let l = &mut buf[..name.len()];
-        for (d, s) in l.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
+        let l = l.to_ascii_lowercase();
+        let k = usize::from(f - b'a');
+        let (a, b) = (
+            usize::from(BUCKETS.start[k]),
+            usize::from(BUCKETS.start[k + 1]),
+        );
+        for (known, h) in &BUCKETS.sorted[a..b] {
+            if known.len() == name.len() && known.last() == Some(&l) {
+                let same = name
+                    .iter()
+                    .zip(known.iter())
+                    .all(|(&a, &b)| a.to_ascii_lowercase() == b);
+                return if same { *h } else { HeaderName::Other };
+            }
         }
-        HeaderName::lookup_lower(l)
+        HeaderName::Other
     }
 
     pub(crate) fn slot(self) -> Option<usize> {
@@ -341,7 +335,7 @@ mod tests {
     #[test]
     fn bucketed_lookup_matches_linear() {
         for (name, h) in HeaderName::ALL_NAMES {
-            assert_eq!(HeaderName::lookup_lower(name), *h);
+            assert_eq!(HeaderName::from_bytes(name), *h);
             assert_eq!(HeaderName::lookup_lower_linear(name), *h);
             let upper: Vec<u8> = name.to_ascii_uppercase();
             assert_eq!(HeaderName::from_bytes(&upper), *h);
@@ -350,5 +344,14 @@ mod tests {
             assert_eq!(HeaderName::from_bytes(other), HeaderName::Other);
         }
         assert_eq!(BUCKETS.start[26] as usize, N_NAMES);
+        // the (first, length, last) key is unique, which from_bytes relies on
+        for (i, (a, _)) in HeaderName::ALL_NAMES.iter().enumerate() {
+            for (b, _) in &HeaderName::ALL_NAMES[i + 1..] {
+                assert!(
+                    !(a[0] == b[0] && a.len() == b.len() && a.last() == b.last()),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 }
