@@ -218,12 +218,11 @@ impl<'a> Via<'a> {
                     v.received.get_or_insert(r);
                 }
                 5 if eq_ic(n, b"rport") => {
-                    if v.rport.is_none() {
-                        v.rport = Some(match val {
-                            None => None,
-                            Some(p) => Some(parse_port(p)?),
-                        });
-                    }
+                    let p = match val {
+                        None => None,
+                        Some(p) => Some(parse_port(p)?),
+                    };
+                    v.rport.get_or_insert(p);
                 }
                 5 if eq_ic(n, b"maddr") => {
                     v.maddr.get_or_insert(val?);
