@@ -22,7 +22,8 @@ pub enum ParseErrorKind {
     VersionNotSupported,
     /// The status line is malformed or its code is not three digits in 100..=699.
     BadStatusLine,
-    /// A header line has no name, a bad name or no colon, or a folded line starts the headers.
+    /// A header line has no name, a bad name or no colon, a folded line starts the headers, or
+    /// a line holds a bare CR or LF (lines end with CRLF only).
     BadHeaderLine,
     /// The header section is not terminated by an empty line.
     Truncated,

@@ -189,15 +189,25 @@ fn r(a: (u32, u32)) -> Range<usize> {
     a.0 as usize..a.1 as usize
 }
 
-/// Finds the end of the line starting at `pos`: `(content_end, next_line_start)`.
-fn line_end(b: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let nl = memchr::memchr(b'\n', b.get(pos..)?)? + pos;
-    let ce = if nl > pos && b[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
-    Some((ce, nl + 1))
+/// Finds the end of the line starting at `pos`: `Ok((content_end, next_line_start))`.
+/// Lines end with CRLF only: a bare CR or bare LF in the start line or header section is an
+/// error, so that no element downstream can split the header section differently from us
+/// (header smuggling). `Err(true)` for a bare CR/LF, `Err(false)` when no line end arrived.
+fn line_end(b: &[u8], pos: usize) -> Result<(usize, usize), bool> {
+    let rest = b.get(pos..).ok_or(false)?;
+    let i = memchr::memchr2(b'\r', b'\n', rest).ok_or(false)? + pos;
+    if b[i] == b'\n' {
+        return Err(true);
+    }
+    match b.get(i + 1) {
+        Some(b'\n') => Ok((i, i + 2)),
+        Some(_) => Err(true),
+        None => Err(false),
+    }
+}
+
+fn line_err(bare: bool) -> ParseError {
+    ParseError::new(if bare { K::BadHeaderLine } else { K::Truncated })
 }
 
 fn is_ws(c: u8) -> bool {
@@ -238,7 +248,7 @@ impl Message {
             return Err(ParseError::new(K::MessageTooLarge));
         }
         let b = &buf[..];
-        let (sl_end, mut pos) = line_end(b, 0).ok_or(ParseError::new(K::Truncated))?;
+        let (sl_end, mut pos) = line_end(b, 0).map_err(line_err)?;
         let start = parse_start_line(&b[..sl_end], mode == Mode::Head)?;
         let is_req = matches!(start, Start::Request { .. });
         let fail = |e: ParseError| e.with_request(is_req);
@@ -247,7 +257,7 @@ impl Message {
         let body_start;
         let headers_end;
         loop {
-            let (ce, next) = line_end(b, pos).ok_or_else(|| fail(ParseError::new(K::Truncated)))?;
+            let (ce, next) = line_end(b, pos).map_err(|bare| fail(line_err(bare)))?;
             if ce == pos {
                 headers_end = pos;
                 body_start = next;

@@ -169,6 +169,27 @@ fn request_line_strictness() {
             ParseErrorKind::Truncated,
         ),
         ("\r\n\r\n", ParseErrorKind::Empty),
+        // bare CR or LF: never split the header section differently from a strict peer
+        (
+            "INVITE sip:a@b SIP/2.0\r\nX: a\rVia: b\r\n\r\n",
+            ParseErrorKind::BadHeaderLine,
+        ),
+        (
+            "INVITE sip:a@b SIP/2.0\r\nX: a\nVia: b\r\n\r\n",
+            ParseErrorKind::BadHeaderLine,
+        ),
+        (
+            "INVITE sip:a@b SIP/2.0\nX: a\r\n\r\n",
+            ParseErrorKind::BadHeaderLine,
+        ),
+        (
+            "INVITE sip:a@b SIP/2.0\r\nX: a\r\n\n",
+            ParseErrorKind::BadHeaderLine,
+        ),
+        (
+            "INVITE sip:a@b SIP/2.0\r\nX: a\r",
+            ParseErrorKind::Truncated,
+        ),
     ] {
         let e = Message::parse_datagram(Bytes::from(bad)).unwrap_err();
         assert_eq!(e.kind(), kind, "{bad:?}");
