@@ -520,6 +520,8 @@ impl Pipeline {
             for h in [HeaderName::From, HeaderName::To] {
                 let n = msg
                     .header(h)
+                    // Two tags need two `;`: most values have one at most.
+                    .filter(|v| memchr::memchr_iter(b';', v).nth(1).is_some())
                     .map(|v| {
                         reply::split_params(v)
                             .skip(1)
