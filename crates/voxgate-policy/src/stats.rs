@@ -112,11 +112,13 @@ pub enum DropReason {
     SendFailed,
     /// A message for a destination this transport cannot reach.
     Unroutable,
+    /// Handling the message hit a bug (a panic caught by the driver); the shard goes on.
+    InternalError,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::BadAck,
         DropReason::AckAbsorbed,
@@ -128,6 +130,7 @@ impl DropReason {
         DropReason::BuildFailed,
         DropReason::SendFailed,
         DropReason::Unroutable,
+        DropReason::InternalError,
     ];
 
     /// Label value.
@@ -144,6 +147,7 @@ impl DropReason {
             DropReason::BuildFailed => "build_failed",
             DropReason::SendFailed => "send_failed",
             DropReason::Unroutable => "unroutable",
+            DropReason::InternalError => "internal_error",
         }
     }
 }

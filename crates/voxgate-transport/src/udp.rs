@@ -149,7 +149,17 @@ impl Shard {
             let msg = rx.split_to(n).freeze();
             ctx.src = src;
             out.clear();
-            self.pipeline.handle(msg, &ctx, &mut out);
+            // Nothing in the pipeline may panic on any input; should a bug do it anyway, the
+            // datagram is lost, not the shard.
+            let pipeline = &self.pipeline;
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pipeline.handle(msg, &ctx, &mut out)
+            }));
+            if handled.is_err() {
+                st.drop_msg(DropReason::InternalError);
+                out = Outbox::new();
+                continue;
+            }
             for (dest, data) in out.iter() {
                 let to = match dest {
                     Dest::Source => src,
