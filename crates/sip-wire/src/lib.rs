@@ -266,16 +266,23 @@ impl Message {
             let line = &b[pos..ce];
             if is_ws(line[0]) {
                 // folded continuation of the previous header
-                let prev = headers
-                    .last_mut()
-                    .ok_or_else(|| fail(ParseError::new(K::BadHeaderLine)))?;
-                let t = trim(line);
-                if !t.is_empty() {
-                    let tstart = pos + line.len() - line.trim_ascii_start().len();
-                    if prev.value_start == prev.value_end {
-                        prev.value_start = tstart as u32;
+                let Some(prev) = headers.last_mut() else {
+                    if mode == Mode::Head {
+                        pos = next;
+                        continue;
                     }
-                    prev.value_end = (tstart + t.len()) as u32;
+                    return Err(fail(ParseError::new(K::BadHeaderLine)));
+                };
+                let lead = line.iter().take_while(|&&c| is_ws(c)).count();
+                let mut end = line.len();
+                while end > lead && is_ws(line[end - 1]) {
+                    end -= 1;
+                }
+                if end > lead {
+                    if prev.value_start == prev.value_end {
+                        prev.value_start = (pos + lead) as u32;
+                    }
+                    prev.value_end = (pos + end) as u32;
                 }
                 prev.line_end = next as u32;
                 pos = next;
@@ -285,14 +292,16 @@ impl Message {
                 .iter()
                 .position(|&c| !is_token(c))
                 .unwrap_or(line.len());
-            if ne == 0 {
-                return Err(fail(ParseError::new(K::BadHeaderLine)));
-            }
             let mut k = ne;
             while k < line.len() && is_ws(line[k]) {
                 k += 1;
             }
-            if line.get(k) != Some(&b':') {
+            if ne == 0 || line.get(k) != Some(&b':') {
+                if mode == Mode::Head {
+                    // answering a broken request: skip what cannot be indexed
+                    pos = next;
+                    continue;
+                }
                 return Err(fail(ParseError::new(K::BadHeaderLine)));
             }
             k += 1;

@@ -358,3 +358,30 @@ fn request_builder() {
     m.validate().unwrap();
     assert_eq!(m.content_length().unwrap(), Some(0));
 }
+
+#[test]
+fn odd_whitespace_in_folds_stays_in_the_line() {
+    let m = parse("OPTIONS sip:a@b SIP/2.0\r\nX-A: v\r\n \x0c w \r\nX-B: z\r\n\r\n");
+    let h: Vec<_> = m.iter_headers().collect();
+    assert_eq!(h[0].value, b"v\r\n \x0c w");
+    assert!(h[0].value_range.end <= h[0].line.end);
+    assert_eq!(h[1].value, b"z");
+}
+
+#[test]
+fn head_parse_skips_broken_lines() {
+    let raw = "INVITE sip:a@b SIP/2.0\r\n folded-first\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nthis is not a header\r\nCall-ID: c\r\n\r\n";
+    assert!(Message::parse_datagram(Bytes::from(raw)).is_err());
+    let m = Message::parse_head(Bytes::from(raw)).unwrap();
+    assert_eq!(m.header_lines(), 2);
+    let mut out = Vec::new();
+    assert!(build::response(
+        &m,
+        400,
+        "Bad Header Line",
+        None,
+        &[],
+        b"",
+        &mut out
+    ));
+}
