@@ -408,8 +408,20 @@ impl Stats {
 
 const STREAMS: [Transport; 2] = [Transport::Tcp, Transport::Tls];
 
+#[cfg(feature = "admin")]
 impl voxgate_admin::StatsSource for Stats {
     fn write_prometheus(&self, out: &mut String) {
+        Stats::write_prometheus(self, out)
+    }
+
+    fn write_json(&self, out: &mut String) {
+        Stats::write_json(self, out)
+    }
+}
+
+impl Stats {
+    /// Appends every counter in Prometheus text exposition format to `out`.
+    pub fn write_prometheus(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP voxgate_requests_total SIP requests received, by method."
@@ -528,7 +540,8 @@ impl voxgate_admin::StatsSource for Stats {
         }
     }
 
-    fn write_json(&self, out: &mut String) {
+    /// Writes the same figures as one JSON object to `out`.
+    pub fn write_json(&self, out: &mut String) {
         out.push_str("{\"requests\":{");
         for (i, m) in METHOD_NAMES.iter().enumerate() {
             if i > 0 {

@@ -3,7 +3,6 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use voxgate_admin::StatsSource;
 use voxgate_policy::{
     Dest, DropReason, Outbox, Pipeline, RecvCtx, RoutingConfig, SipConfig, Stats, Transport,
 };
