@@ -248,7 +248,10 @@ fn ipv6_udp_listener() {
         return;
     }
     let n = start(
-        &[listener(Protocol::Udp, "[::1]:0")],
+        &[
+            listener(Protocol::Udp, "[::1]:0"),
+            listener(Protocol::Tcp, "[::1]:0"),
+        ],
         &test_transport_config(),
         &SipConfig::default(),
     )
@@ -265,6 +268,28 @@ fn ipv6_udp_listener() {
             .unwrap()
             .ends_with(&format!(";rport={}", me.port()))
     );
+    // OPTIONS to the node by its IPv6 reference.
+    let opt = request(
+        "OPTIONS",
+        &format!("sip:{server}"),
+        &me.to_string(),
+        "",
+        "v6-opt",
+    );
+    c.send_to(opt.as_bytes(), server).unwrap();
+    let (r, _) = recv(&c, Duration::from_secs(2)).expect("200 over ::1");
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    // TCP over ::1.
+    let mut s = TcpStream::connect(n.addr(Transport::Tcp)).unwrap();
+    let me = s.local_addr().unwrap();
+    let inv = request("INVITE", "sip:x@example.com", &me.to_string(), "", "v6-tcp")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    s.write_all(inv.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4096];
+    let k = s.read(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..k]);
+    assert!(r.starts_with("SIP/2.0 404 "), "{r}");
 }
 
 #[test]
