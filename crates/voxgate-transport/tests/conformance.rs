@@ -137,3 +137,62 @@ fn rfc4475_and_rfc5118_replay_over_udp() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn torture_messages_over_tcp_do_not_break_the_node() {
+    use std::io::{Read, Write};
+    let Some(dir) = shared() else {
+        eprintln!("skipped: ../shared/conformance not found");
+        return;
+    };
+    let n = start(
+        &[listener(Protocol::Tcp, "127.0.0.1:0")],
+        &test_transport_config(),
+        &SipConfig::default(),
+    )
+    .unwrap();
+    let server = n.addr(Transport::Tcp);
+    let mut files = Vec::new();
+    for suite in ["rfc4475", "rfc5118"] {
+        for e in std::fs::read_dir(dir.join(suite).join("messages")).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    // One connection per file, all at once: each gets a reply, is closed, or waits for more
+    // bytes (clerr), and none may take the node down.
+    let threads: Vec<_> = files
+        .into_iter()
+        .map(|f| {
+            std::thread::spawn(move || {
+                let bytes = std::fs::read(&f).unwrap();
+                let mut s = std::net::TcpStream::connect(server).unwrap();
+                let _ = s.write_all(&bytes);
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut buf = [0u8; 8192];
+                match s.read(&mut buf) {
+                    Ok(k) if k > 0 => assert!(buf.starts_with(b"SIP/2.0 "), "{}", f.display()),
+                    _ => {}
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    let me = s.local_addr().unwrap();
+    let opt = request(
+        "OPTIONS",
+        &format!("sip:{server}"),
+        &me.to_string(),
+        "",
+        "tcp-after",
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    s.write_all(opt.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4096];
+    let k = s.read(&mut buf).unwrap();
+    assert!(buf[..k].starts_with(b"SIP/2.0 200 OK\r\n"));
+}
