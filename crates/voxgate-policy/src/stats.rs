@@ -163,8 +163,6 @@ const METHODS: usize = METHOD_NAMES.len();
 pub struct ShardStats {
     packets_in: AtomicU64,
     packets_out: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
     keepalives: AtomicU64,
     requests: [AtomicU64; METHODS],
     responses: [AtomicU64; 6],
@@ -182,8 +180,6 @@ impl ShardStats {
         ShardStats {
             packets_in: AtomicU64::new(0),
             packets_out: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
             keepalives: AtomicU64::new(0),
             requests: zeros(),
             responses: zeros(),
@@ -193,18 +189,17 @@ impl ShardStats {
         }
     }
 
-    /// Counts a datagram or framed message received (`bytes` long).
+    /// Counts a datagram or framed message received (`_bytes` long; sizes are not counted,
+    /// one atomic per packet is the budget).
     #[inline]
-    pub fn packet_in(&self, bytes: usize) {
+    pub fn packet_in(&self, _bytes: usize) {
         self.packets_in.fetch_add(1, Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
 
-    /// Counts a datagram or message sent (`bytes` long).
+    /// Counts a datagram or message sent (`_bytes` long).
     #[inline]
-    pub fn packet_out(&self, bytes: usize) {
+    pub fn packet_out(&self, _bytes: usize) {
         self.packets_out.fetch_add(1, Relaxed);
-        self.bytes_out.fetch_add(bytes as u64, Relaxed);
     }
 
     /// Counts a keep-alive (CRLF) received on a stream.

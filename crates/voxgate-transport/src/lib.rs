@@ -12,8 +12,9 @@
 //! datagram, no reactor, no hand-over, no task. The receive buffer is a `BytesMut` cut with
 //! `split_to`, reclaimed once the pipeline has dropped the message, and replies are built in
 //! the reused buffers of an [`voxgate_policy::Outbox`]: no heap allocation per datagram.
-//! Threads notice shutdown through `shutdown(SHUT_RD)` on their socket (wakes a blocked
-//! receive at once) and a 250 ms receive timeout as a fallback.
+//! Threads notice shutdown through `shutdown(SHUT_RD)` on their socket, which ends a blocked
+//! receive at once on Linux; there is deliberately no SO_RCVTIMEO, since a blocking receive
+//! with a timeout arms a kernel timer every time it sleeps.
 //!
 //! TCP and TLS have many mostly idle connections, where a reactor is the right tool: a tokio
 //! multi-thread runtime with two workers, owned by the [`Node`], runs one task per connection
@@ -358,8 +359,17 @@ impl Node {
             // Wakes a thread blocked in recvfrom (Linux returns 0 at once).
             let _ = s.shutdown(std::net::Shutdown::Read);
         }
+        // Join the shard threads; one that does not wake within the deadline (it cannot happen
+        // on Linux, where shutdown(SHUT_RD) ends a blocked receive) is left detached rather
+        // than hanging the caller.
+        let deadline = std::time::Instant::now() + drain.max(Duration::from_secs(1));
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
         self.udp_sockets.clear();
         if let Some(rt) = self.runtime.take() {

@@ -10,10 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use voxgate_policy::{Dest, DropReason, Outbox, Pipeline, RecvCtx, Stats, Transport};
 
-/// How long a blocked receive waits before looking at the stop flag again (shutdown also wakes
-/// the threads at once with `shutdown(SHUT_RD)`; this is the fallback).
-const STOP_POLL: Duration = Duration::from_millis(250);
-
 /// Bytes of receive buffer kept per shard; datagrams are cut out of it with
 /// `BytesMut::split_to` and the space is reclaimed once the pipeline has dropped them.
 const RX_CHUNK: usize = 256 * 1024;
@@ -38,7 +34,9 @@ fn new_socket(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<Socket> {
             force_recv_buffer(&sock, rcvbuf);
         }
     }
-    sock.set_read_timeout(Some(STOP_POLL))?;
+    // No receive timeout: a blocking receive with SO_RCVTIMEO arms a kernel timer each time it
+    // sleeps, which at 10,000 calls/s costs more than the rest of the loop. Shutdown wakes the
+    // threads with shutdown(SHUT_RD) instead (Linux returns 0 from the blocked receive).
     sock.bind(&SockAddr::from(addr))?;
     Ok(sock)
 }
