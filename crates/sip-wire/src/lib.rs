@@ -256,6 +256,7 @@ impl Message {
         let mut first = [u16::MAX; names::KNOWN_HEADERS];
         let body_start;
         let headers_end;
+        let mut skipped = false;
         loop {
             let (ce, next) = line_end(b, pos).map_err(|bare| fail(line_err(bare)))?;
             if ce == pos {
@@ -266,12 +267,15 @@ impl Message {
             let line = &b[pos..ce];
             if is_ws(line[0]) {
                 // folded continuation of the previous header
-                let Some(prev) = headers.last_mut() else {
-                    if mode == Mode::Head {
+                let prev = match headers.last_mut() {
+                    // a continuation belongs to the line right above it; in head mode that
+                    // line may have been skipped, so skip its continuations too
+                    Some(p) if !skipped => p,
+                    _ if mode == Mode::Head => {
                         pos = next;
                         continue;
                     }
-                    return Err(fail(ParseError::new(K::BadHeaderLine)));
+                    _ => return Err(fail(ParseError::new(K::BadHeaderLine))),
                 };
                 let lead = line.iter().take_while(|&&c| is_ws(c)).count();
                 let mut end = line.len();
@@ -299,9 +303,11 @@ impl Message {
             if ne == 0 || line.get(k) != Some(&b':') {
                 if mode == Mode::Head {
                     // answering a broken request: skip what cannot be indexed
+                    skipped = true;
                     pos = next;
                     continue;
                 }
+
                 return Err(fail(ParseError::new(K::BadHeaderLine)));
             }
             k += 1;
@@ -315,6 +321,7 @@ impl Message {
             if headers.len() >= MAX_HEADERS {
                 return Err(fail(ParseError::new(K::TooManyHeaders)));
             }
+            skipped = false;
             let name = HeaderName::from_bytes(&line[..ne]);
             if let Some(s) = name.slot()
                 && first[s] == u16::MAX
