@@ -3,7 +3,7 @@
 #
 # Clean = RUNS (3) consecutive runs of DURATION_S (20) seconds at that rate with every call
 # completed, no failed call, no retransmission, no timeout, SIPp exiting 0 and SIPp achieving at
-# least 95 % of the offered rate. Rates are stepped up (STEPS); a server leaves the race at its
+# least MIN_ACHIEVED (90 %) of the offered rate. Rates are stepped up (STEPS); a server leaves the race at its
 # first unclean run, and the script prints, for that run, which UDP socket dropped packets:
 # udp_drops_server (the server's socket on 5060) or udp_drops_uac (SIPp's own socket), so the
 # note can say which side saturates first. Servers are run one after the other at each step, in
@@ -13,6 +13,8 @@
 # Environment:
 #   STEPS="8000 12000 16000 20000 24000"  rates tried, ascending
 #   DURATION_S=20  RUNS=3
+#   MIN_ACHIEVED=0.90  SIPp must achieve this share of the offered rate (its wall time includes
+#                      start-up and the last replies, and SIPp itself is starved on a busy machine)
 #   MAX_TOTAL_S=1800   time bound for the whole script (stops before a run would exceed it)
 #   plus those of bench/lib.sh (VOXGATE_BIN, SKIP_BUILD, SHARED_DIR, OUT_DIR, KAMAILIO_ARGS...)
 set -u
@@ -23,6 +25,7 @@ STEPS=${STEPS:-"8000 12000 16000 20000 24000"}
 DURATION_S=${DURATION_S:-20}
 RUNS=${RUNS:-3}
 MAX_TOTAL_S=${MAX_TOTAL_S:-1800}
+MIN_ACHIEVED=${MIN_ACHIEVED:-0.90}
 
 require_shared
 ensure_tools
@@ -58,7 +61,8 @@ for rate in $STEPS; do
       [ "$retr" = 0 ] || reasons+=" retrans=$retr"
       [ "${tmo:-0}" = 0 ] || reasons+=" timeouts=$tmo"
       [ "$rc" = 0 ] || reasons+=" sipp_rc=$rc"
-      awk -v a="${ach:-0}" -v r="$rate" 'BEGIN{exit !(a >= 0.95 * r)}' || reasons+=" achieved_cps=$ach"
+      awk -v a="${ach:-0}" -v r="$rate" -v m="$MIN_ACHIEVED" 'BEGIN{exit !(a >= m * r)}' ||
+        reasons+=" achieved_cps=$ach"
       echo "  drops: udp_drops_server=$dsrv udp_drops_uac=$duac" >&2
       if [ -n "$reasons" ]; then
         side="neither socket dropped"
@@ -82,6 +86,6 @@ done
     printf "%-9s %16s  %s\n" "$s" "${BEST[$s]}" "${WHY[$s]}"
   done
   [ "$TIMED_OUT" = 1 ] && echo "(stopped by the time bound MAX_TOTAL_S=$MAX_TOTAL_S)"
-  echo "clean = $RUNS consecutive ${DURATION_S}s runs: all calls, no failure, no retransmission, no timeout, >=95% of the rate achieved"
+  echo "clean = $RUNS consecutive ${DURATION_S}s runs: all calls, no failure, no retransmission, no timeout, >=${MIN_ACHIEVED} of the rate achieved"
 } | tee -a "$RESULTS"
 blog "saved in $RESULTS"
