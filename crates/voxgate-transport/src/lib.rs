@@ -16,6 +16,14 @@
 //! receive at once on Linux; there is deliberately no SO_RCVTIMEO, since a blocking receive
 //! with a timeout arms a kernel timer every time it sleeps.
 //!
+//! Measured on the 2-core VM (SIPp INVITE-404 on loopback, same sequence as the floor): the
+//! pipeline costs ~19k instructions per INVITE (two thirds of it `sip-wire` parse and
+//! validate) and nothing per ACK (absorbed unparsed while stateless), no allocation per
+//! datagram; the node ran 2.3 µs per call above the floor at 2,000 calls/s (Kamailio `-x
+//! tlsf`: 14.7) and about 1.8-3 µs above it at 10,000 (Kamailio: 9.1). Removing SO_RCVTIMEO
+//! from the shard sockets (a timed blocking receive arms a kernel timer each time it sleeps)
+//! was worth about a microsecond per call at 10,000 calls/s.
+//!
 //! TCP and TLS have many mostly idle connections, where a reactor is the right tool: a tokio
 //! multi-thread runtime with two workers, owned by the [`Node`], runs one task per connection
 //! (stream framing, idle and handshake timeouts, a connection limit, replies written back on
