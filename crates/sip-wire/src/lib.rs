@@ -322,7 +322,7 @@ impl Message {
                 return Err(fail(ParseError::new(K::TooManyHeaders)));
             }
             skipped = false;
-            let name = HeaderName::from_bytes(&line[..ne]);
+            let name = HeaderName::from_token(&line[..ne]);
             if let Some(s) = name.slot()
                 && first[s] == u16::MAX
             {

@@ -134,11 +134,15 @@ macro_rules! header_names {
     };
 }
 
-/// Known names grouped by first letter: `start[k]..start[k + 1]` indexes the names starting
-/// with `b'a' + k`, so a lookup compares against a handful of names at most.
+/// Known names grouped by (first letter, length), so a lookup compares against one or two
+/// candidates at most.
 struct Buckets {
     sorted: [(&'static [u8], HeaderName); N_NAMES],
-    start: [u8; 27],
+    /// `sorted[i]`'s name packed little-endian into words, for a word-at-a-time compare.
+    words: [[u64; 3]; N_NAMES],
+    /// `start[(letter * 25 + len)]..start[(letter * 25 + len) + 1]` indexes the names with that
+    /// first letter and length (sorted by both), usually one.
+    start: [u8; 26 * 25 + 1],
 }
 
 const N_NAMES: usize = HeaderName::ALL_NAMES.len();
@@ -146,26 +150,73 @@ const N_NAMES: usize = HeaderName::ALL_NAMES.len();
 const fn build_buckets() -> Buckets {
     let all = HeaderName::ALL_NAMES;
     let mut sorted: [(&'static [u8], HeaderName); N_NAMES] = [(b"", HeaderName::Other); N_NAMES];
-    let mut start = [0u8; 27];
+    let mut start = [0u8; 26 * 25 + 1];
     let mut n = 0;
-    let mut letter = 0;
-    while letter < 26 {
-        start[letter] = n as u8;
+    let mut key = 0;
+    while key < 26 * 25 {
+        start[key] = n as u8;
+        let (letter, len) = (key / 25, key % 25);
         let mut i = 0;
         while i < all.len() {
-            if all[i].0[0] == b'a' + letter as u8 {
+            if all[i].0[0] == b'a' + letter as u8 && all[i].0.len() == len {
                 sorted[n] = all[i];
                 n += 1;
             }
             i += 1;
         }
-        letter += 1;
+        key += 1;
     }
-    start[26] = n as u8;
-    Buckets { sorted, start }
+    start[26 * 25] = n as u8;
+    let mut words = [[0u64; 3]; N_NAMES];
+    let mut i = 0;
+    while i < N_NAMES {
+        let name = sorted[i].0;
+        assert!(name.len() <= 24, "known header names fit three words");
+        let mut j = 0;
+        while j < name.len() {
+            words[i][j / 8] |= (name[j] as u64) << (8 * (j % 8));
+            j += 1;
+        }
+        i += 1;
+    }
+    Buckets {
+        sorted,
+        words,
+        start,
+    }
 }
 
 static BUCKETS: Buckets = build_buckets();
+
+/// Compares `name` (any case, at most 24 bytes) with a lowercase known name packed in words,
+/// eight bytes at a time. ORing 0x20 into each byte lowercases ASCII letters; known names hold
+/// only lowercase letters and `-`, so the only other byte that could match is 0x0D (CR) for
+/// `-`, which is excluded explicitly.
+fn eq_lower_words(name: &[u8], words: &[u64; 3]) -> bool {
+    let mut k = 0;
+    let mut rest = name;
+    while rest.len() >= 8 && k < 3 {
+        let (head, tail) = rest.split_at(8);
+        let mut w = [0u8; 8];
+        w.copy_from_slice(head);
+        if u64::from_le_bytes(w) | 0x2020_2020_2020_2020 != words[k] {
+            return false;
+        }
+        rest = tail;
+        k += 1;
+    }
+    if rest.is_empty() {
+        return true;
+    }
+    if k >= 3 {
+        return false;
+    }
+    let mut w = 0u64;
+    for (j, &c) in rest.iter().enumerate() {
+        w |= u64::from(c | 0x20) << (8 * j);
+    }
+    w == words[k]
+}
 
 macro_rules! lower_const {
     ($s:literal) => {{
@@ -295,6 +346,14 @@ header_names! {
 impl HeaderName {
     /// Maps a header name as received (case-insensitive, compact forms known).
     pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if name.contains(&b'\r') {
+            return HeaderName::Other;
+        }
+        Self::from_token(name)
+    }
+
+    /// [`HeaderName::from_bytes`] for a name known to be a token (no CR).
+    pub(crate) fn from_token(name: &[u8]) -> HeaderName {
         // Known names are unique by (first letter, length, last letter), so at most one
         // candidate of the first letter's bucket needs the full comparison.
         let (Some(&f), Some(&l)) = (name.first(), name.last()) else {
@@ -305,18 +364,22 @@ impl HeaderName {
             return HeaderName::Other;
         }
         let l = l.to_ascii_lowercase();
-        let k = usize::from(f - b'a');
+        if name.len() >= 25 {
+            return HeaderName::Other;
+        }
+        let k = usize::from(f - b'a') * 25 + name.len();
         let (a, b) = (
             usize::from(BUCKETS.start[k]),
             usize::from(BUCKETS.start[k + 1]),
         );
-        for (known, h) in &BUCKETS.sorted[a..b] {
+        for i in a..b {
+            let (known, h) = BUCKETS.sorted[i];
             if known.len() == name.len() && known.last() == Some(&l) {
-                let same = name
-                    .iter()
-                    .zip(known.iter())
-                    .all(|(&a, &b)| a.to_ascii_lowercase() == b);
-                return if same { *h } else { HeaderName::Other };
+                return if eq_lower_words(name, &BUCKETS.words[i]) {
+                    h
+                } else {
+                    HeaderName::Other
+                };
             }
         }
         HeaderName::Other
@@ -343,7 +406,7 @@ mod tests {
         for other in [&b"x-foo"[..], b"", b"vias", b"zz", b"1", b"-"] {
             assert_eq!(HeaderName::from_bytes(other), HeaderName::Other);
         }
-        assert_eq!(BUCKETS.start[26] as usize, N_NAMES);
+        assert_eq!(BUCKETS.start[26 * 25] as usize, N_NAMES);
         // the (first, length, last) key is unique, which from_bytes relies on
         for (i, (a, _)) in HeaderName::ALL_NAMES.iter().enumerate() {
             for (b, _) in &HeaderName::ALL_NAMES[i + 1..] {
