@@ -24,6 +24,46 @@
 //!   [`ParseError::disposition`], what to do: reply 400 "Bad CSeq", 505, 513... for requests,
 //!   drop for responses.
 //!
+//! ## Example
+//!
+//! ```
+//! use sip_wire::{build, edit::Editor, Bytes, Disposition, HeaderName, Message, Method};
+//!
+//! let raw = Bytes::from_static(b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+//! Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9;rport\r\n\
+//! Max-Forwards: 70\r\n\
+//! From: <sip:alice@example.com>;tag=9fxced76sl\r\n\
+//! To: <sip:bob@example.com>\r\n\
+//! Call-ID: 3848276298220188511@192.0.2.1\r\n\
+//! CSeq: 1 OPTIONS\r\n\
+//! Content-Length: 0\r\n\r\n");
+//! let msg = match Message::parse_datagram(raw) {
+//!     Ok(m) => m,
+//!     Err(e) => match e.disposition(true) {
+//!         Disposition::Reply { status, reason } => panic!("answer {status} {reason}"),
+//!         Disposition::Drop => return Ok(()),
+//!     },
+//! };
+//! assert_eq!(msg.method(), Some(Method::Options));
+//! assert_eq!(msg.top_via()?.branch, Some(&b"z9hG4bK74bf9"[..]));
+//! assert_eq!(msg.cseq()?.seq, 1);
+//! msg.validate()?;
+//!
+//! // answer it
+//! let mut out = Vec::new();
+//! assert!(build::response(&msg, 200, "OK", Some(b"srv1"), &[("Allow", b"INVITE, ACK")], b"", &mut out));
+//!
+//! // or forward it: push a Via, add a Record-Route, written once
+//! let mut e = Editor::new(&msg);
+//! e.push_via(b"SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKfwd");
+//! e.add_record_route(b"<sip:203.0.113.1;lr>");
+//! e.write(&mut out).unwrap();
+//! let fwd = Message::parse_datagram(Bytes::from(out))?;
+//! assert_eq!(fwd.vias().count(), 2);
+//! assert_eq!(fwd.header(HeaderName::CallId), msg.header(HeaderName::CallId));
+//! # Ok::<(), sip_wire::ParseError>(())
+//! ```
+//!
 //! ## Why our own parser
 //!
 //! The parser is the hottest code of a SIP proxy (every request is parsed and rewritten several
