@@ -20,9 +20,9 @@
 //! pipeline costs ~19k instructions per INVITE (two thirds of it `sip-wire` parse and
 //! validate) and nothing per ACK (absorbed unparsed while stateless), no allocation per
 //! datagram; the node ran 2.3 µs per call above the floor at 2,000 calls/s (Kamailio `-x
-//! tlsf`: 14.7) and about 1.8-3 µs above it at 10,000 (Kamailio: 9.1). Removing SO_RCVTIMEO
-//! from the shard sockets (a timed blocking receive arms a kernel timer each time it sleeps)
-//! was worth about a microsecond per call at 10,000 calls/s.
+//! tlsf`: 14.7) and about 1.8-3 µs above it at 10,000 (Kamailio: 9.1). The shard sockets have
+//! no SO_RCVTIMEO (a timed blocking receive arms a kernel timer each time it sleeps); an A/B
+//! on the shared, noisy VM showed no clear difference at 10,000 calls/s (12.2 vs 12.6 µs).
 //!
 //! TCP and TLS have many mostly idle connections, where a reactor is the right tool: a tokio
 //! multi-thread runtime with two workers, owned by the [`Node`], runs one task per connection
