@@ -1,0 +1,1 @@
+//! sip-auth: being built (see ARCHITECTURE.md).

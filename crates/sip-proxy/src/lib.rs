@@ -1,0 +1,1 @@
+//! sip-proxy: being built (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! voxgate-routing: being built (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! voxgate-security: being built (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! voxgate-subscribers: being built (see ARCHITECTURE.md).
