@@ -114,7 +114,7 @@ pub struct Pipeline {
     supported: Vec<String>,
     not_found: (u16, &'static str),
     force_rport: bool,
-    tag_hasher: RandomState,
+    tag_seed: u64,
 }
 
 fn header_safe(s: &str) -> bool {
@@ -209,6 +209,13 @@ fn map_kind(e: &ParseError) -> ParseErrorKind {
     }
 }
 
+/// A 64-bit mixing step (multiply, xor-shift), as in common non-cryptographic hashes.
+fn mix(x: u64) -> u64 {
+    let x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^ (x >> 32)
+}
+
 /// The first token of a raw start line (the method of a request).
 fn raw_method(raw: &[u8]) -> &[u8] {
     let start = raw
@@ -280,7 +287,7 @@ impl Pipeline {
             supported: sip.supported.clone(),
             not_found: (status, reason_phrase(status)),
             force_rport: sip.force_rport,
-            tag_hasher: RandomState::new(),
+            tag_seed: RandomState::new().hash_one(0x0076_6f78_6761_7465_u64),
         })
     }
 
@@ -653,11 +660,22 @@ impl Pipeline {
     }
 
     /// A To-tag that depends only on the Call-ID and the top Via branch (so a retransmitted
-    /// request gets the same tag), keyed per process.
+    /// request gets the same tag), keyed per process: 64 bits of a seeded multiply-xorshift
+    /// hash (cheap; the tag needs uniqueness, not secrecy).
     fn to_tag(&self, call_id: Option<&[u8]>, branch: Option<&[u8]>) -> [u8; 16] {
-        let h = self
-            .tag_hasher
-            .hash_one((call_id.unwrap_or(b""), branch.unwrap_or(b"")));
+        let mut h = self.tag_seed;
+        for part in [call_id.unwrap_or(b""), b"\0", branch.unwrap_or(b"")] {
+            let mut chunks = part.chunks_exact(8);
+            for c in &mut chunks {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(c);
+                h = mix(h ^ u64::from_le_bytes(w));
+            }
+            let mut w = [0u8; 8];
+            let rest = chunks.remainder();
+            w[..rest.len()].copy_from_slice(rest);
+            h = mix(h ^ u64::from_le_bytes(w) ^ ((part.len() as u64) << 56));
+        }
         let mut tag = [0u8; 16];
         for (i, t) in tag.iter_mut().enumerate() {
             *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
