@@ -1,0 +1,5 @@
+//! Registrar (being written).
+/// Registrar (being written).
+pub struct Registrar;
+/// Registrar settings (being written).
+pub struct RegistrarConfig;
