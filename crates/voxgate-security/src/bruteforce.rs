@@ -1,0 +1,1 @@
+//! bruteforce (being built).
