@@ -1,0 +1,2046 @@
+//! The per-shard proxy core.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use sip_txn::wire::{build_ack, build_trying, outgoing_request_key, request_key, response_key};
+use sip_txn::{
+    Action, Actions, Event, InsertError, Micros, Outgoing, RequestMatch,
+    ResponseMatch, State, Step, TableStats, Time, TimerId, TransactionKey, TransactionTable,
+    TxnId,
+};
+use sip_wire::edit::Editor;
+use sip_wire::{HeaderName, Message, Method, NameAddr, Uri};
+
+use crate::dialog::{
+    Dialog, DialogEvent, DialogFilter, DialogId, DialogInfo, DialogState, EndReason, F, Profiles,
+};
+use crate::types::{Destination, LocalAddr, Output, ProxyConfig, Routing, Source, Transport};
+use crate::util::{
+    BRANCH_PREFIX, contains_ic, fnv, host_addr, host_ip, loophash_from_branch,
+    write_hostport,
+};
+
+/// Counters of a core, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// The transaction table's counters.
+    pub transactions: TableStats,
+    /// Live dialogs by state: unconfirmed, early, confirmed (2xx, no ACK), confirmed.
+    pub dialogs: [usize; 4],
+    /// Dialogs created.
+    pub dialogs_created: u64,
+    /// Dialogs ended after a 2xx (BYE, timeout, management).
+    pub dialogs_ended: u64,
+    /// Dialogs that never got a 2xx (failure, CANCEL).
+    pub dialogs_failed: u64,
+    /// Dialogs ended by the lifetime limit.
+    pub dialogs_expired: u64,
+    /// Dialogs ended by a failed ping.
+    pub dialogs_ping_failed: u64,
+    /// Times the next destination was tried.
+    pub failovers: u64,
+    /// Requests forwarded without a transaction (ACK of 2xx, unmatched CANCEL).
+    pub stateless_requests: u64,
+    /// Responses forwarded without a transaction.
+    pub stateless_responses: u64,
+    /// Messages dropped (stray ACK, response not ours, unroutable).
+    pub dropped: u64,
+    /// Requests refused by the limits (503).
+    pub refused_limits: u64,
+    /// Loops detected (482).
+    pub loops: u64,
+    /// In-dialog requests for no known dialog (481).
+    pub unknown_dialog: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CtxRef {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Branch(CtxRef),
+    Cancel,
+    LocalBye,
+    Ping(DialogId),
+}
+
+struct ServerP {
+    request: Message,
+    src: Source,
+    last: Option<Bytes>,
+    ctx: Option<CtxRef>,
+}
+
+struct ClientP {
+    request: Message,
+    dest: Source,
+    upstream: Source,
+    role: Role,
+    provisional: bool,
+    abandoned: bool,
+    cancel_wanted: bool,
+    cancel_sent: bool,
+}
+
+enum Payload {
+    Server(ServerP),
+    Client(ClientP),
+}
+
+/// Route processing of one request (RFC 3261 §16.4).
+#[derive(Debug, Default, Clone)]
+struct RoutePlan {
+    /// Replace every Route line by one line with this value (empty: remove them all).
+    route_rewrite: Option<Vec<u8>>,
+    /// Strict-route conversion: the new Request-URI.
+    new_ruri: Option<Vec<u8>>,
+    /// The next hop named by the remaining top Route, when it is an IP literal.
+    next_hop: Option<Destination>,
+    /// Whether any Route remains after ours were removed.
+    routes_left: bool,
+}
+
+struct Ctx {
+    server: TxnId,
+    upstream: Source,
+    request: Message,
+    plan: RoutePlan,
+    targets: Vec<Destination>,
+    next: usize,
+    active: Option<TxnId>,
+    branches: Vec<TxnId>,
+    best: Option<(u16, Option<Message>)>,
+    cancelled: bool,
+    dialog: Option<DialogId>,
+    record_route: bool,
+    fr_deadline: Option<Time>,
+    seq: u64,
+    loophash: u64,
+    is_invite: bool,
+}
+
+struct DSlot {
+    generation: u32,
+    d: Option<Dialog>,
+    ctx: Option<CtxRef>,
+}
+
+const TK_CTX: u8 = 0;
+const TK_DIALOG: u8 = 1;
+
+/// Which side of a dialog a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+/// The sans-IO proxy core of one shard: transactions, proxy contexts, dialogs, profiles
+/// and their timers. Feed it messages and time; take sends and events out with
+/// [`ProxyCore::poll_output`].
+pub struct ProxyCore {
+    cfg: ProxyConfig,
+    table: TransactionTable<Payload>,
+    ctxs: Vec<(u32, Option<Ctx>)>,
+    ctx_free: Vec<u32>,
+    dialogs: Vec<DSlot>,
+    dialog_free: Vec<u32>,
+    dialog_index: HashMap<Box<[u8]>, u32>,
+    dialog_count: usize,
+    profiles: Profiles,
+    timers: BinaryHeap<Reverse<(Time, u8, u32, u32)>>,
+    txn_deadline: Option<Time>,
+    out: VecDeque<Output>,
+    scratch: Vec<u8>,
+    keybuf: Vec<u8>,
+    seq: u64,
+    stats: ProxyStats,
+    fallback_local: LocalAddr,
+}
+
+impl core::fmt::Debug for ProxyCore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProxyCore")
+            .field("shard", &self.cfg.shard)
+            .field("transactions", &self.table.len())
+            .field("dialogs", &self.dialog_count)
+            .finish()
+    }
+}
+
+fn class(s: u16) -> u16 {
+    s / 100
+}
+
+/// §16.7 step 6: whether `new` beats `old` as the best response.
+fn better(new: u16, old: u16) -> bool {
+    if class(old) == 6 {
+        return false;
+    }
+    if class(new) == 6 {
+        return true;
+    }
+    class(new) < class(old)
+}
+
+fn reason_of(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Executes the `Send` actions of a step.
+fn exec(
+    out: &mut VecDeque<Output>,
+    payload: Option<&Payload>,
+    actions: &Actions,
+    current: Option<&Message>,
+) {
+    let Some(p) = payload else { return };
+    for a in actions {
+        let Action::Send(what) = a else { continue };
+        match (what, p) {
+            (Outgoing::Request, Payload::Client(c)) => out.push_back(Output::Send {
+                transport: c.dest.transport,
+                dest: c.dest.addr,
+                bytes: c.request.bytes().clone(),
+            }),
+            (Outgoing::Ack, Payload::Client(c)) => {
+                let Some(resp) = current else { continue };
+                let mut buf = Vec::with_capacity(400);
+                if build_ack(&c.request, resp, &mut buf).is_ok() {
+                    out.push_back(Output::Send {
+                        transport: c.dest.transport,
+                        dest: c.dest.addr,
+                        bytes: Bytes::from(buf),
+                    });
+                }
+            }
+            (Outgoing::LastResponse, Payload::Server(s)) => {
+                if let Some(b) = &s.last {
+                    out.push_back(Output::Send {
+                        transport: s.src.transport,
+                        dest: s.src.addr,
+                        bytes: b.clone(),
+                    });
+                }
+            }
+            (Outgoing::Trying, Payload::Server(s)) => {
+                let mut buf = Vec::with_capacity(300);
+                if build_trying(&s.request, &mut buf) {
+                    out.push_back(Output::Send {
+                        transport: s.src.transport,
+                        dest: s.src.addr,
+                        bytes: Bytes::from(buf),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn timeout_of(actions: &Actions) -> Option<TimerId> {
+    actions.iter().find_map(|a| match a {
+        Action::Timeout(t) => Some(*t),
+        _ => None,
+    })
+}
+
+fn has(actions: &Actions, a: Action) -> bool {
+    actions.iter().any(|x| *x == a)
+}
+
+impl ProxyCore {
+    /// A core for one shard.
+    #[must_use]
+    pub fn new(cfg: ProxyConfig) -> ProxyCore {
+        let table = TransactionTable::new(cfg.timers, cfg.max_transactions);
+        ProxyCore {
+            table,
+            ctxs: Vec::new(),
+            ctx_free: Vec::new(),
+            dialogs: Vec::new(),
+            dialog_free: Vec::new(),
+            dialog_index: HashMap::new(),
+            dialog_count: 0,
+            profiles: Profiles::default(),
+            timers: BinaryHeap::new(),
+            txn_deadline: None,
+            out: VecDeque::new(),
+            scratch: Vec::new(),
+            keybuf: Vec::new(),
+            seq: 0,
+            stats: ProxyStats::default(),
+            fallback_local: LocalAddr {
+                transport: Transport::Udp,
+                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                advertise: None,
+            },
+            cfg,
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &ProxyConfig {
+        &self.cfg
+    }
+
+    /// The next thing for the driver to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The earliest time [`ProxyCore::on_timer`] has work.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Time> {
+        let own = self.timers.peek().map(|Reverse((t, ..))| *t);
+        match (own, self.txn_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> ProxyStats {
+        let mut s = self.stats.clone();
+        s.transactions = self.table.stats();
+        s
+    }
+
+    /// Live transactions.
+    #[must_use]
+    pub fn transaction_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Live dialogs.
+    #[must_use]
+    pub fn dialog_count(&self) -> usize {
+        self.dialog_count
+    }
+
+    /// The profiles.
+    #[must_use]
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// Calls in profile `name` (with `value`, or all values).
+    #[must_use]
+    pub fn profile_size(&self, name: &str, value: Option<&[u8]>) -> u64 {
+        self.profiles.size(name, value)
+    }
+
+    /// A dialog.
+    #[must_use]
+    pub fn dialog(&self, id: DialogId) -> Option<&Dialog> {
+        let s = self.dialogs.get(id.index as usize)?;
+        (s.generation == id.generation).then_some(s.d.as_ref()?)
+    }
+
+    /// A dialog, to change (e.g. its extensions).
+    pub fn dialog_mut(&mut self, id: DialogId) -> Option<&mut Dialog> {
+        let s = self.dialogs.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.d.as_mut()
+    }
+
+    /// The dialog of a Call-ID and the caller's From tag.
+    #[must_use]
+    pub fn find_dialog(&self, call_id: &[u8], caller_tag: &[u8]) -> Option<DialogId> {
+        let mut k = Vec::with_capacity(call_id.len() + caller_tag.len() + 1);
+        k.extend_from_slice(call_id);
+        k.push(0);
+        k.extend_from_slice(caller_tag);
+        let &i = self.dialog_index.get(k.as_slice())?;
+        let s = self.dialogs.get(i as usize)?;
+        Some(DialogId {
+            index: i,
+            generation: s.generation,
+        })
+    }
+
+    /// Adds a dialog to profile `name` (with `value`); counted until the dialog ends.
+    /// With `limit`, only if the profile (value) holds fewer calls (an atomic
+    /// check-and-add). Returns whether it was added.
+    pub fn set_profile(
+        &mut self,
+        id: DialogId,
+        name: &str,
+        value: Option<&[u8]>,
+        limit: Option<u64>,
+    ) -> bool {
+        if self.dialog(id).is_none() {
+            return false;
+        }
+        if limit.is_some_and(|l| self.profiles.size(name, value) >= l) {
+            return false;
+        }
+        let Some(p) = self.profiles.profile_id(name) else {
+            return false;
+        };
+        let v = self.profiles.value_id(value);
+        self.profiles.add(p, v);
+        if let Some(d) = self.dialog_mut(id) {
+            d.profiles.push((p, v));
+        }
+        true
+    }
+
+    /// Every (profile, value, count) with calls in it.
+    #[must_use]
+    pub fn profile_sizes(&self) -> Vec<(String, Option<Vec<u8>>, u64)> {
+        self.profiles.sizes()
+    }
+
+    /// Lists dialogs matching `filter` (management API).
+    #[must_use]
+    pub fn list_dialogs(&self, now: Time, filter: &DialogFilter<'_>) -> Vec<DialogInfo> {
+        let mut out = Vec::new();
+        for (i, s) in self.dialogs.iter().enumerate() {
+            let Some(d) = &s.d else { continue };
+            if let Some((name, value)) = filter.profile {
+                if !d
+                    .profiles
+                    .iter()
+                    .any(|&(p, v)| self.profiles.matches(p, v, name, value))
+                {
+                    continue;
+                }
+            }
+            if filter.caller.is_some_and(|c| !contains_ic(d.caller(), c)) {
+                continue;
+            }
+            if filter.callee.is_some_and(|c| !contains_ic(d.callee(), c)) {
+                continue;
+            }
+            out.push(DialogInfo {
+                id: DialogId {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    generation: s.generation,
+                },
+                state: d.state,
+                call_id: String::from_utf8_lossy(d.call_id()).into_owned(),
+                caller: String::from_utf8_lossy(d.caller()).into_owned(),
+                callee: String::from_utf8_lossy(d.callee()).into_owned(),
+                age_us: now.since(d.created).0,
+                profiles: d
+                    .profiles
+                    .iter()
+                    .map(|&(p, v)| self.profiles.describe(p, v))
+                    .collect(),
+            });
+        }
+        out
+    }
+
+    /// Ends a dialog from the management API: a confirmed one with BYE to both sides, an
+    /// early one by cancelling its INVITE (the callee's 487 ends it). Returns whether the
+    /// dialog existed.
+    pub fn end_dialog(&mut self, now: Time, id: DialogId) -> bool {
+        let Some(d) = self.dialog(id) else {
+            return false;
+        };
+        let state = d.state;
+        let ctx = self.dialogs.get(id.index as usize).and_then(|s| s.ctx);
+        match (state, ctx) {
+            (DialogState::Unconfirmed | DialogState::Early, Some(c)) if self.ctx(c).is_some() => {
+                self.cancel_ctx(now, c);
+            }
+            _ => self.finish_dialog(now, id, EndReason::Management, true),
+        }
+        self.refresh();
+        true
+    }
+
+    // ----- entry points -----
+
+    /// A request arrived (already parsed and validated by the pipeline), routed with the
+    /// config's upstreams.
+    pub fn on_request(&mut self, now: Time, msg: Message, src: Source) {
+        self.on_request_routed(now, msg, src, &Routing::default());
+    }
+
+    /// A request arrived; `routing` is the policy's decision for an initial request.
+    pub fn on_request_routed(&mut self, now: Time, msg: Message, src: Source, routing: &Routing) {
+        self.request(now, msg, src, routing);
+        self.refresh();
+    }
+
+    /// A response arrived.
+    pub fn on_response(&mut self, now: Time, msg: Message, _src: Source) {
+        self.response(now, &msg);
+        self.refresh();
+    }
+
+    /// Time passed: fire whatever is due at `now`.
+    pub fn on_timer(&mut self, now: Time) {
+        while let Some(step) = self.table.poll_timer(now) {
+            self.txn_step(now, step, None);
+        }
+        while let Some(&Reverse((t, kind, index, generation))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if kind == TK_CTX {
+                let r = CtxRef { index, generation };
+                if self.ctx(r).is_some_and(|c| c.fr_deadline == Some(t)) {
+                    self.fr_fired(now, r);
+                }
+            } else {
+                let id = DialogId { index, generation };
+                if self.dialog(id).is_some_and(|d| d.next_deadline() == Some(t)) {
+                    self.dialog_timer(now, id);
+                }
+            }
+        }
+        self.refresh();
+    }
+
+    fn refresh(&mut self) {
+        self.txn_deadline = self.table.next_deadline();
+        while let Some(&Reverse((t, kind, index, generation))) = self.timers.peek() {
+            let live = if kind == TK_CTX {
+                self.ctx(CtxRef { index, generation })
+                    .is_some_and(|c| c.fr_deadline == Some(t))
+            } else {
+                self.dialog(DialogId { index, generation })
+                    .is_some_and(|d| d.next_deadline() == Some(t))
+            };
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    // ----- helpers: locals, responses -----
+
+    fn names_us(&self, host: &[u8], port: Option<u16>) -> bool {
+        if self
+            .cfg
+            .aliases
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(host))
+        {
+            return true;
+        }
+        let ip = host_ip(host);
+        let port = port.unwrap_or(5060);
+        self.cfg.locals.iter().any(|l| {
+            l.addr.port() == port
+                && (ip == Some(l.addr.ip())
+                    || l.advertise
+                        .as_ref()
+                        .is_some_and(|a| a.as_bytes().eq_ignore_ascii_case(host)))
+        })
+    }
+
+    fn uri_names_us(&self, raw: &[u8]) -> Option<bool> {
+        match Uri::parse(raw).ok()? {
+            Uri::Sip(u) => Some(self.names_us(u.host, u.port)),
+            _ => Some(false),
+        }
+    }
+
+    fn local_for(&self, t: Transport, v6: bool) -> &LocalAddr {
+        self.cfg
+            .locals
+            .iter()
+            .find(|l| l.transport == t && l.addr.is_ipv6() == v6)
+            .or_else(|| self.cfg.locals.iter().find(|l| l.transport == t))
+            .or_else(|| self.cfg.locals.first())
+            .unwrap_or(&self.fallback_local)
+    }
+
+    fn reply_stateless(&mut self, req: &Message, src: Source, status: u16, extra: &[(&str, &[u8])]) {
+        let mut buf = Vec::with_capacity(400);
+        let tag = self.local_tag(req);
+        if sip_wire::build::response(
+            req,
+            status,
+            reason_of(status),
+            Some(tag.as_bytes()),
+            extra,
+            b"",
+            &mut buf,
+        ) {
+            self.out.push_back(Output::Send {
+                transport: src.transport,
+                dest: src.addr,
+                bytes: Bytes::from(buf),
+            });
+        }
+    }
+
+    fn local_tag(&self, req: &Message) -> String {
+        format!(
+            "vg{:x}",
+            fnv(&[req.call_id().unwrap_or(b""), &self.cfg.shard.to_be_bytes()]) & 0xffff_ffff
+        )
+    }
+
+    fn reply_503(&mut self, req: &Message, src: Source) {
+        self.stats.refused_limits += 1;
+        let ra = self.cfg.retry_after.to_string();
+        self.reply_stateless(req, src, 503, &[("Retry-After", ra.as_bytes())]);
+    }
+
+    /// Answers a server transaction with `bytes` (a forwarded or local response).
+    fn send_upstream(&mut self, now: Time, server: TxnId, bytes: Bytes, status: u16) {
+        let prev = match self.table.payload_mut(server) {
+            Some(Payload::Server(s)) => s.last.replace(bytes),
+            _ => return,
+        };
+        let Some(step) = self.table.on_event(server, now, Event::TuResponse(status)) else {
+            return;
+        };
+        if !has(&step.actions, Action::Send(Outgoing::LastResponse)) {
+            if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
+                s.last = prev;
+            }
+        }
+        self.txn_step(now, step, None);
+    }
+
+    fn local_response(&mut self, now: Time, server: TxnId, status: u16) {
+        let Some(Payload::Server(s)) = self.table.payload(server) else {
+            return;
+        };
+        let mut buf = Vec::with_capacity(400);
+        let tag = self.local_tag(&s.request);
+        if !sip_wire::build::response(
+            &s.request,
+            status,
+            reason_of(status),
+            Some(tag.as_bytes()),
+            &[],
+            b"",
+            &mut buf,
+        ) {
+            return;
+        }
+        self.send_upstream(now, server, Bytes::from(buf), status);
+    }
+
+    // ----- contexts -----
+
+    fn ctx(&self, r: CtxRef) -> Option<&Ctx> {
+        let (g, c) = self.ctxs.get(r.index as usize)?;
+        (*g == r.generation).then_some(c.as_ref()?)
+    }
+
+    fn ctx_mut(&mut self, r: CtxRef) -> Option<&mut Ctx> {
+        let (g, c) = self.ctxs.get_mut(r.index as usize)?;
+        if *g != r.generation {
+            return None;
+        }
+        c.as_mut()
+    }
+
+    fn insert_ctx(&mut self, c: Ctx) -> CtxRef {
+        if let Some(i) = self.ctx_free.pop() {
+            if let Some(slot) = self.ctxs.get_mut(i as usize) {
+                slot.1 = Some(c);
+                return CtxRef {
+                    index: i,
+                    generation: slot.0,
+                };
+            }
+        }
+        let index = u32::try_from(self.ctxs.len()).unwrap_or(u32::MAX);
+        self.ctxs.push((0, Some(c)));
+        CtxRef {
+            index,
+            generation: 0,
+        }
+    }
+
+    fn remove_ctx(&mut self, r: CtxRef) -> Option<Ctx> {
+        let slot = self.ctxs.get_mut(r.index as usize)?;
+        if slot.0 != r.generation {
+            return None;
+        }
+        let c = slot.1.take()?;
+        slot.0 = slot.0.wrapping_add(1);
+        self.ctx_free.push(r.index);
+        if let Some(Payload::Server(s)) = self.table.payload_mut(c.server) {
+            s.ctx = None;
+        }
+        if let Some(d) = c.dialog {
+            if let Some(s) = self.dialogs.get_mut(d.index as usize) {
+                if s.generation == d.generation {
+                    s.ctx = None;
+                }
+            }
+        }
+        Some(c)
+    }
+
+    // ----- route processing -----
+
+    fn route_plan(&self, msg: &Message) -> RoutePlan {
+        let mut plan = RoutePlan::default();
+        if msg.header(HeaderName::Route).is_none() {
+            return plan;
+        }
+        let mut routes: Vec<&[u8]> = msg.values(HeaderName::Route).collect();
+        let mut changed = false;
+        // §16.4: a Request-URI we put in a Record-Route means the previous hop is a strict
+        // router: the last Route becomes the Request-URI.
+        if let Some(ruri) = msg.request_uri_raw() {
+            if let Ok(Uri::Sip(u)) = Uri::parse(ruri) {
+                if u.params.contains("vg") && self.names_us(u.host, u.port) {
+                    if let Some(last) = routes.pop() {
+                        if let Ok(na) = NameAddr::parse(last) {
+                            plan.new_ruri = Some(na.uri_raw.to_vec());
+                        }
+                        changed = true;
+                    }
+                }
+            }
+        }
+        // Loose routing: pop every leading Route that names us (two after a double
+        // Record-Route).
+        while let Some(first) = routes.first() {
+            let ours = NameAddr::parse(first)
+                .ok()
+                .and_then(|na| self.uri_names_us(na.uri_raw))
+                .unwrap_or(false);
+            if !ours {
+                break;
+            }
+            routes.remove(0);
+            changed = true;
+        }
+        if let Some(first) = routes.first() {
+            plan.routes_left = true;
+            if let Ok(na) = NameAddr::parse(first) {
+                if let Ok(Uri::Sip(u)) = na.uri() {
+                    let t = u
+                        .transport()
+                        .and_then(Transport::from_token)
+                        .unwrap_or(if u.secure {
+                            Transport::Tls
+                        } else {
+                            Transport::Udp
+                        });
+                    let host = u.maddr().unwrap_or(u.host);
+                    if let Some(addr) = host_addr(host, u.port) {
+                        plan.next_hop = Some(Destination::new(t, addr));
+                    }
+                }
+            }
+        }
+        if changed {
+            let mut v = Vec::new();
+            for (i, r) in routes.iter().enumerate() {
+                if i > 0 {
+                    v.extend_from_slice(b", ");
+                }
+                v.extend_from_slice(r);
+            }
+            plan.route_rewrite = Some(v);
+        }
+        plan
+    }
+
+    fn loop_hash(msg: &Message) -> u64 {
+        let ft = msg.from_hdr().ok().and_then(|f| f.tag()).unwrap_or(b"");
+        let tt = msg.to_hdr().ok().and_then(|f| f.tag()).unwrap_or(b"");
+        let cs = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        fnv(&[
+            msg.request_uri_raw().unwrap_or(b""),
+            ft,
+            tt,
+            msg.call_id().unwrap_or(b""),
+            &cs.to_be_bytes(),
+        ])
+    }
+
+    fn is_loop(&self, msg: &Message, hash: u64) -> bool {
+        msg.vias().flatten().any(|v| {
+            v.branch
+                .and_then(loophash_from_branch)
+                .is_some_and(|h| h == hash)
+                && self.names_us(v.host, v.port)
+        })
+    }
+
+    fn via_value(&self, local: &LocalAddr, branch: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(80);
+        v.extend_from_slice(b"SIP/2.0/");
+        v.extend_from_slice(local.transport.via_token().as_bytes());
+        v.push(b' ');
+        write_hostport(&mut v, local.advertise.as_deref(), local.addr);
+        v.extend_from_slice(b";branch=");
+        v.extend_from_slice(branch);
+        v
+    }
+
+    fn rr_value(&self, local: &LocalAddr) -> Vec<u8> {
+        let mut v = Vec::with_capacity(80);
+        v.extend_from_slice(b"<sip:");
+        write_hostport(&mut v, local.advertise.as_deref(), local.addr);
+        let _ = write!(
+            v,
+            ";transport={};lr;vg={}>",
+            local.transport.param(),
+            self.cfg.shard
+        );
+        v
+    }
+
+    /// Writes the request as forwarded to `dest`: Request-URI, Max-Forwards, Route,
+    /// Record-Route, Via, by splicing.
+    #[allow(clippy::too_many_arguments)]
+    fn build_forward(
+        &mut self,
+        req: &Message,
+        plan: &RoutePlan,
+        dest: &Destination,
+        branch: &[u8],
+        rr_from: Option<Source>,
+    ) -> Option<Bytes> {
+        let out_local = self.local_for(dest.transport, dest.addr.is_ipv6()).clone();
+        let via = self.via_value(&out_local, branch);
+        let rr = rr_from.map(|src| {
+            let in_local = self.local_for(src.transport, src.addr.is_ipv6()).clone();
+            let double = in_local != out_local;
+            (
+                self.rr_value(&out_local),
+                double.then(|| self.rr_value(&in_local)),
+            )
+        });
+        let scratch = core::mem::take(&mut self.scratch);
+        let mut e = Editor::with_scratch(req, scratch);
+        if let Some(u) = &plan.new_ruri {
+            let _ = e.set_request_uri(u);
+        } else if let Some(h) = &dest.host_for_ruri {
+            if let Some(Ok(Uri::Sip(u))) = req.request_uri() {
+                let mut nu = Vec::with_capacity(64);
+                nu.extend_from_slice(if u.secure { b"sips:" } else { b"sip:" });
+                if let Some(user) = u.user {
+                    nu.extend_from_slice(user);
+                    nu.push(b'@');
+                }
+                nu.extend_from_slice(h.as_bytes());
+                nu.extend_from_slice(u.params.raw());
+                let _ = e.set_request_uri(&nu);
+            }
+        }
+        let mf = req
+            .iter_headers()
+            .find(|h| h.name == HeaderName::MaxForwards)
+            .map(|h| h.index);
+        let n = req.max_forwards().ok().flatten().unwrap_or(70);
+        match mf {
+            Some(i) => {
+                let s = n.saturating_sub(1).to_string();
+                let _ = e.replace_header_value(i, s.as_bytes());
+            }
+            None => e.add_header("Max-Forwards", b"70"),
+        }
+        if let Some(r) = &plan.route_rewrite {
+            let first = req
+                .iter_headers()
+                .find(|h| h.name == HeaderName::Route)
+                .map(|h| h.index);
+            e.remove_headers(HeaderName::Route);
+            if let (Some(i), false) = (first, r.is_empty()) {
+                let _ = e.insert_header_before(i, "Route", r);
+            }
+        }
+        if let Some((top, bottom)) = &rr {
+            e.add_record_route(top);
+            if let Some(b) = bottom {
+                e.add_record_route(b);
+            }
+        }
+        e.push_via(&via);
+        let mut out = Vec::with_capacity(req.bytes().len() + 256);
+        let ok = e.write(&mut out).is_ok();
+        self.scratch = e.into_scratch();
+        ok.then(|| Bytes::from(out))
+    }
+
+    fn new_branch(&mut self, loophash: u64, tail: &str) -> Vec<u8> {
+        let mut b = Vec::with_capacity(48);
+        b.extend_from_slice(BRANCH_PREFIX);
+        let _ = write!(b, "{:x}.{:x}.{}", self.cfg.shard, loophash, tail);
+        b
+    }
+
+    // ----- requests -----
+
+    fn request(&mut self, now: Time, msg: Message, src: Source, routing: &Routing) {
+        let Some(method) = msg.method() else { return };
+        if method != Method::Ack && msg.max_forwards().ok().flatten() == Some(0) {
+            self.reply_stateless(&msg, src, 483, &[]);
+            return;
+        }
+        let Ok(key) = request_key(&msg) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        match method {
+            Method::Ack => self.ack(now, &msg, &key),
+            Method::Cancel => self.cancel(now, msg, src, &key),
+            _ => self.other_request(now, msg, src, method, key, routing),
+        }
+    }
+
+    fn ack(&mut self, now: Time, msg: &Message, key: &TransactionKey) {
+        match self.table.receive_request(now, key) {
+            RequestMatch::Matched(step) => {
+                let to_tu = has(&step.actions, Action::ToTu);
+                self.txn_step(now, step, None);
+                if to_tu {
+                    self.forward_ack(msg);
+                }
+            }
+            RequestMatch::AckForTu => self.forward_ack(msg),
+            RequestMatch::New { .. } => {}
+        }
+    }
+
+    /// The ACK of a 2xx: forwarded statelessly along its dialog.
+    fn forward_ack(&mut self, msg: &Message) {
+        let plan = self.route_plan(msg);
+        let dest = match self.match_dialog(msg) {
+            Some((id, side)) => {
+                if side == Side::Caller {
+                    self.set_state(id, DialogState::Confirmed, true);
+                }
+                plan.next_hop.clone().or_else(|| self.side_dest(id, side))
+            }
+            None => plan.next_hop.clone(),
+        };
+        let Some(dest) = dest else {
+            self.stats.dropped += 1;
+            return;
+        };
+        self.forward_stateless(msg, &plan, &dest);
+    }
+
+    fn forward_stateless(&mut self, msg: &Message, plan: &RoutePlan, dest: &Destination) {
+        let inb = msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"");
+        let tail = format!("s{:x}", fnv(&[inb]));
+        let lh = Self::loop_hash(msg);
+        let branch = self.new_branch(lh, &tail);
+        if let Some(bytes) = self.build_forward(msg, plan, dest, &branch, None) {
+            self.stats.stateless_requests += 1;
+            self.out.push_back(Output::Send {
+                transport: dest.transport,
+                dest: dest.addr,
+                bytes,
+            });
+        }
+    }
+
+    fn cancel(&mut self, now: Time, msg: Message, src: Source, key: &TransactionKey) {
+        match self.table.receive_request(now, key) {
+            RequestMatch::Matched(step) => self.txn_step(now, step, None),
+            RequestMatch::New { invite: Some(inv) } => {
+                let payload = Payload::Server(ServerP {
+                    request: msg,
+                    src,
+                    last: None,
+                    ctx: None,
+                });
+                match self
+                    .table
+                    .start_server(now, key.clone(), src.transport.is_reliable(), payload)
+                {
+                    Ok(step) => {
+                        let id = step.id;
+                        self.txn_step(now, step, None);
+                        self.local_response(now, id, 200);
+                    }
+                    Err(_) => {
+                        // no room for its transaction: still honour the CANCEL
+                        if let Some(Payload::Server(s)) = self.table.payload(inv) {
+                            let req = s.request.clone();
+                            self.reply_stateless(&req, src, 200, &[]);
+                        }
+                    }
+                }
+                let ctx = match self.table.payload(inv) {
+                    Some(Payload::Server(s)) => s.ctx,
+                    _ => None,
+                };
+                if let Some(c) = ctx {
+                    self.cancel_ctx(now, c);
+                }
+            }
+            RequestMatch::New { invite: None } => {
+                // §16.10: no matching transaction: forward statelessly.
+                let plan = self.route_plan(&msg);
+                let dest = plan
+                    .next_hop
+                    .clone()
+                    .or_else(|| self.cfg.upstreams.first().cloned());
+                match dest {
+                    Some(d) => self.forward_stateless(&msg, &plan, &d),
+                    None => self.reply_stateless(&msg, src, 481, &[]),
+                }
+            }
+            RequestMatch::AckForTu => {}
+        }
+    }
+
+    fn cancel_ctx(&mut self, now: Time, r: CtxRef) {
+        let Some(c) = self.ctx_mut(r) else { return };
+        if c.cancelled {
+            return;
+        }
+        c.cancelled = true;
+        let branches = c.branches.clone();
+        let active = c.active;
+        for b in branches {
+            self.cancel_branch(now, b);
+        }
+        if active.is_none() {
+            self.finalize(now, r);
+        }
+    }
+
+    fn cancel_branch(&mut self, now: Time, b: TxnId) {
+        let Some(state) = self.table.state(b) else {
+            return;
+        };
+        if !matches!(state, State::Calling | State::Proceeding | State::Trying) {
+            return;
+        }
+        let Some(Payload::Client(c)) = self.table.payload_mut(b) else {
+            return;
+        };
+        c.cancel_wanted = true;
+        if c.provisional {
+            self.send_cancel(now, b);
+        } else if let Some(step) = self.table.on_event(b, now, Event::Cancelled) {
+            self.txn_step(now, step, None);
+        }
+    }
+
+    fn send_cancel(&mut self, now: Time, b: TxnId) {
+        let Some(Payload::Client(c)) = self.table.payload_mut(b) else {
+            return;
+        };
+        if c.cancel_sent {
+            return;
+        }
+        c.cancel_sent = true;
+        let req = c.request.clone();
+        let dest = c.dest;
+        let upstream = c.upstream;
+        let Ok(via) = req.top_via() else { return };
+        let mut buf = Vec::with_capacity(500);
+        buf.extend_from_slice(b"CANCEL ");
+        buf.extend_from_slice(req.request_uri_raw().unwrap_or(b""));
+        buf.extend_from_slice(b" SIP/2.0\r\n");
+        push_line(&mut buf, "Via", via.raw);
+        for r in req.headers(HeaderName::Route) {
+            push_line(&mut buf, "Route", r);
+        }
+        push_line(&mut buf, "Max-Forwards", b"70");
+        for h in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
+            if let Some(v) = req.header(h) {
+                push_line(&mut buf, h.as_str(), v);
+            }
+        }
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        let _ = write!(buf, "CSeq: {seq} CANCEL\r\nContent-Length: 0\r\n\r\n");
+        let Ok(msg) = Message::parse_datagram(Bytes::from(buf)) else {
+            return;
+        };
+        let Ok(key) = outgoing_request_key(&msg) else {
+            return;
+        };
+        let p = Payload::Client(ClientP {
+            request: msg,
+            dest,
+            upstream,
+            role: Role::Cancel,
+            provisional: false,
+            abandoned: false,
+            cancel_wanted: false,
+            cancel_sent: false,
+        });
+        if let Ok(step) = self
+            .table
+            .start_client(now, key, dest.transport.is_reliable(), p)
+        {
+            self.txn_step(now, step, None);
+        }
+    }
+
+    fn other_request(
+        &mut self,
+        now: Time,
+        msg: Message,
+        src: Source,
+        method: Method,
+        key: TransactionKey,
+        routing: &Routing,
+    ) {
+        let step = match self.table.receive_request(now, &key) {
+            RequestMatch::Matched(step) => {
+                self.txn_step(now, step, None);
+                return;
+            }
+            RequestMatch::New { .. } => (),
+            RequestMatch::AckForTu => return,
+        };
+        let _ = step;
+        let loophash = Self::loop_hash(&msg);
+        if self.is_loop(&msg, loophash) {
+            self.stats.loops += 1;
+            self.reply_stateless(&msg, src, 482, &[]);
+            return;
+        }
+        let plan = self.route_plan(&msg);
+        let in_dialog = msg.to_hdr().ok().and_then(|t| t.tag()).is_some();
+        let is_invite = method == Method::Invite;
+        let mut dialog_side = None;
+        let targets: Vec<Destination> = if in_dialog {
+            match self.match_dialog(&msg) {
+                Some((id, side)) => {
+                    let Some(d) = plan.next_hop.clone().or_else(|| self.side_dest(id, side))
+                    else {
+                        self.stats.dropped += 1;
+                        return;
+                    };
+                    dialog_side = Some((id, side));
+                    vec![d]
+                }
+                None => match &plan.next_hop {
+                    Some(d) => vec![d.clone()],
+                    None => {
+                        self.stats.unknown_dialog += 1;
+                        self.reply_stateless(&msg, src, 481, &[]);
+                        return;
+                    }
+                },
+            }
+        } else if let Some(d) = &plan.next_hop {
+            vec![d.clone()]
+        } else if !routing.targets.is_empty() {
+            routing.targets.to_vec()
+        } else {
+            let direct = match msg.request_uri() {
+                Some(Ok(Uri::Sip(u))) if !plan.routes_left && !self.names_us(u.host, u.port) => {
+                    host_addr(u.maddr().unwrap_or(u.host), u.port).map(|a| {
+                        let t = u
+                            .transport()
+                            .and_then(Transport::from_token)
+                            .unwrap_or(Transport::Udp);
+                        Destination::new(t, a)
+                    })
+                }
+                _ => None,
+            };
+            match direct {
+                Some(d) => vec![d],
+                None => self.cfg.upstreams.clone(),
+            }
+        };
+        if targets.is_empty() {
+            self.reply_stateless(&msg, src, 404, &[]);
+            return;
+        }
+        let make_dialog = !in_dialog && is_invite && self.cfg.record_route;
+        if make_dialog && self.dialog_count >= self.cfg.max_dialogs {
+            self.reply_503(&msg, src);
+            return;
+        }
+        let record_route = !in_dialog
+            && self.cfg.record_route
+            && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
+        let payload = Payload::Server(ServerP {
+            request: msg.clone(),
+            src,
+            last: None,
+            ctx: None,
+        });
+        let step = match self
+            .table
+            .start_server(now, key, src.transport.is_reliable(), payload)
+        {
+            Ok(s) => s,
+            Err(InsertError::Full { .. }) => {
+                self.reply_503(&msg, src);
+                return;
+            }
+            Err(_) => return,
+        };
+        let server = step.id;
+        self.txn_step(now, step, None);
+        if self.table.payload(server).is_none() {
+            return;
+        }
+        // in-dialog bookkeeping
+        if let Some((id, side)) = dialog_side {
+            let seq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+            if let Some(d) = self.dialog_mut(id) {
+                match side {
+                    Side::Caller => d.caller_cseq = d.caller_cseq.max(seq),
+                    Side::Callee => d.callee_cseq = d.callee_cseq.max(seq),
+                }
+            }
+        }
+        self.seq += 1;
+        let ctx = Ctx {
+            server,
+            upstream: src,
+            request: msg,
+            plan,
+            targets,
+            next: 0,
+            active: None,
+            branches: Vec::new(),
+            best: None,
+            cancelled: false,
+            dialog: None,
+            record_route,
+            fr_deadline: None,
+            seq: self.seq,
+            loophash,
+            is_invite,
+        };
+        let r = self.insert_ctx(ctx);
+        if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
+            s.ctx = Some(r);
+        }
+        if make_dialog {
+            self.create_dialog(now, r, routing);
+        }
+        self.start_branch(now, r);
+        if method == Method::Bye {
+            if let Some((id, side)) = dialog_side {
+                let reason = match side {
+                    Side::Caller => EndReason::ByeFromCaller,
+                    Side::Callee => EndReason::ByeFromCallee,
+                };
+                self.finish_dialog(now, id, reason, false);
+            }
+        }
+    }
+
+    fn start_branch(&mut self, now: Time, r: CtxRef) {
+        loop {
+            let Some(c) = self.ctx_mut(r) else { return };
+            let Some(dest) = c.targets.get(c.next).cloned() else {
+                self.finalize(now, r);
+                return;
+            };
+            c.next += 1;
+            let idx = c.next;
+            let req = c.request.clone();
+            let plan = c.plan.clone();
+            let rr = c.record_route.then_some(c.upstream);
+            let upstream = c.upstream;
+            let (seq, lh, is_invite) = (c.seq, c.loophash, c.is_invite);
+            let branch = self.new_branch(lh, &format!("{seq:x}.{idx}"));
+            let Some(bytes) = self.build_forward(&req, &plan, &dest, &branch, rr) else {
+                continue;
+            };
+            let Ok(msg) = Message::parse_datagram(bytes) else {
+                continue;
+            };
+            let Ok(key) = outgoing_request_key(&msg) else {
+                continue;
+            };
+            let p = Payload::Client(ClientP {
+                request: msg,
+                dest: Source {
+                    transport: dest.transport,
+                    addr: dest.addr,
+                },
+                upstream,
+                role: Role::Branch(r),
+                provisional: false,
+                abandoned: false,
+                cancel_wanted: false,
+                cancel_sent: false,
+            });
+            match self
+                .table
+                .start_client(now, key, dest.transport.is_reliable(), p)
+            {
+                Ok(step) => {
+                    let id = step.id;
+                    let fr = self.cfg.fr_invite.filter(|_| is_invite);
+                    if let Some(c) = self.ctx_mut(r) {
+                        c.active = Some(id);
+                        c.branches.push(id);
+                        c.fr_deadline = fr.map(|f| now + f);
+                    }
+                    if let Some(f) = fr {
+                        self.timers
+                            .push(Reverse((now + f, TK_CTX, r.index, r.generation)));
+                    }
+                    self.txn_step(now, step, None);
+                    return;
+                }
+                Err(_) => {
+                    self.stats.refused_limits += 1;
+                    if let Some(c) = self.ctx_mut(r) {
+                        c.best = Some((503, None));
+                        c.next = c.targets.len();
+                    }
+                    self.finalize(now, r);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the best response upstream and retires the context.
+    fn finalize(&mut self, now: Time, r: CtxRef) {
+        let Some(c) = self.remove_ctx(r) else { return };
+        let (status, msg) = match c.best {
+            Some((s, m)) if !(c.cancelled && m.is_none()) => (s, m),
+            _ if c.cancelled => (487, None),
+            _ => (408, None),
+        };
+        match msg {
+            Some(m) => {
+                let mut out = Vec::with_capacity(m.bytes().len());
+                let mut e = Editor::new(&m);
+                let _ = e.pop_via();
+                let mut status = status;
+                if status == 503 && self.cfg.map_503_to_500 {
+                    e.splice(m.start_line_range(), b"SIP/2.0 500 Service Unavailable");
+                    status = 500;
+                }
+                if e.write(&mut out).is_ok() {
+                    self.send_upstream(now, c.server, Bytes::from(out), status);
+                }
+            }
+            None => {
+                let status = if status == 503 && self.cfg.map_503_to_500 {
+                    500
+                } else {
+                    status
+                };
+                self.local_response(now, c.server, status);
+            }
+        }
+        if let Some(d) = c.dialog {
+            let reason = if c.cancelled {
+                EndReason::Cancelled
+            } else {
+                EndReason::Failed
+            };
+            self.finish_dialog(now, d, reason, false);
+        }
+    }
+
+    fn fr_fired(&mut self, now: Time, r: CtxRef) {
+        let Some(c) = self.ctx_mut(r) else { return };
+        c.fr_deadline = None;
+        let Some(active) = c.active else { return };
+        let provisional = matches!(self.table.payload(active), Some(Payload::Client(p)) if p.provisional);
+        if provisional {
+            return;
+        }
+        if let Some(Payload::Client(p)) = self.table.payload_mut(active) {
+            p.abandoned = true;
+            p.cancel_wanted = true;
+        }
+        if let Some(step) = self.table.on_event(active, now, Event::Cancelled) {
+            self.txn_step(now, step, None);
+        }
+        self.branch_failed(now, r, 408, None, true);
+    }
+
+    /// The active branch ended with `status`: fail over or finalize.
+    fn branch_failed(
+        &mut self,
+        now: Time,
+        r: CtxRef,
+        status: u16,
+        msg: Option<Message>,
+        timeout: bool,
+    ) {
+        let codes_match = status == 503 || self.cfg.failover_codes.contains(&status);
+        let Some(c) = self.ctx_mut(r) else { return };
+        c.active = None;
+        c.fr_deadline = None;
+        let replace = match &c.best {
+            None => true,
+            Some((old, _)) => better(status, *old),
+        };
+        if replace {
+            c.best = Some((status, msg));
+        }
+        let more = c.next < c.targets.len();
+        if !c.cancelled && more && (timeout || codes_match) {
+            self.stats.failovers += 1;
+            self.start_branch(now, r);
+        } else {
+            self.finalize(now, r);
+        }
+    }
+
+    // ----- responses -----
+
+    fn response(&mut self, now: Time, msg: &Message) {
+        let Some(status) = msg.status_code() else {
+            return;
+        };
+        let Ok(key) = response_key(msg) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        match self.table.receive_response(now, &key, status) {
+            ResponseMatch::Matched(step) => self.txn_step(now, step, Some(msg)),
+            ResponseMatch::Stray => self.forward_response_stateless(msg),
+        }
+    }
+
+    fn forward_response_stateless(&mut self, msg: &Message) {
+        let mut vias = msg.vias();
+        let ours = match vias.next() {
+            Some(Ok(v)) => {
+                v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+                    && self.names_us(v.host, v.port)
+            }
+            _ => false,
+        };
+        let next = match vias.next() {
+            Some(Ok(v)) => {
+                let host = v.received.unwrap_or(v.host);
+                let port = match v.rport {
+                    Some(Some(p)) => Some(p),
+                    _ => v.port,
+                };
+                let t = Transport::from_token(v.transport).unwrap_or(Transport::Udp);
+                host_addr(host, port).map(|a| (t, a))
+            }
+            _ => None,
+        };
+        let (true, Some((transport, dest))) = (ours, next) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let mut e = Editor::new(msg);
+        let mut out = Vec::with_capacity(msg.bytes().len());
+        if e.pop_via().is_ok() && e.write(&mut out).is_ok() {
+            self.stats.stateless_responses += 1;
+            self.out.push_back(Output::Send {
+                transport,
+                dest,
+                bytes: Bytes::from(out),
+            });
+        }
+    }
+
+    /// Executes a transaction step and routes what it tells the TU.
+    fn txn_step(&mut self, now: Time, step: Step<Payload>, current: Option<&Message>) {
+        {
+            let payload = step.finished.as_ref().or_else(|| self.table.payload(step.id));
+            exec(&mut self.out, payload, &step.actions, current);
+        }
+        let info = match step.finished.as_ref().or_else(|| self.table.payload(step.id)) {
+            Some(Payload::Client(c)) => Some((c.role, c.abandoned)),
+            Some(Payload::Server(s)) => {
+                // a server transaction that ended before its context answered (guard timer)
+                if step.finished.is_some() {
+                    if let Some(r) = s.ctx {
+                        let r2 = r;
+                        if timeout_of(&step.actions).is_some() {
+                            self.abandon_ctx(now, r2);
+                        }
+                    }
+                }
+                None
+            }
+            None => None,
+        };
+        let Some((role, abandoned)) = info else {
+            return;
+        };
+        if has(&step.actions, Action::ToTu) {
+            if let Some(resp) = current {
+                self.client_response(now, step.id, role, abandoned, resp);
+            }
+        }
+        let failed =
+            timeout_of(&step.actions).filter(|t| matches!(t, TimerId::B | TimerId::F)).is_some()
+                || has(&step.actions, Action::TransportError);
+        if timeout_of(&step.actions) == Some(TimerId::C) {
+            // no final in time after a provisional: CANCEL the branch (§16.8).
+            self.send_cancel(now, step.id);
+        }
+        if failed {
+            match role {
+                Role::Branch(r) => {
+                    let active = self.ctx(r).is_some_and(|c| c.active == Some(step.id));
+                    if active {
+                        self.branch_failed(now, r, 408, None, true);
+                    }
+                }
+                Role::Ping(d) => self.ping_failed(now, d),
+                Role::Cancel | Role::LocalBye => {}
+            }
+        }
+    }
+
+    fn abandon_ctx(&mut self, now: Time, r: CtxRef) {
+        let branches = self.ctx(r).map(|c| c.branches.clone()).unwrap_or_default();
+        for b in branches {
+            self.cancel_branch(now, b);
+        }
+        if let Some(c) = self.remove_ctx(r) {
+            if let Some(d) = c.dialog {
+                self.finish_dialog(now, d, EndReason::Failed, false);
+            }
+        }
+    }
+
+    fn client_response(
+        &mut self,
+        now: Time,
+        txn: TxnId,
+        role: Role,
+        abandoned: bool,
+        resp: &Message,
+    ) {
+        let Some(status) = resp.status_code() else {
+            return;
+        };
+        let r = match role {
+            Role::Branch(r) => r,
+            Role::Ping(d) => {
+                if matches!(status, 408 | 481) {
+                    self.ping_failed(now, d);
+                }
+                return;
+            }
+            Role::Cancel | Role::LocalBye => return,
+        };
+        if status < 200 {
+            let want_cancel = match self.table.payload_mut(txn) {
+                Some(Payload::Client(c)) => {
+                    c.provisional = true;
+                    c.cancel_wanted && !c.cancel_sent
+                }
+                _ => false,
+            };
+            if want_cancel {
+                self.send_cancel(now, txn);
+            }
+            if abandoned {
+                return;
+            }
+            let Some(c) = self.ctx_mut(r) else { return };
+            if c.active != Some(txn) {
+                return;
+            }
+            c.fr_deadline = None;
+            let (server, dialog) = (c.server, c.dialog);
+            if status == 100 {
+                return;
+            }
+            if let Some(d) = dialog {
+                self.dialog_from_response(now, d, resp, txn, false);
+            }
+            self.forward_response(now, Some(server), resp, None);
+            return;
+        }
+        if (200..300).contains(&status) {
+            let upstream = match self.table.payload(txn) {
+                Some(Payload::Client(c)) => c.upstream,
+                _ => return,
+            };
+            match self.ctx(r).map(|c| (c.server, c.dialog)) {
+                Some((server, dialog)) => {
+                    if let Some(d) = dialog {
+                        self.dialog_from_response(now, d, resp, txn, true);
+                    }
+                    self.forward_response(now, Some(server), resp, Some(upstream));
+                    // other pending branches are cancelled (§16.7 step 10)
+                    let others: Vec<TxnId> = self
+                        .ctx(r)
+                        .map(|c| c.branches.iter().copied().filter(|b| *b != txn).collect())
+                        .unwrap_or_default();
+                    for b in others {
+                        self.cancel_branch(now, b);
+                    }
+                    self.remove_ctx(r);
+                }
+                // a retransmitted or late 2xx: forward it too
+                None => self.forward_response(now, None, resp, Some(upstream)),
+            }
+            return;
+        }
+        if abandoned {
+            return;
+        }
+        let active = self.ctx(r).is_some_and(|c| c.active == Some(txn));
+        if active {
+            self.branch_failed(now, r, status, Some(resp.clone()), false);
+        }
+    }
+
+    /// Pops our Via and sends the response upstream, through the server transaction when
+    /// there is one.
+    fn forward_response(
+        &mut self,
+        now: Time,
+        server: Option<TxnId>,
+        resp: &Message,
+        fallback: Option<Source>,
+    ) {
+        let Some(status) = resp.status_code() else {
+            return;
+        };
+        let mut e = Editor::new(resp);
+        let mut out = Vec::with_capacity(resp.bytes().len());
+        if e.pop_via().is_err() || e.write(&mut out).is_err() {
+            return;
+        }
+        let bytes = Bytes::from(out);
+        match server.filter(|s| self.table.payload(*s).is_some()) {
+            Some(s) => self.send_upstream(now, s, bytes, status),
+            None => {
+                if let Some(up) = fallback {
+                    self.out.push_back(Output::Send {
+                        transport: up.transport,
+                        dest: up.addr,
+                        bytes,
+                    });
+                }
+            }
+        }
+    }
+
+    // ----- dialogs -----
+
+    fn index_key(&mut self, call_id: &[u8], tag: &[u8]) {
+        self.keybuf.clear();
+        self.keybuf.extend_from_slice(call_id);
+        self.keybuf.push(0);
+        self.keybuf.extend_from_slice(tag);
+    }
+
+    fn lookup(&mut self, call_id: &[u8], tag: &[u8]) -> Option<DialogId> {
+        self.index_key(call_id, tag);
+        let &i = self.dialog_index.get(self.keybuf.as_slice())?;
+        let s = self.dialogs.get(i as usize)?;
+        s.d.as_ref()?;
+        Some(DialogId {
+            index: i,
+            generation: s.generation,
+        })
+    }
+
+    /// The dialog of an in-dialog request and which side sent it.
+    fn match_dialog(&mut self, msg: &Message) -> Option<(DialogId, Side)> {
+        let call_id = msg.call_id().ok()?;
+        let from = msg.from_hdr().ok()?.tag()?;
+        let to = msg.to_hdr().ok()?.tag()?;
+        if let Some(id) = self.lookup(call_id, from) {
+            let d = self.dialog(id)?;
+            let callee = d.get(F::CalleeTag);
+            if callee.is_empty() || callee == to {
+                return Some((id, Side::Caller));
+            }
+        }
+        if let Some(id) = self.lookup(call_id, to) {
+            let d = self.dialog(id)?;
+            if d.get(F::CalleeTag) == from {
+                return Some((id, Side::Callee));
+            }
+        }
+        None
+    }
+
+    /// Where a request from `side` goes: the other side's learned address.
+    fn side_dest(&self, id: DialogId, side: Side) -> Option<Destination> {
+        let d = self.dialog(id)?;
+        match side {
+            Side::Caller => d.callee_dest(),
+            Side::Callee => Some(Destination::new(d.caller.transport, d.caller.addr)),
+        }
+    }
+
+    fn create_dialog(&mut self, now: Time, r: CtxRef, routing: &Routing) {
+        let Some(c) = self.ctx(r) else { return };
+        let req = c.request.clone();
+        let src = c.upstream;
+        let (Ok(call_id), Ok(from)) = (req.call_id(), req.from_hdr()) else {
+            return;
+        };
+        let tag = from.tag().unwrap_or(b"");
+        let contact = req
+            .contacts()
+            .flatten()
+            .find_map(|c| c.name_addr().map(|n| n.uri_raw))
+            .unwrap_or(b"");
+        let mut rr = Vec::new();
+        for (i, v) in req.values(HeaderName::RecordRoute).enumerate() {
+            if i > 0 {
+                rr.extend_from_slice(b", ");
+            }
+            rr.extend_from_slice(v);
+        }
+        let (index, generation) = match self.dialog_free.pop() {
+            Some(i) => (
+                i,
+                self.dialogs.get(i as usize).map_or(0, |s| s.generation),
+            ),
+            None => {
+                let i = u32::try_from(self.dialogs.len()).unwrap_or(u32::MAX);
+                self.dialogs.push(DSlot {
+                    generation: 0,
+                    d: None,
+                    ctx: None,
+                });
+                (i, 0)
+            }
+        };
+        let mut d = Dialog::new(src, now);
+        d.set(&[
+            (F::CallId, call_id),
+            (F::CallerTag, tag),
+            (F::From, from.raw),
+            (F::CallerContact, contact),
+            (F::RoutesToCaller, &rr),
+        ]);
+        d.caller_cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        d.lifetime_us = routing
+            .lifetime
+            .or(self.cfg.dialog_lifetime)
+            .map_or(0, |m| m.0);
+        d.profiles.shrink_to_fit();
+        let id = DialogId { index, generation };
+        if let Some(s) = self.dialogs.get_mut(index as usize) {
+            s.d = Some(d);
+            s.ctx = Some(r);
+        }
+        self.index_key(call_id, tag);
+        let key: Box<[u8]> = self.keybuf.as_slice().into();
+        self.dialog_index.insert(key, index);
+        self.dialog_count += 1;
+        self.stats.dialogs_created += 1;
+        self.stats.dialogs[0] += 1;
+        if let Some(c) = self.ctx_mut(r) {
+            c.dialog = Some(id);
+        }
+        for (name, value) in routing.profiles {
+            self.set_profile(id, name, *value, None);
+        }
+        self.event(id, DialogState::Unconfirmed, None);
+    }
+
+    fn event(&mut self, id: DialogId, state: DialogState, reason: Option<EndReason>) {
+        let call_id: Box<[u8]> = self.dialog(id).map(|d| d.call_id().into()).unwrap_or_default();
+        self.out.push_back(Output::Event(DialogEvent {
+            id,
+            state,
+            reason,
+            call_id,
+        }));
+    }
+
+    fn state_index(s: DialogState) -> Option<usize> {
+        match s {
+            DialogState::Unconfirmed => Some(0),
+            DialogState::Early => Some(1),
+            DialogState::ConfirmedNoAck => Some(2),
+            DialogState::Confirmed => Some(3),
+            DialogState::Ended => None,
+        }
+    }
+
+    fn set_state(&mut self, id: DialogId, new: DialogState, only_from_noack: bool) {
+        let Some(d) = self.dialog_mut(id) else { return };
+        let old = d.state;
+        if old == new || (only_from_noack && old != DialogState::ConfirmedNoAck) {
+            return;
+        }
+        d.state = new;
+        if let Some(i) = Self::state_index(old) {
+            self.stats.dialogs[i] = self.stats.dialogs[i].saturating_sub(1);
+        }
+        if let Some(i) = Self::state_index(new) {
+            self.stats.dialogs[i] += 1;
+        }
+        self.event(id, new, None);
+    }
+
+    fn dialog_from_response(
+        &mut self,
+        now: Time,
+        id: DialogId,
+        resp: &Message,
+        txn: TxnId,
+        success: bool,
+    ) {
+        let Ok(to) = resp.to_hdr() else { return };
+        let Some(tag) = to.tag() else { return };
+        let dest = match self.table.payload(txn) {
+            Some(Payload::Client(c)) => c.dest,
+            _ => return,
+        };
+        let contact = resp
+            .contacts()
+            .flatten()
+            .find_map(|c| c.name_addr().map(|n| n.uri_raw))
+            .unwrap_or(b"");
+        // Route set toward the callee: the Record-Route entries above ours, reversed.
+        let mut above: Vec<&[u8]> = Vec::new();
+        for v in resp.values(HeaderName::RecordRoute) {
+            let ours = NameAddr::parse(v)
+                .ok()
+                .and_then(|na| match na.uri() {
+                    Ok(Uri::Sip(u)) => Some(u.params.contains("vg") && self.names_us(u.host, u.port)),
+                    _ => None,
+                })
+                .unwrap_or(false);
+            if ours {
+                break;
+            }
+            above.push(v);
+        }
+        let mut routes = Vec::new();
+        for (i, v) in above.iter().rev().enumerate() {
+            if i > 0 {
+                routes.extend_from_slice(b", ");
+            }
+            routes.extend_from_slice(v);
+        }
+        let lifetime = self.cfg.ping_interval;
+        let Some(d) = self.dialog_mut(id) else { return };
+        d.set(&[
+            (F::CalleeTag, tag),
+            (F::To, to.raw),
+            (F::CalleeContact, contact),
+            (F::RoutesToCallee, &routes),
+        ]);
+        d.callee = Some((dest.transport, dest.addr));
+        if success {
+            if d.lifetime_us > 0 {
+                d.deadline_end = Some(now + Micros(d.lifetime_us));
+            }
+            d.next_ping = lifetime.map(|p| now + p);
+            let next = d.next_deadline();
+            if let Some(t) = next {
+                self.timers
+                    .push(Reverse((t, TK_DIALOG, id.index, id.generation)));
+            }
+            self.set_state(id, DialogState::ConfirmedNoAck, false);
+        } else {
+            self.set_state(id, DialogState::Early, false);
+        }
+    }
+
+    fn dialog_timer(&mut self, now: Time, id: DialogId) {
+        let Some(d) = self.dialog(id) else { return };
+        if d.deadline_end.is_some_and(|t| t <= now) {
+            self.stats.dialogs_expired += 1;
+            self.finish_dialog(now, id, EndReason::LifetimeTimeout, true);
+            return;
+        }
+        if d.next_ping.is_some_and(|t| t <= now) {
+            self.send_in_dialog(now, id, b"OPTIONS", true);
+            self.send_in_dialog(now, id, b"OPTIONS", false);
+            let interval = self.cfg.ping_interval;
+            if let Some(d) = self.dialog_mut(id) {
+                d.next_ping = interval.map(|p| now + p);
+                if let Some(t) = d.next_deadline() {
+                    self.timers
+                        .push(Reverse((t, TK_DIALOG, id.index, id.generation)));
+                }
+            }
+        }
+    }
+
+    fn ping_failed(&mut self, now: Time, id: DialogId) {
+        if self.dialog(id).is_some() {
+            self.stats.dialogs_ping_failed += 1;
+            self.finish_dialog(now, id, EndReason::PingTimeout, true);
+        }
+    }
+
+    /// Builds and sends an in-dialog request from the node to one side (`to_callee`): BYE
+    /// (CSeq = last seen + 1) or OPTIONS (CSeq = last seen, so no later request of the
+    /// side it impersonates is refused as out of order).
+    fn send_in_dialog(&mut self, now: Time, id: DialogId, method: &[u8], to_callee: bool) {
+        let Some(d) = self.dialog(id) else { return };
+        let (ruri, from, to, routes, dest, seq) = if to_callee {
+            let Some(dest) = d.callee_dest() else { return };
+            (
+                d.get(F::CalleeContact),
+                d.get(F::From),
+                d.get(F::To),
+                d.get(F::RoutesToCallee),
+                dest,
+                d.caller_cseq,
+            )
+        } else {
+            (
+                d.get(F::CallerContact),
+                d.get(F::To),
+                d.get(F::From),
+                d.get(F::RoutesToCaller),
+                Destination::new(d.caller.transport, d.caller.addr),
+                d.callee_cseq,
+            )
+        };
+        if ruri.is_empty() {
+            return;
+        }
+        let is_bye = method == b"BYE";
+        let seq = if is_bye { seq.saturating_add(1) } else { seq };
+        let tail = format!("l{:x}", self.seq.wrapping_add(u64::from(seq)) ^ fnv(&[ruri, method]));
+        let local = self.local_for(dest.transport, dest.addr.is_ipv6()).clone();
+        let mut branch = Vec::with_capacity(40);
+        branch.extend_from_slice(BRANCH_PREFIX);
+        let _ = write!(branch, "{:x}.0.{tail}", self.cfg.shard);
+        let via = self.via_value(&local, &branch);
+        let mut buf = Vec::with_capacity(600);
+        buf.extend_from_slice(method);
+        buf.push(b' ');
+        buf.extend_from_slice(ruri);
+        buf.extend_from_slice(b" SIP/2.0\r\n");
+        push_line(&mut buf, "Via", &via);
+        if !routes.is_empty() {
+            push_line(&mut buf, "Route", routes);
+        }
+        push_line(&mut buf, "Max-Forwards", b"70");
+        push_line(&mut buf, "From", from);
+        push_line(&mut buf, "To", to);
+        push_line(&mut buf, "Call-ID", d.call_id());
+        buf.extend_from_slice(b"CSeq: ");
+        let _ = write!(buf, "{seq} ");
+        buf.extend_from_slice(method);
+        buf.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        let Ok(msg) = Message::parse_datagram(Bytes::from(buf)) else {
+            return;
+        };
+        let Ok(key) = outgoing_request_key(&msg) else {
+            return;
+        };
+        let role = if is_bye {
+            Role::LocalBye
+        } else {
+            Role::Ping(id)
+        };
+        let d_src = Source {
+            transport: dest.transport,
+            addr: dest.addr,
+        };
+        let p = Payload::Client(ClientP {
+            request: msg,
+            dest: d_src,
+            upstream: d_src,
+            role,
+            provisional: false,
+            abandoned: false,
+            cancel_wanted: false,
+            cancel_sent: false,
+        });
+        if let Ok(step) = self
+            .table
+            .start_client(now, key, dest.transport.is_reliable(), p)
+        {
+            self.txn_step(now, step, None);
+        }
+    }
+
+    /// Ends a dialog: the one place a dialog leaves memory, so its profiles are released
+    /// exactly once.
+    fn finish_dialog(&mut self, now: Time, id: DialogId, reason: EndReason, send_bye: bool) {
+        let Some(d) = self.dialog(id) else { return };
+        let confirmed = matches!(
+            d.state,
+            DialogState::Confirmed | DialogState::ConfirmedNoAck
+        );
+        if send_bye && confirmed {
+            self.send_in_dialog(now, id, b"BYE", true);
+            self.send_in_dialog(now, id, b"BYE", false);
+        }
+        let Some(d) = self.dialog(id) else { return };
+        let call_id: Box<[u8]> = d.call_id().into();
+        let caller_tag: Box<[u8]> = d.get(F::CallerTag).into();
+        let Some(slot) = self.dialogs.get_mut(id.index as usize) else {
+            return;
+        };
+        let Some(d) = slot.d.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.ctx = None;
+        self.dialog_free.push(id.index);
+        self.index_key(&call_id, &caller_tag);
+        self.dialog_index.remove(self.keybuf.as_slice());
+        self.dialog_count = self.dialog_count.saturating_sub(1);
+        if let Some(i) = Self::state_index(d.state) {
+            self.stats.dialogs[i] = self.stats.dialogs[i].saturating_sub(1);
+        }
+        if confirmed {
+            self.stats.dialogs_ended += 1;
+        } else {
+            self.stats.dialogs_failed += 1;
+        }
+        for &(p, v) in &d.profiles {
+            self.profiles.release(p, v);
+        }
+        self.out.push_back(Output::Event(DialogEvent {
+            id,
+            state: DialogState::Ended,
+            reason: Some(reason),
+            call_id,
+        }));
+    }
+}
+
+/// The shard that owns a received message, from our Via branch (responses) or our
+/// Record-Route/Route `vg` parameter (in-dialog requests); `None` when it carries neither
+/// (route by Call-ID hash).
+#[must_use]
+pub fn owner_shard(msg: &Message) -> Option<u16> {
+    if msg.is_request() {
+        let first = msg.values(HeaderName::Route).next()?;
+        let na = NameAddr::parse(first).ok()?;
+        let Ok(Uri::Sip(u)) = na.uri() else {
+            return None;
+        };
+        let v = u.params.get("vg")??;
+        std::str::from_utf8(v).ok()?.parse().ok()
+    } else {
+        let b = msg.top_via().ok()?.branch?;
+        crate::util::shard_from_branch(b)
+    }
+}
