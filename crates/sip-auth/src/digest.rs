@@ -288,7 +288,7 @@ impl DigestAuth {
         };
         let method = msg.method_raw().unwrap_or(b"");
         let qop_parts = match (&creds.qop, creds.nc_raw, &creds.cnonce) {
-            (Some(q), Some(nc_raw), Some(cnonce)) => Some((&nc_raw[..], &cnonce[..], &q[..])),
+            (Some(q), Some(nc_raw), Some(cnonce)) => Some((nc_raw, &cnonce[..], &q[..])),
             _ => None,
         };
         let expected = compute_response(

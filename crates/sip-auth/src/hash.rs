@@ -37,7 +37,7 @@ impl Algorithm {
     }
 
     /// Length of the digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Algorithm::Md5 => 16,
             Algorithm::Sha256 => 32,
@@ -46,7 +46,7 @@ impl Algorithm {
 
     /// Length of the digest in hex characters.
     pub fn hex_len(self) -> usize {
-        self.len() * 2
+        self.digest_len() * 2
     }
 
     /// Hashes `parts` joined by `:` and returns the lowercase hex digest.
