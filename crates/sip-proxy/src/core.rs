@@ -1157,8 +1157,13 @@ impl ProxyCore {
         } else if !routing.targets.is_empty() {
             routing.targets.to_vec()
         } else {
-            let direct = match msg.request_uri() {
-                Some(Ok(Uri::Sip(u))) if !plan.routes_left && !self.names_us(u.host, u.port) => {
+            let ruri = plan
+                .new_ruri
+                .as_deref()
+                .or_else(|| msg.request_uri_raw())
+                .unwrap_or(b"");
+            let direct = match Uri::parse(ruri) {
+                Ok(Uri::Sip(u)) if !plan.routes_left && !self.names_us(u.host, u.port) => {
                     host_addr(u.maddr().unwrap_or(u.host), u.port).map(|a| {
                         let t = u
                             .transport()
