@@ -345,6 +345,13 @@ impl ProxyCore {
         self.dialog_count
     }
 
+    /// Bytes a dialog costs outside its own heap data: its slot in the dialog table and its
+    /// entry in the Call-ID index (for memory accounting; the index's boxed key is heap).
+    #[must_use]
+    pub const fn per_dialog_fixed_bytes() -> usize {
+        core::mem::size_of::<DSlot>() + core::mem::size_of::<(Box<[u8]>, u32)>() + 1
+    }
+
     /// The profiles.
     #[must_use]
     pub fn profiles(&self) -> &Profiles {
@@ -1113,15 +1120,14 @@ impl ProxyCore {
         key: TransactionKey,
         routing: &Routing,
     ) {
-        let step = match self.table.receive_request(now, &key) {
+        match self.table.receive_request(now, &key) {
             RequestMatch::Matched(step) => {
                 self.txn_step(now, step, None);
                 return;
             }
-            RequestMatch::New { .. } => (),
+            RequestMatch::New { .. } => {}
             RequestMatch::AckForTu => return,
-        };
-        let _ = step;
+        }
         let loophash = Self::loop_hash(&msg);
         if self.is_loop(&msg, loophash) {
             self.stats.loops += 1;
