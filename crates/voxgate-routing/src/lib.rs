@@ -112,8 +112,10 @@
 //! ```
 
 pub mod common;
+pub mod dialplan;
 pub mod drouting;
 pub mod timerec;
 
 pub use common::{AllUp, EndpointState, EndpointStates, ProbeMode, StateView, Transport};
+pub use dialplan::{Dialplan, DialplanConfig, Translation};
 pub use drouting::{RouteDecision, RoutingTable, RoutingTablesConfig};
