@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use sip_txn::wire::{build_ack, build_trying, outgoing_request_key, request_key, response_key};
 use sip_txn::{
-    Action, Actions, Event, InsertError, Micros, Outgoing, RequestMatch,
-    ResponseMatch, State, Step, TableStats, Time, TimerId, TransactionKey, TransactionTable,
-    TxnId,
+    Action, Actions, Event, InsertError, Micros, Outgoing, RequestMatch, ResponseMatch, State,
+    Step, TableStats, Time, TimerId, TransactionKey, TransactionTable, TxnId,
 };
 use sip_wire::edit::Editor;
 use sip_wire::{HeaderName, Message, Method, NameAddr, Uri};
@@ -20,8 +19,7 @@ use crate::dialog::{
 };
 use crate::types::{Destination, LocalAddr, Output, ProxyConfig, Routing, Source, Transport};
 use crate::util::{
-    BRANCH_PREFIX, contains_ic, fnv, host_addr, host_ip, loophash_from_branch,
-    write_hostport,
+    BRANCH_PREFIX, contains_ic, fnv, host_addr, host_ip, loophash_from_branch, write_hostport,
 };
 
 /// Counters of a core, for metrics.
@@ -124,6 +122,8 @@ struct Ctx {
     seq: u64,
     loophash: u64,
     is_invite: bool,
+    /// An in-dialog INVITE/UPDATE: its 2xx may refresh the session (RFC 4028).
+    refresh: Option<DialogId>,
 }
 
 struct DSlot {
@@ -508,6 +508,28 @@ impl ProxyCore {
         self.refresh();
     }
 
+    /// The driver could not send to `dest` (e.g. a TCP connect failed): every live client
+    /// transaction toward it is told (RFC 3261 §17.1.4), so a call fails over at once.
+    pub fn on_send_error(&mut self, now: Time, transport: Transport, dest: SocketAddr) {
+        let mut hit = Vec::new();
+        for (_, c) in &self.ctxs {
+            let Some(c) = c else { continue };
+            for &b in &c.branches {
+                if let Some(Payload::Client(p)) = self.table.payload(b) {
+                    if p.dest.addr == dest && p.dest.transport == transport {
+                        hit.push(b);
+                    }
+                }
+            }
+        }
+        for b in hit {
+            if let Some(step) = self.table.on_event(b, now, Event::TransportError) {
+                self.txn_step(now, step, None);
+            }
+        }
+        self.refresh();
+    }
+
     /// Time passed: fire whatever is due at `now`.
     pub fn on_timer(&mut self, now: Time) {
         while let Some(step) = self.table.poll_timer(now) {
@@ -525,7 +547,10 @@ impl ProxyCore {
                 }
             } else {
                 let id = DialogId { index, generation };
-                if self.dialog(id).is_some_and(|d| d.next_deadline() == Some(t)) {
+                if self
+                    .dialog(id)
+                    .is_some_and(|d| d.next_deadline() == Some(t))
+                {
                     self.dialog_timer(now, id);
                 }
             }
@@ -589,7 +614,13 @@ impl ProxyCore {
             .unwrap_or(&self.fallback_local)
     }
 
-    fn reply_stateless(&mut self, req: &Message, src: Source, status: u16, extra: &[(&str, &[u8])]) {
+    fn reply_stateless(
+        &mut self,
+        req: &Message,
+        src: Source,
+        status: u16,
+        extra: &[(&str, &[u8])],
+    ) {
         let mut buf = Vec::with_capacity(400);
         let tag = self.local_tag(req);
         if sip_wire::build::response(
@@ -984,10 +1015,12 @@ impl ProxyCore {
                     last: None,
                     ctx: None,
                 });
-                match self
-                    .table
-                    .start_server(now, key.clone(), src.transport.is_reliable(), payload)
-                {
+                match self.table.start_server(
+                    now,
+                    key.clone(),
+                    src.transport.is_reliable(),
+                    payload,
+                ) {
                     Ok(step) => {
                         let id = step.id;
                         self.txn_step(now, step, None);
@@ -1141,8 +1174,7 @@ impl ProxyCore {
         let targets: Vec<Destination> = if in_dialog {
             match self.match_dialog(&msg) {
                 Some((id, side)) => {
-                    let Some(d) = plan.next_hop.clone().or_else(|| self.side_dest(id, side))
-                    else {
+                    let Some(d) = plan.next_hop.clone().or_else(|| self.side_dest(id, side)) else {
                         self.stats.dropped += 1;
                         return;
                     };
@@ -1247,6 +1279,9 @@ impl ProxyCore {
             seq: self.seq,
             loophash,
             is_invite,
+            refresh: dialog_side
+                .filter(|_| matches!(method, Method::Invite | Method::Update))
+                .map(|(id, _)| id),
         };
         let r = self.insert_ctx(ctx);
         if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
@@ -1381,7 +1416,8 @@ impl ProxyCore {
         let Some(c) = self.ctx_mut(r) else { return };
         c.fr_deadline = None;
         let Some(active) = c.active else { return };
-        let provisional = matches!(self.table.payload(active), Some(Payload::Client(p)) if p.provisional);
+        let provisional =
+            matches!(self.table.payload(active), Some(Payload::Client(p)) if p.provisional);
         if provisional {
             return;
         }
@@ -1480,10 +1516,17 @@ impl ProxyCore {
     /// Executes a transaction step and routes what it tells the TU.
     fn txn_step(&mut self, now: Time, step: Step<Payload>, current: Option<&Message>) {
         {
-            let payload = step.finished.as_ref().or_else(|| self.table.payload(step.id));
+            let payload = step
+                .finished
+                .as_ref()
+                .or_else(|| self.table.payload(step.id));
             exec(&mut self.out, payload, &step.actions, current);
         }
-        let info = match step.finished.as_ref().or_else(|| self.table.payload(step.id)) {
+        let info = match step
+            .finished
+            .as_ref()
+            .or_else(|| self.table.payload(step.id))
+        {
             Some(Payload::Client(c)) => Some((c.role, c.abandoned)),
             Some(Payload::Server(s)) => {
                 // a server transaction that ended before its context answered (guard timer)
@@ -1507,9 +1550,10 @@ impl ProxyCore {
                 self.client_response(now, step.id, role, abandoned, resp);
             }
         }
-        let failed =
-            timeout_of(&step.actions).filter(|t| matches!(t, TimerId::B | TimerId::F)).is_some()
-                || has(&step.actions, Action::TransportError);
+        let failed = timeout_of(&step.actions)
+            .filter(|t| matches!(t, TimerId::B | TimerId::F))
+            .is_some()
+            || has(&step.actions, Action::TransportError);
         if timeout_of(&step.actions) == Some(TimerId::C) {
             // no final in time after a provisional: CANCEL the branch (§16.8).
             self.send_cancel(now, step.id);
@@ -1595,10 +1639,13 @@ impl ProxyCore {
                 Some(Payload::Client(c)) => c.upstream,
                 _ => return,
             };
-            match self.ctx(r).map(|c| (c.server, c.dialog)) {
-                Some((server, dialog)) => {
+            match self.ctx(r).map(|c| (c.server, c.dialog, c.refresh)) {
+                Some((server, dialog, refresh)) => {
                     if let Some(d) = dialog {
                         self.dialog_from_response(now, d, resp, txn, true);
+                    }
+                    if let Some(d) = refresh {
+                        self.session_refresh(now, d, resp);
                     }
                     self.forward_response(now, Some(server), resp, Some(upstream));
                     // other pending branches are cancelled (§16.7 step 10)
@@ -1728,10 +1775,7 @@ impl ProxyCore {
             rr.extend_from_slice(v);
         }
         let (index, generation) = match self.dialog_free.pop() {
-            Some(i) => (
-                i,
-                self.dialogs.get(i as usize).map_or(0, |s| s.generation),
-            ),
+            Some(i) => (i, self.dialogs.get(i as usize).map_or(0, |s| s.generation)),
             None => {
                 let i = u32::try_from(self.dialogs.len()).unwrap_or(u32::MAX);
                 self.dialogs.push(DSlot {
@@ -1777,7 +1821,10 @@ impl ProxyCore {
     }
 
     fn event(&mut self, id: DialogId, state: DialogState, reason: Option<EndReason>) {
-        let call_id: Box<[u8]> = self.dialog(id).map(|d| d.call_id().into()).unwrap_or_default();
+        let call_id: Box<[u8]> = self
+            .dialog(id)
+            .map(|d| d.call_id().into())
+            .unwrap_or_default();
         self.out.push_back(Output::Event(DialogEvent {
             id,
             state,
@@ -1837,7 +1884,9 @@ impl ProxyCore {
             let ours = NameAddr::parse(v)
                 .ok()
                 .and_then(|na| match na.uri() {
-                    Ok(Uri::Sip(u)) => Some(u.params.contains("vg") && self.names_us(u.host, u.port)),
+                    Ok(Uri::Sip(u)) => {
+                        Some(u.params.contains("vg") && self.names_us(u.host, u.port))
+                    }
                     _ => None,
                 })
                 .unwrap_or(false);
@@ -1864,7 +1913,8 @@ impl ProxyCore {
         d.callee = Some((dest.transport, dest.addr));
         if success {
             if d.lifetime_us > 0 {
-                d.deadline_end = Some(now + Micros(d.lifetime_us));
+                d.lifetime_end = Some(now + Micros(d.lifetime_us));
+                d.deadline_end = d.lifetime_end;
             }
             d.next_ping = lifetime.map(|p| now + p);
             let next = d.next_deadline();
@@ -1873,8 +1923,31 @@ impl ProxyCore {
                     .push(Reverse((t, TK_DIALOG, id.index, id.generation)));
             }
             self.set_state(id, DialogState::ConfirmedNoAck, false);
+            self.session_refresh(now, id, resp);
         } else {
             self.set_state(id, DialogState::Early, false);
+        }
+    }
+
+    /// RFC 4028 as a lifetime hint: a 2xx with Session-Expires S means the session ends
+    /// unless refreshed within S; we allow 32 s more for the refresh to cross.
+    fn session_refresh(&mut self, now: Time, id: DialogId, resp: &Message) {
+        if !self.cfg.session_expires_hint {
+            return;
+        }
+        let se = resp.header_by_name("Session-Expires").and_then(|v| {
+            let digits = v.split(|&c| c == b';' || c == b' ').next()?;
+            std::str::from_utf8(digits).ok()?.trim().parse::<u64>().ok()
+        });
+        let Some(d) = self.dialog_mut(id) else { return };
+        let se_end = se.map(|s| now + Micros::from_secs(s.saturating_add(32)));
+        d.deadline_end = match (d.lifetime_end, se_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = d.next_deadline() {
+            self.timers
+                .push(Reverse((t, TK_DIALOG, id.index, id.generation)));
         }
     }
 
@@ -1936,7 +2009,10 @@ impl ProxyCore {
         }
         let is_bye = method == b"BYE";
         let seq = if is_bye { seq.saturating_add(1) } else { seq };
-        let tail = format!("l{:x}", self.seq.wrapping_add(u64::from(seq)) ^ fnv(&[ruri, method]));
+        let tail = format!(
+            "l{:x}",
+            self.seq.wrapping_add(u64::from(seq)) ^ fnv(&[ruri, method])
+        );
         let local = self.local_for(dest.transport, dest.addr.is_ipv6()).clone();
         let mut branch = Vec::with_capacity(40);
         branch.extend_from_slice(BRANCH_PREFIX);

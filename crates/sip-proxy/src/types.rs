@@ -141,6 +141,10 @@ pub struct ProxyConfig {
     pub ping_interval: Option<Micros>,
     /// Turn a best response of 503 into 500 upstream (RFC 3261 §16.7 step 6).
     pub map_503_to_500: bool,
+    /// Use RFC 4028 Session-Expires (from a 2xx to INVITE/UPDATE) as a lifetime hint: a
+    /// dialog not refreshed within Session-Expires + 32 s is ended with BYE to both sides.
+    /// The headers themselves always pass through untouched.
+    pub session_expires_hint: bool,
 }
 
 impl Default for ProxyConfig {
@@ -164,6 +168,7 @@ impl Default for ProxyConfig {
             dialog_lifetime: Some(Micros::from_secs(43_200)),
             ping_interval: None,
             map_503_to_500: true,
+            session_expires_hint: false,
         }
     }
 }

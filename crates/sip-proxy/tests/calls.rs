@@ -3,9 +3,7 @@
 mod common;
 
 use common::*;
-use sip_proxy::{
-    Destination, DialogFilter, DialogState, EndReason, Micros, Routing, Transport,
-};
+use sip_proxy::{Destination, DialogFilter, DialogState, EndReason, Micros, Routing, Transport};
 use sip_wire::HeaderName;
 
 const RR: &str = "<sip:127.0.0.1:5060;transport=udp;lr;vg=0>";
@@ -27,24 +25,39 @@ fn full_call_checks_every_hop() {
     assert_eq!(sip_proxy::shard_from_branch(top.branch.unwrap()), Some(0));
     assert_eq!(inv.msg.max_forwards().unwrap(), Some(69));
     assert_eq!(hdr(&inv.msg, HeaderName::RecordRoute), vec![RR.to_string()]);
-    assert_eq!(inv.msg.request_uri_raw(), Some(&b"sip:bob@127.0.0.1:5060"[..]));
+    assert_eq!(
+        inv.msg.request_uri_raw(),
+        Some(&b"sip:bob@127.0.0.1:5060"[..])
+    );
     let inv = inv.msg.clone();
     assert_eq!(net.core.dialog_count(), 1);
 
     // 100 from the UAS is not forwarded; 180 is, with our Via popped
     assert!(net.resp_msg(UAS1, answer(&inv, 100, None, None)).is_empty());
-    let sent = net.resp_msg(UAS1, answer(&inv, 180, Some("btag"), Some("sip:bob@127.0.0.1:5080")));
+    let sent = net.resp_msg(
+        UAS1,
+        answer(&inv, 180, Some("btag"), Some("sip:bob@127.0.0.1:5080")),
+    );
     let ring = only(&sent, UAC, "180");
     assert_eq!(hdr(&ring.msg, HeaderName::Via).len(), 1);
     assert!(hdr(&ring.msg, HeaderName::Via)[0].contains("z9hG4bK-c1"));
-    assert_eq!(hdr(&ring.msg, HeaderName::RecordRoute), vec![RR.to_string()]);
+    assert_eq!(
+        hdr(&ring.msg, HeaderName::RecordRoute),
+        vec![RR.to_string()]
+    );
     let id = net.core.find_dialog(b"c1@uac", b"atag-c1").unwrap();
     assert_eq!(net.core.dialog(id).unwrap().state(), DialogState::Early);
 
-    let sent = net.resp_msg(UAS1, answer(&inv, 200, Some("btag"), Some("sip:bob@127.0.0.1:5080")));
+    let sent = net.resp_msg(
+        UAS1,
+        answer(&inv, 200, Some("btag"), Some("sip:bob@127.0.0.1:5080")),
+    );
     let ok = only(&sent, UAC, "200");
     assert_eq!(hdr(&ok.msg, HeaderName::Via).len(), 1);
-    assert_eq!(net.core.dialog(id).unwrap().state(), DialogState::ConfirmedNoAck);
+    assert_eq!(
+        net.core.dialog(id).unwrap().state(),
+        DialogState::ConfirmedNoAck
+    );
 
     // ACK of the 2xx: Route names us, popped; forwarded to the callee
     let sent = net.req(
@@ -84,12 +97,19 @@ Content-Length: 0
     );
     let bye = only(&sent, UAC, "BYE");
     assert!(bye.msg.header(HeaderName::Route).is_none());
-    assert_eq!(bye.msg.request_uri_raw(), Some(&b"sip:alice@127.0.0.1:5070"[..]));
+    assert_eq!(
+        bye.msg.request_uri_raw(),
+        Some(&b"sip:alice@127.0.0.1:5070"[..])
+    );
     assert_eq!(net.core.dialog_count(), 0);
     let sent = net.resp_msg(UAC, answer(&bye.msg, 200, None, None));
     let ok = only(&sent, UAS1, "200");
     assert_eq!(hdr(&ok.msg, HeaderName::Via).len(), 1);
-    assert!(net.events.iter().any(|e| e.reason == Some(EndReason::ByeFromCallee)));
+    assert!(
+        net.events
+            .iter()
+            .any(|e| e.reason == Some(EndReason::ByeFromCallee))
+    );
     // everything is cleaned up once the transaction timers ran
     net.advance(40_000);
     assert_eq!(net.core.transaction_count(), 0);
@@ -109,7 +129,10 @@ fn busy_486_is_acked_and_forwarded() {
     assert_eq!(net.core.profile_size("calls", None), 1);
     let sent = net.resp_msg(UAS1, answer(&inv, 486, Some("b2"), None));
     let ack = only(&sent, UAS1, "ACK");
-    assert_eq!(ack.msg.top_via().unwrap().branch, inv.top_via().unwrap().branch);
+    assert_eq!(
+        ack.msg.top_via().unwrap().branch,
+        inv.top_via().unwrap().branch
+    );
     let busy = only(&sent, UAC, "486");
     assert_eq!(hdr(&busy.msg, HeaderName::Via).len(), 1);
     assert_eq!(net.core.dialog_count(), 0);
@@ -128,7 +151,11 @@ Content-Length: 0
 
 ",
     );
-    assert!(sent.is_empty(), "{:?}", sent.iter().map(Sent::text).collect::<Vec<_>>());
+    assert!(
+        sent.is_empty(),
+        "{:?}",
+        sent.iter().map(Sent::text).collect::<Vec<_>>()
+    );
     // a retransmitted 486 is ACKed again, not forwarded
     let sent = net.resp_msg(UAS1, answer(&inv, 486, Some("b2"), None));
     assert_eq!(count(&sent, UAS1, "ACK"), 1);
@@ -156,15 +183,25 @@ Content-Length: 0
     );
     only(&sent, UAC, "200");
     let cancel = only(&sent, UAS1, "CANCEL");
-    assert_eq!(cancel.msg.top_via().unwrap().raw, inv.top_via().unwrap().raw);
+    assert_eq!(
+        cancel.msg.top_via().unwrap().raw,
+        inv.top_via().unwrap().raw
+    );
     assert_eq!(cancel.msg.request_uri_raw(), inv.request_uri_raw());
     let cancel = cancel.msg.clone();
-    assert!(net.resp_msg(UAS1, answer(&cancel, 200, None, None)).is_empty());
+    assert!(
+        net.resp_msg(UAS1, answer(&cancel, 200, None, None))
+            .is_empty()
+    );
     let sent = net.resp_msg(UAS1, answer(&inv, 487, Some("b3"), None));
     only(&sent, UAS1, "ACK");
     only(&sent, UAC, "487");
     assert_eq!(net.core.dialog_count(), 0);
-    assert!(net.events.iter().any(|e| e.reason == Some(EndReason::Cancelled)));
+    assert!(
+        net.events
+            .iter()
+            .any(|e| e.reason == Some(EndReason::Cancelled))
+    );
 }
 
 #[test]
@@ -228,7 +265,10 @@ fn silent_upstream_fails_over_after_fr_timer() {
     // Timer A retransmissions to the first, then the second is tried
     assert_eq!(count(&sent, UAS1, "INVITE"), 2);
     let second = only(&sent, UAS2, "INVITE").msg.clone();
-    assert_ne!(second.top_via().unwrap().branch, first.top_via().unwrap().branch);
+    assert_ne!(
+        second.top_via().unwrap().branch,
+        first.top_via().unwrap().branch
+    );
     assert_eq!(net.core.stats().failovers, 1);
     // the first wakes up late: its branch is cancelled, nothing goes upstream
     let sent = net.resp_msg(UAS1, answer(&first, 180, Some("late"), None));
@@ -237,10 +277,16 @@ fn silent_upstream_fails_over_after_fr_timer() {
     // the abandoned branch no longer retransmits
     let sent = net.advance(1_000);
     assert_eq!(count(&sent, UAS1, "INVITE"), 0);
-    let sent = net.resp_msg(UAS2, answer(&second, 200, Some("b4"), Some("sip:bob@127.0.0.1:5090")));
+    let sent = net.resp_msg(
+        UAS2,
+        answer(&second, 200, Some("b4"), Some("sip:bob@127.0.0.1:5090")),
+    );
     only(&sent, UAC, "200");
     let id = net.core.find_dialog(b"c4@uac", b"atag-c4").unwrap();
-    assert_eq!(net.core.dialog(id).unwrap().state(), DialogState::ConfirmedNoAck);
+    assert_eq!(
+        net.core.dialog(id).unwrap().state(),
+        DialogState::ConfirmedNoAck
+    );
 }
 
 #[test]
@@ -287,19 +333,39 @@ fn lifetime_limit_sends_bye_to_both() {
     cfg.dialog_lifetime = Some(Micros::from_secs(10));
     let mut net = Net::new(cfg);
     setup_call(&mut net, "c6", &Routing::default());
-    assert!(net.advance(9_000).iter().all(|s| s.method() != Some(b"BYE")));
+    assert!(
+        net.advance(9_000)
+            .iter()
+            .all(|s| s.method() != Some(b"BYE"))
+    );
     let sent = net.advance(1_500);
     let to_callee = first(&sent, UAS1, "BYE");
-    assert_eq!(to_callee.msg.request_uri_raw(), Some(&b"sip:bob@127.0.0.1:5080"[..]));
-    assert_eq!(to_callee.msg.from_hdr().unwrap().tag(), Some(&b"atag-c6"[..]));
+    assert_eq!(
+        to_callee.msg.request_uri_raw(),
+        Some(&b"sip:bob@127.0.0.1:5080"[..])
+    );
+    assert_eq!(
+        to_callee.msg.from_hdr().unwrap().tag(),
+        Some(&b"atag-c6"[..])
+    );
     assert_eq!(to_callee.msg.to_hdr().unwrap().tag(), Some(&b"btag-c6"[..]));
     assert_eq!(to_callee.msg.cseq().unwrap().seq, 2);
     let to_caller = first(&sent, UAC, "BYE");
-    assert_eq!(to_caller.msg.request_uri_raw(), Some(&b"sip:alice@127.0.0.1:5070"[..]));
-    assert_eq!(to_caller.msg.from_hdr().unwrap().tag(), Some(&b"btag-c6"[..]));
+    assert_eq!(
+        to_caller.msg.request_uri_raw(),
+        Some(&b"sip:alice@127.0.0.1:5070"[..])
+    );
+    assert_eq!(
+        to_caller.msg.from_hdr().unwrap().tag(),
+        Some(&b"btag-c6"[..])
+    );
     assert_eq!(to_caller.msg.to_hdr().unwrap().tag(), Some(&b"atag-c6"[..]));
     assert_eq!(net.core.dialog_count(), 0);
-    assert!(net.events.iter().any(|e| e.reason == Some(EndReason::LifetimeTimeout)));
+    assert!(
+        net.events
+            .iter()
+            .any(|e| e.reason == Some(EndReason::LifetimeTimeout))
+    );
     assert_eq!(net.core.stats().dialogs_expired, 1);
 }
 
@@ -339,7 +405,11 @@ fn dead_call_detected_by_pings() {
     }
     assert_eq!(net.core.dialog_count(), 0);
     assert!(count(&sent, UAC, "BYE") >= 1, "caller must get a BYE");
-    assert!(net.events.iter().any(|e| e.reason == Some(EndReason::PingTimeout)));
+    assert!(
+        net.events
+            .iter()
+            .any(|e| e.reason == Some(EndReason::PingTimeout))
+    );
 
     // a 481 to a ping ends the call at once
     let mut cfg = base_config();
@@ -468,7 +538,10 @@ Content-Length: 0
 ",
     );
     let o = only(&sent, UAS2, "OPTIONS");
-    assert_eq!(hdr(&o.msg, HeaderName::Route), vec!["<sip:127.0.0.1:5090;lr>".to_string()]);
+    assert_eq!(
+        hdr(&o.msg, HeaderName::Route),
+        vec!["<sip:127.0.0.1:5090;lr>".to_string()]
+    );
     assert_eq!(o.msg.request_uri_raw(), Some(&b"sip:carol@c.example"[..]));
     assert_eq!(o.msg.max_forwards().unwrap(), Some(9));
     // strict routing previous hop: the Request-URI is our Record-Route URI
@@ -487,7 +560,10 @@ Content-Length: 0
 ",
     );
     let o = only(&sent, UAS2, "OPTIONS");
-    assert_eq!(o.msg.request_uri_raw(), Some(&b"sip:carol@127.0.0.1:5090"[..]));
+    assert_eq!(
+        o.msg.request_uri_raw(),
+        Some(&b"sip:carol@127.0.0.1:5090"[..])
+    );
     assert!(o.msg.header(HeaderName::Route).is_none());
     // a request that comes back to us unchanged is a loop
     let sent = net.req(UAC, &invite("loop", "z9hG4bK-loop"));
@@ -532,10 +608,24 @@ fn double_record_route_across_transports() {
             RR.to_string()
         ]
     );
-    assert!(inv.msg.top_via().unwrap().transport.eq_ignore_ascii_case(b"TCP"));
+    assert!(
+        inv.msg
+            .top_via()
+            .unwrap()
+            .transport
+            .eq_ignore_ascii_case(b"TCP")
+    );
     // the callee's in-dialog request pops both of our Routes
     let inv = inv.msg.clone();
-    net.resp_msg(UAS1, answer(&inv, 200, Some("bd1"), Some("sip:bob@127.0.0.1:5080;transport=tcp")));
+    net.resp_msg(
+        UAS1,
+        answer(
+            &inv,
+            200,
+            Some("bd1"),
+            Some("sip:bob@127.0.0.1:5080;transport=tcp"),
+        ),
+    );
     let sent = net.req(
         UAS1,
         "BYE sip:alice@127.0.0.1:5070 SIP/2.0
@@ -553,8 +643,9 @@ Content-Length: 0
     let bye = only(&sent, UAC, "BYE");
     assert!(bye.msg.header(HeaderName::Route).is_none());
     assert_eq!(bye.transport, Transport::Udp);
-    assert_eq!(sip_proxy::owner_shard(&Net::parse(
-        "BYE sip:x@y SIP/2.0
+    assert_eq!(
+        sip_proxy::owner_shard(&Net::parse(
+            "BYE sip:x@y SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-o
 Route: <sip:127.0.0.1:5060;lr;vg=7>
 From: <sip:a@a>;tag=1
@@ -564,7 +655,9 @@ CSeq: 1 BYE
 Content-Length: 0
 
 "
-    )), Some(7));
+        )),
+        Some(7)
+    );
 }
 
 #[test]
@@ -578,7 +671,10 @@ fn caller_bye_and_management_view() {
     setup_call(&mut net, "m1", &routing);
     setup_call(&mut net, "m2", &Routing::default());
     assert_eq!(net.core.profile_size("trunk", Some(b"t1")), 1);
-    assert_eq!(net.core.profile_sizes(), vec![("trunk".to_string(), Some(b"t1".to_vec()), 1)]);
+    assert_eq!(
+        net.core.profile_sizes(),
+        vec![("trunk".to_string(), Some(b"t1".to_vec()), 1)]
+    );
     let all = net.core.list_dialogs(net.now, &DialogFilter::default());
     assert_eq!(all.len(), 2);
     let by_profile = net.core.list_dialogs(
@@ -721,11 +817,155 @@ fn extension_slot_holds_module_data() {
     let d = net.core.dialog_mut(id).unwrap();
     d.ext.get_or_insert_with(Default::default).insert(Cdr(7));
     assert_eq!(
-        net.core.dialog(id).unwrap().ext.as_ref().unwrap().get::<Cdr>(),
+        net.core
+            .dialog(id)
+            .unwrap()
+            .ext
+            .as_ref()
+            .unwrap()
+            .get::<Cdr>(),
         Some(&Cdr(7))
     );
     // a set_profile with a limit is an atomic check-and-add
     assert!(net.core.set_profile(id, "lim", None, Some(1)));
     assert!(!net.core.set_profile(id, "lim", None, Some(1)));
     assert_eq!(net.core.profile_size("lim", None), 1);
+}
+
+fn in_dialog(method: &str, call: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "{method} sip:bob@127.0.0.1:5080 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{method}-{call}-{cseq}
+Route: <sip:127.0.0.1:5060;transport=udp;lr;vg=0>
+Max-Forwards: 70
+From: \"Alice\" <sip:alice@a.example>;tag=atag-{call}
+To: <sip:bob@b.example>;tag=btag-{call}
+Call-ID: {call}@uac
+CSeq: {cseq} {method}
+Contact: <sip:alice@127.0.0.1:5070>
+{extra}Content-Length: 0
+
+"
+    )
+}
+
+#[test]
+fn reinvite_passes_session_timers_and_refreshes_the_hint() {
+    let mut cfg = base_config();
+    cfg.session_expires_hint = true;
+    cfg.dialog_lifetime = Some(Micros::from_secs(3_600));
+    let mut net = Net::new(cfg);
+    setup_call(&mut net, "s1", &Routing::default());
+    // re-INVITE with session timers: headers pass untouched, no Record-Route added
+    let sent = net.req(
+        UAC,
+        &in_dialog(
+            "INVITE",
+            "s1",
+            2,
+            "Session-Expires: 90;refresher=uac\nMin-SE: 90\n",
+        ),
+    );
+    let re = only(&sent, UAS1, "INVITE").msg.clone();
+    assert_eq!(
+        re.header_by_name("Session-Expires"),
+        Some(&b"90;refresher=uac"[..])
+    );
+    assert_eq!(re.header_by_name("Min-SE"), Some(&b"90"[..]));
+    assert!(re.header(HeaderName::RecordRoute).is_none());
+    assert!(re.header(HeaderName::Route).is_none());
+    let mut ok = answer(&re, 200, None, Some("sip:bob@127.0.0.1:5080"));
+    // the UAS's 2xx confirms the session interval
+    let text = String::from_utf8_lossy(ok.bytes()).replace(
+        "Content-Length: 0",
+        "Session-Expires: 90;refresher=uac\r\nContent-Length: 0",
+    );
+    ok = Net::parse(&text.replace("\r\n", "\n"));
+    let sent = net.resp_msg(UAS1, ok);
+    only(&sent, UAC, "200");
+    // no refresh within 90 + 32 s: the node ends the call
+    let sent = net.advance(100_000);
+    assert_eq!(count(&sent, UAC, "BYE"), 0);
+    let sent = net.advance(30_000);
+    first(&sent, UAC, "BYE");
+    first(&sent, UAS1, "BYE");
+    assert_eq!(net.core.dialog_count(), 0);
+}
+
+#[test]
+fn callee_requests_in_early_and_confirmed_dialog() {
+    let mut net = Net::new(base_config());
+    let sent = net.req(UAC, &invite("u1", "z9hG4bK-u1"));
+    let inv = only(&sent, UAS1, "INVITE").msg.clone();
+    net.resp_msg(
+        UAS1,
+        answer(&inv, 183, Some("btag-u1"), Some("sip:bob@127.0.0.1:5080")),
+    );
+    // PRACK from the caller in the early dialog reaches the callee
+    let sent = net.req(UAC, &in_dialog("PRACK", "u1", 2, "RAck: 1 1 INVITE\n"));
+    let prack = only(&sent, UAS1, "PRACK").msg.clone();
+    let sent = net.resp_msg(UAS1, answer(&prack, 200, None, None));
+    only(&sent, UAC, "200");
+    net.resp_msg(
+        UAS1,
+        answer(&inv, 200, Some("btag-u1"), Some("sip:bob@127.0.0.1:5080")),
+    );
+    // INFO from the callee goes to the caller's address
+    let sent = net.req(
+        UAS1,
+        "INFO sip:alice@127.0.0.1:5070 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-info-u1
+Route: <sip:127.0.0.1:5060;transport=udp;lr;vg=0>
+Max-Forwards: 70
+From: <sip:bob@b.example>;tag=btag-u1
+To: \"Alice\" <sip:alice@a.example>;tag=atag-u1
+Call-ID: u1@uac
+CSeq: 5 INFO
+Content-Length: 0
+
+",
+    );
+    let info = only(&sent, UAC, "INFO").msg.clone();
+    let sent = net.resp_msg(UAC, answer(&info, 200, None, None));
+    only(&sent, UAS1, "200");
+    // a node-made BYE to the caller now carries CSeq 6 (callee's last + 1)
+    let id = net.core.find_dialog(b"u1@uac", b"atag-u1").unwrap();
+    net.core.end_dialog(net.now, id);
+    let sent = net.drain();
+    assert_eq!(only(&sent, UAC, "BYE").msg.cseq().unwrap().seq, 6);
+    assert_eq!(only(&sent, UAS1, "BYE").msg.cseq().unwrap().seq, 3);
+}
+
+#[test]
+fn send_error_fails_over_at_once_and_tcp_caller_is_answered_over_tcp() {
+    let mut cfg = base_config();
+    cfg.locals.push(sip_proxy::LocalAddr {
+        transport: Transport::Tcp,
+        addr: addr("127.0.0.1:5060"),
+        advertise: None,
+    });
+    cfg.upstreams = vec![
+        Destination::new(Transport::Tcp, addr(UAS1)),
+        Destination::new(Transport::Tcp, addr(UAS2)),
+    ];
+    let mut net = Net::new(cfg);
+    let tcp = sip_proxy::Source {
+        transport: Transport::Tcp,
+        addr: addr(UAC),
+    };
+    let text = invite("t1", "z9hG4bK-t1").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let sent = net.req_msg(tcp, Net::parse(&text));
+    assert_eq!(only(&sent, UAC, "100").transport, Transport::Tcp);
+    let first_inv = only(&sent, UAS1, "INVITE");
+    // one Record-Route: same transport and family on both sides
+    assert_eq!(hdr(&first_inv.msg, HeaderName::RecordRoute).len(), 1);
+    net.core.on_send_error(net.now, Transport::Tcp, addr(UAS1));
+    let sent = net.drain();
+    let second = only(&sent, UAS2, "INVITE").msg.clone();
+    assert_eq!(net.core.stats().failovers, 1);
+    let sent = net.resp_msg(
+        UAS2,
+        answer(&second, 200, Some("b"), Some("sip:bob@127.0.0.1:5090")),
+    );
+    assert_eq!(only(&sent, UAC, "200").transport, Transport::Tcp);
 }

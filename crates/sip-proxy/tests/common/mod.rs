@@ -220,7 +220,12 @@ pub fn hdr(m: &Message, name: HeaderName) -> Vec<String> {
 pub fn setup_call(net: &mut Net, call: &str, routing: &Routing) -> (Message, Message) {
     let sent = net.req_routed(UAC, &invite(call, &format!("z9hG4bK-{call}")), routing);
     let inv = only(&sent, UAS1, "INVITE").msg.clone();
-    let ok = answer(&inv, 200, Some(&format!("btag-{call}")), Some("sip:bob@127.0.0.1:5080"));
+    let ok = answer(
+        &inv,
+        200,
+        Some(&format!("btag-{call}")),
+        Some("sip:bob@127.0.0.1:5080"),
+    );
     let sent = net.resp_msg(UAS1, ok);
     let ok_up = only(&sent, UAC, "200").msg.clone();
     let ack = format!(
