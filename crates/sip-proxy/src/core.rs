@@ -339,6 +339,12 @@ impl ProxyCore {
         self.table.len()
     }
 
+    /// Entries in the core's own timer queue, live and stale (for metrics and tests).
+    #[must_use]
+    pub fn timer_queue_len(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Live dialogs.
     #[must_use]
     pub fn dialog_count(&self) -> usize {
@@ -560,6 +566,29 @@ impl ProxyCore {
 
     fn refresh(&mut self) {
         self.txn_deadline = self.table.next_deadline();
+        // Drop stale timer entries (ended dialogs' lifetimes...) once they pile up, so the
+        // queue stays proportional to what is live.
+        let live = self.dialog_count + self.ctxs.len() - self.ctx_free.len();
+        if self.timers.len() > 1024 && self.timers.len() > live.saturating_mul(4) {
+            let keep: Vec<_> = self
+                .timers
+                .drain()
+                .filter(|Reverse((t, kind, index, generation))| {
+                    if *kind == TK_CTX {
+                        self.ctxs.get(*index as usize).is_some_and(|(g, c)| {
+                            *g == *generation
+                                && c.as_ref().is_some_and(|c| c.fr_deadline == Some(*t))
+                        })
+                    } else {
+                        self.dialogs.get(*index as usize).is_some_and(|s| {
+                            s.generation == *generation
+                                && s.d.as_ref().is_some_and(|d| d.next_deadline() == Some(*t))
+                        })
+                    }
+                })
+                .collect();
+            self.timers = BinaryHeap::from(keep);
+        }
         while let Some(&Reverse((t, kind, index, generation))) = self.timers.peek() {
             let live = if kind == TK_CTX {
                 self.ctx(CtxRef { index, generation })
@@ -1762,6 +1791,11 @@ impl ProxyCore {
             return;
         };
         let tag = from.tag().unwrap_or(b"");
+        // A live dialog under the same Call-ID and caller tag is stale (a new initial
+        // INVITE replaces it): end it so the index never points at two dialogs.
+        if let Some(old) = self.lookup(call_id, tag) {
+            self.finish_dialog(now, old, EndReason::Failed, false);
+        }
         let contact = req
             .contacts()
             .flatten()
@@ -2091,7 +2125,9 @@ impl ProxyCore {
         slot.ctx = None;
         self.dialog_free.push(id.index);
         self.index_key(&call_id, &caller_tag);
-        self.dialog_index.remove(self.keybuf.as_slice());
+        if self.dialog_index.get(self.keybuf.as_slice()) == Some(&id.index) {
+            self.dialog_index.remove(self.keybuf.as_slice());
+        }
         self.dialog_count = self.dialog_count.saturating_sub(1);
         if let Some(i) = Self::state_index(d.state) {
             self.stats.dialogs[i] = self.stats.dialogs[i].saturating_sub(1);

@@ -288,9 +288,11 @@ pub struct DialogFilter<'a> {
 #[derive(Debug, Default)]
 pub struct Profiles {
     names: Vec<String>,
-    /// Interned values (index 0 = no value).
-    values: Vec<Box<[u8]>>,
+    /// Interned values (index 0 = no value), with how many memberships use each; a value
+    /// no call uses is forgotten (its id reused), so values cannot pile up.
+    values: Vec<(Box<[u8]>, u32)>,
     value_ids: HashMap<Box<[u8]>, u32>,
+    free_values: Vec<u32>,
     /// (profile, value id) -> count.
     counts: HashMap<(u16, u32), u32>,
     totals: Vec<u64>,
@@ -314,16 +316,28 @@ impl Profiles {
             .and_then(|i| u16::try_from(i).ok())
     }
 
+    /// The id of `value` (interned; call [`Profiles::add`] with it right after).
     pub(crate) fn value_id(&mut self, value: Option<&[u8]>) -> u32 {
         let Some(v) = value else { return 0 };
         if self.values.is_empty() {
-            self.values.push(Box::default());
+            self.values.push((Box::default(), 0));
         }
         if let Some(&id) = self.value_ids.get(v) {
             return id;
         }
-        let id = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
-        self.values.push(v.into());
+        let id = match self.free_values.pop() {
+            Some(id) => {
+                if let Some(slot) = self.values.get_mut(id as usize) {
+                    *slot = (v.into(), 0);
+                }
+                id
+            }
+            None => {
+                let id = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+                self.values.push((v.into(), 0));
+                id
+            }
+        };
         self.value_ids.insert(v.into(), id);
         id
     }
@@ -337,6 +351,11 @@ impl Profiles {
 
     pub(crate) fn add(&mut self, p: u16, v: u32) {
         *self.counts.entry((p, v)).or_insert(0) += 1;
+        if v != 0 {
+            if let Some(slot) = self.values.get_mut(v as usize) {
+                slot.1 += 1;
+            }
+        }
         if let Some(t) = self.totals.get_mut(usize::from(p)) {
             *t += 1;
         }
@@ -352,6 +371,22 @@ impl Profiles {
         if let Some(t) = self.totals.get_mut(usize::from(p)) {
             *t = t.saturating_sub(1);
         }
+        if v != 0 {
+            if let Some(slot) = self.values.get_mut(v as usize) {
+                slot.1 = slot.1.saturating_sub(1);
+                if slot.1 == 0 {
+                    let old = core::mem::take(&mut slot.0);
+                    self.value_ids.remove(&old);
+                    self.free_values.push(v);
+                }
+            }
+        }
+    }
+
+    /// Distinct values currently interned (for tests and metrics).
+    #[must_use]
+    pub fn value_count(&self) -> usize {
+        self.value_ids.len()
     }
 
     /// Calls in profile `name` with `value`; with `value` `None`, all calls in the profile
@@ -382,7 +417,7 @@ impl Profiles {
                     (v != 0).then(|| {
                         self.values
                             .get(v as usize)
-                            .map(|b| b.to_vec())
+                            .map(|b| b.0.to_vec())
                             .unwrap_or_default()
                     }),
                     u64::from(c),
@@ -399,7 +434,7 @@ impl Profiles {
             (v != 0).then(|| {
                 self.values
                     .get(v as usize)
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
                     .unwrap_or_default()
             }),
         )

@@ -711,6 +711,7 @@ fn caller_bye_and_management_view() {
     let sent = net.req(UAC, &bye_from_caller("m1", 2));
     assert!(sent.iter().all(|s| !s.is(UAS1, "BYE")));
     assert_eq!(net.core.profile_size("trunk", None), 0);
+    assert_eq!(net.core.profiles().value_count(), 0);
     let st = net.core.stats();
     assert_eq!(st.dialogs, [0, 0, 0, 0]);
     assert_eq!(st.dialogs_created, 2);

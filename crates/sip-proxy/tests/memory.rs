@@ -69,6 +69,13 @@ fn bytes_per_confirmed_dialog() {
     net.drain();
     net.advance(40_000);
     assert_eq!(net.core.dialog_count(), 0);
+    // ended dialogs' lifetime timers do not pile up in the queue
+    assert!(
+        net.core.timer_queue_len() <= 1025,
+        "{}",
+        net.core.timer_queue_len()
+    );
+    assert_eq!(net.core.profiles().value_count(), 0);
     let h0 = HEAP.load(Ordering::Relaxed);
     calls(&mut net, "m");
     let h1 = HEAP.load(Ordering::Relaxed);
