@@ -114,8 +114,10 @@
 pub mod common;
 pub mod dialplan;
 pub mod drouting;
+pub mod loadbalancer;
 pub mod timerec;
 
 pub use common::{AllUp, EndpointState, EndpointStates, ProbeMode, StateView, Transport};
 pub use dialplan::{Dialplan, DialplanConfig, Translation};
 pub use drouting::{RouteDecision, RoutingTable, RoutingTablesConfig};
+pub use loadbalancer::{LoadBalancer, LoadBalancerConfig, Reservation};
