@@ -1,0 +1,250 @@
+//! The `location` table: registrar bindings persisted so they survive a restart.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sip_auth::Algorithm;
+use sip_auth::registrar::{Binding, BindingEvent, Received, Registrar, Transport};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio::sync::mpsc;
+
+use crate::{Database, StoreError};
+
+/// Row id of a binding: SHA-256 of `aor NUL contact`, hex.
+fn row_id(aor: &[u8], contact: &[u8]) -> String {
+    Algorithm::Sha256
+        .hex_of(&[aor, contact])
+        .as_str()
+        .to_owned()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn row_to_binding(r: &AnyRow) -> Result<(Vec<u8>, Binding), StoreError> {
+    let aor: Vec<u8> = r.try_get("aor")?;
+    let received: Option<String> = r.try_get("received")?;
+    let transport: Option<String> = r.try_get("transport")?;
+    let received = match (received, transport) {
+        (Some(a), Some(t)) => {
+            match (a.parse::<SocketAddr>(), Transport::from_token(t.as_bytes())) {
+                (Ok(addr), Some(transport)) => Some(Received { addr, transport }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let q: i64 = r.try_get("q")?;
+    let cseq: i64 = r.try_get("cseq")?;
+    let reg_id: Option<i64> = r.try_get("reg_id")?;
+    let b = Binding {
+        contact: r.try_get::<Vec<u8>, _>("contact")?.into(),
+        q: u16::try_from(q.clamp(0, 1000)).unwrap_or(0),
+        expires: u64::try_from(r.try_get::<i64, _>("expires")?).unwrap_or(0),
+        call_id: r.try_get::<Vec<u8>, _>("call_id")?.into(),
+        cseq: u32::try_from(cseq).unwrap_or(0),
+        path: r.try_get::<Option<Vec<u8>>, _>("path")?.map(Into::into),
+        received,
+        // connections do not survive a restart
+        connection: None,
+        instance: r.try_get::<Option<Vec<u8>>, _>("instance")?.map(Into::into),
+        reg_id: reg_id.and_then(|x| u32::try_from(x).ok()),
+        user_agent: r
+            .try_get::<Option<Vec<u8>>, _>("user_agent")?
+            .map(Into::into),
+        updated: u64::try_from(r.try_get::<i64, _>("updated")?).unwrap_or(0),
+    };
+    Ok((aor, b))
+}
+
+/// Saves registrar bindings to the `location` table and loads them back on start.
+#[derive(Debug, Clone)]
+pub struct LocationStore {
+    db: Database,
+}
+
+impl LocationStore {
+    /// A store over `db` (already migrated).
+    pub fn new(db: Database) -> LocationStore {
+        LocationStore { db }
+    }
+
+    /// Applies registrar events in one transaction (added/refreshed: upsert; removed/expired:
+    /// delete).
+    pub async fn apply(&self, events: &[BindingEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let del = self.db.sql("DELETE FROM location WHERE id = ?");
+        let ins = self.db.sql(
+            "INSERT INTO location (id, aor, contact, q, expires, call_id, cseq, path, received, \
+             transport, instance, reg_id, user_agent, updated) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        let mut tx = self.db.pool().begin().await?;
+        for e in events {
+            match e {
+                BindingEvent::Added { aor, binding } | BindingEvent::Refreshed { aor, binding } => {
+                    let id = row_id(aor, &binding.contact);
+                    sqlx::query(&del).bind(id.clone()).execute(&mut *tx).await?;
+                    sqlx::query(&ins)
+                        .bind(id)
+                        .bind(aor.to_vec())
+                        .bind(binding.contact.to_vec())
+                        .bind(i64::from(binding.q))
+                        .bind(to_i64(binding.expires))
+                        .bind(binding.call_id.to_vec())
+                        .bind(i64::from(binding.cseq))
+                        .bind(binding.path.as_ref().map(|p| p.to_vec()))
+                        .bind(binding.received.map(|r| r.addr.to_string()))
+                        .bind(binding.received.map(|r| r.transport.as_str().to_owned()))
+                        .bind(binding.instance.as_ref().map(|p| p.to_vec()))
+                        .bind(binding.reg_id.map(i64::from))
+                        .bind(binding.user_agent.as_ref().map(|p| p.to_vec()))
+                        .bind(to_i64(binding.updated))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                BindingEvent::Removed { aor, contact } | BindingEvent::Expired { aor, contact } => {
+                    sqlx::query(&del)
+                        .bind(row_id(aor, contact))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every binding not expired at `now`, with its AOR key.
+    pub async fn load(&self, now: u64) -> Result<Vec<(Vec<u8>, Binding)>, StoreError> {
+        let rows = sqlx::query(&self.db.sql(
+            "SELECT aor, contact, q, expires, call_id, cseq, path, received, transport, \
+             instance, reg_id, user_agent, updated FROM location WHERE expires > ?",
+        ))
+        .bind(to_i64(now))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(row_to_binding).collect()
+    }
+
+    /// Loads the live bindings into `registrar` (on start); returns how many it took.
+    pub async fn load_into(
+        &self,
+        registrar: &mut Registrar,
+        now: u64,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for (aor, b) in self.load(now).await? {
+            if registrar.restore(&aor, b, now) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes rows expired at `now`; returns how many.
+    pub async fn purge_expired(&self, now: u64) -> Result<u64, StoreError> {
+        let r = sqlx::query(&self.db.sql("DELETE FROM location WHERE expires <= ?"))
+            .bind(to_i64(now))
+            .execute(self.db.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Number of rows.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM location")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(r.try_get("n")?)
+    }
+}
+
+/// Counters of a [`LocationWriter`].
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Events written.
+    pub written: AtomicU64,
+    /// Events dropped because the queue was full.
+    pub dropped_full: AtomicU64,
+    /// Events dropped after the database kept failing.
+    pub dropped_failed: AtomicU64,
+}
+
+/// Write-behind of registrar events: the registrar side hands batches over without waiting
+/// (never blocking a shard); a task writes them in transactions, retrying a failed batch a
+/// few times.
+#[derive(Debug, Clone)]
+pub struct LocationWriter {
+    tx: mpsc::Sender<Vec<BindingEvent>>,
+    stats: Arc<WriterStats>,
+}
+
+impl LocationWriter {
+    /// Starts the writer task on the current tokio runtime with a queue of `queue`
+    /// batches. The task ends when every `LocationWriter` clone is dropped, after writing
+    /// what is queued.
+    pub fn spawn(
+        store: LocationStore,
+        queue: usize,
+    ) -> (LocationWriter, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Vec<BindingEvent>>(queue.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
+        let h = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.clear();
+                batch.extend(first);
+                while batch.len() < 1000 {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                let mut ok = false;
+                for attempt in 0..3u32 {
+                    if store.apply(&batch).await.is_ok() {
+                        ok = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                let n = batch.len() as u64;
+                if ok {
+                    st.written.fetch_add(n, Ordering::Relaxed);
+                } else {
+                    st.dropped_failed.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        });
+        (LocationWriter { tx, stats }, h)
+    }
+
+    /// Queues events without waiting; `false` (and the events counted as dropped) when the
+    /// queue is full or the writer ended.
+    pub fn send(&self, events: Vec<BindingEvent>) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let n = events.len() as u64;
+        match self.tx.try_send(events) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.dropped_full.fetch_add(n, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
