@@ -111,12 +111,14 @@
 //! uri = "sqlite:///var/lib/voxgate/np.db"
 //! ```
 
+pub mod clip;
 pub mod common;
 pub mod dialplan;
 pub mod drouting;
 pub mod loadbalancer;
 pub mod timerec;
 
+pub use clip::{ClipConfig, ClipEngine};
 pub use common::{AllUp, EndpointState, EndpointStates, ProbeMode, StateView, Transport};
 pub use dialplan::{Dialplan, DialplanConfig, Translation};
 pub use drouting::{RouteDecision, RoutingTable, RoutingTablesConfig};
