@@ -112,7 +112,7 @@ pub mod ratelimit;
 pub mod scanner;
 mod window;
 
-pub use config::{EmergencyNumbers, SecurityConfig};
+pub use config::{EmergencyNumbers, SecurityConfig, SecurityConfigError, SecurityEngines};
 
 use std::hash::{BuildHasher, Hasher};
 

@@ -105,6 +105,7 @@ impl<K: Copy + Hash + Eq, V> LruMap<K, V> {
     }
 
     /// The value for `k`, marked most recently used.
+    #[cfg(test)]
     pub(crate) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         let i = *self.map.get(k)?;
         if self.head != i {
@@ -214,6 +215,7 @@ impl<K: Copy + Hash + Eq, V> LruMap<K, V> {
     }
 
     /// Removes everything.
+    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.slots.clear();
