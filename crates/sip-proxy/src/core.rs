@@ -87,6 +87,15 @@ struct ClientP {
     cancel_sent: bool,
 }
 
+/// What a client transaction's response handling needs from its payload (copied out, as
+/// the transaction may have ended with the very response).
+#[derive(Debug, Clone, Copy)]
+struct BranchInfo {
+    abandoned: bool,
+    upstream: Source,
+    dest: Source,
+}
+
 enum Payload {
     Server(ServerP),
     Client(ClientP),
@@ -1556,7 +1565,14 @@ impl ProxyCore {
             .as_ref()
             .or_else(|| self.table.payload(step.id))
         {
-            Some(Payload::Client(c)) => Some((c.role, c.abandoned)),
+            Some(Payload::Client(c)) => Some((
+                c.role,
+                BranchInfo {
+                    abandoned: c.abandoned,
+                    upstream: c.upstream,
+                    dest: c.dest,
+                },
+            )),
             Some(Payload::Server(s)) => {
                 // a server transaction that ended before its context answered (guard timer)
                 if step.finished.is_some() {
@@ -1571,12 +1587,12 @@ impl ProxyCore {
             }
             None => None,
         };
-        let Some((role, abandoned)) = info else {
+        let Some((role, binfo)) = info else {
             return;
         };
         if has(&step.actions, Action::ToTu) {
             if let Some(resp) = current {
-                self.client_response(now, step.id, role, abandoned, resp);
+                self.client_response(now, step.id, role, binfo, resp);
             }
         }
         let failed = timeout_of(&step.actions)
@@ -1618,9 +1634,10 @@ impl ProxyCore {
         now: Time,
         txn: TxnId,
         role: Role,
-        abandoned: bool,
+        binfo: BranchInfo,
         resp: &Message,
     ) {
+        let abandoned = binfo.abandoned;
         let Some(status) = resp.status_code() else {
             return;
         };
@@ -1658,20 +1675,17 @@ impl ProxyCore {
                 return;
             }
             if let Some(d) = dialog {
-                self.dialog_from_response(now, d, resp, txn, false);
+                self.dialog_from_response(now, d, resp, binfo.dest, false);
             }
             self.forward_response(now, Some(server), resp, None);
             return;
         }
         if (200..300).contains(&status) {
-            let upstream = match self.table.payload(txn) {
-                Some(Payload::Client(c)) => c.upstream,
-                _ => return,
-            };
+            let upstream = binfo.upstream;
             match self.ctx(r).map(|c| (c.server, c.dialog, c.refresh)) {
                 Some((server, dialog, refresh)) => {
                     if let Some(d) = dialog {
-                        self.dialog_from_response(now, d, resp, txn, true);
+                        self.dialog_from_response(now, d, resp, binfo.dest, true);
                     }
                     if let Some(d) = refresh {
                         self.session_refresh(now, d, resp);
@@ -1898,15 +1912,11 @@ impl ProxyCore {
         now: Time,
         id: DialogId,
         resp: &Message,
-        txn: TxnId,
+        dest: Source,
         success: bool,
     ) {
         let Ok(to) = resp.to_hdr() else { return };
         let Some(tag) = to.tag() else { return };
-        let dest = match self.table.payload(txn) {
-            Some(Payload::Client(c)) => c.dest,
-            _ => return,
-        };
         let contact = resp
             .contacts()
             .flatten()

@@ -969,4 +969,15 @@ fn send_error_fails_over_at_once_and_tcp_caller_is_answered_over_tcp() {
         answer(&second, 200, Some("b"), Some("sip:bob@127.0.0.1:5090")),
     );
     assert_eq!(only(&sent, UAC, "200").transport, Transport::Tcp);
+    // BYE over TCP both hops: the non-INVITE transaction ends with its final response
+    // (Timer K is zero on a reliable transport) and the 200 must still go upstream
+    let bye = bye_from_caller("t1", 2)
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("tag=btag-t1", "tag=b");
+    let sent = net.req_msg(tcp, Net::parse(&bye));
+    let fwd = only(&sent, UAS2, "BYE");
+    assert_eq!(fwd.transport, Transport::Tcp);
+    let fwd = fwd.msg.clone();
+    let sent = net.resp_msg(UAS2, answer(&fwd, 200, None, None));
+    assert_eq!(only(&sent, UAC, "200").transport, Transport::Tcp);
 }

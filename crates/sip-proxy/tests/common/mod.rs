@@ -54,6 +54,8 @@ pub struct Net {
     pub core: ProxyCore,
     pub now: Time,
     pub events: Vec<DialogEvent>,
+    /// Wall time spent inside the core's entry points (not the harness's UA work).
+    pub core_time: std::time::Duration,
 }
 
 pub fn base_config() -> ProxyConfig {
@@ -74,6 +76,7 @@ impl Net {
             core: ProxyCore::new(cfg),
             now: Time(1_000_000),
             events: Vec::new(),
+            core_time: std::time::Duration::ZERO,
         }
     }
 
@@ -83,13 +86,18 @@ impl Net {
 
     /// Feeds a request from `from`; returns what the proxy sent.
     pub fn req(&mut self, from: &str, text: &str) -> Vec<Sent> {
-        self.core.on_request(self.now, Self::parse(text), udp(from));
+        let m = Self::parse(text);
+        let t = std::time::Instant::now();
+        self.core.on_request(self.now, m, udp(from));
+        self.core_time += t.elapsed();
         self.drain()
     }
 
     pub fn req_routed(&mut self, from: &str, text: &str, routing: &Routing) -> Vec<Sent> {
-        self.core
-            .on_request_routed(self.now, Self::parse(text), udp(from), routing);
+        let m = Self::parse(text);
+        let t = std::time::Instant::now();
+        self.core.on_request_routed(self.now, m, udp(from), routing);
+        self.core_time += t.elapsed();
         self.drain()
     }
 
@@ -99,7 +107,9 @@ impl Net {
     }
 
     pub fn resp_msg(&mut self, from: &str, msg: Message) -> Vec<Sent> {
+        let t = std::time::Instant::now();
         self.core.on_response(self.now, msg, udp(from));
+        self.core_time += t.elapsed();
         self.drain()
     }
 

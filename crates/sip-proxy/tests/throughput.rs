@@ -1,0 +1,36 @@
+//! CPU per proxied call through the core alone (no sockets): run with
+//! `cargo test -p sip-proxy --release --test throughput -- --ignored --nocapture`.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use sip_proxy::Routing;
+
+#[test]
+#[ignore = "timing figure, run in release"]
+fn core_cpu_per_call() {
+    let mut net = Net::new(base_config());
+    let n = 20_000;
+    // pre-parse nothing: each call parses its messages like a driver would
+    let start = Instant::now();
+    for i in 0..n {
+        let call = format!("perf-{i}");
+        setup_call(&mut net, &call, &Routing::default());
+        let sent = net.req(UAC, &bye_from_caller(&call, 2));
+        let bye = only(&sent, UAS1, "BYE").msg.clone();
+        net.resp_msg(UAS1, answer(&bye, 200, None, None));
+        if i % 1000 == 999 {
+            net.advance(1);
+        }
+    }
+    let el = start.elapsed();
+    // the harness parses every output and builds the UA side's messages too: this is an
+    // upper bound for the core's own cost
+    println!(
+        "{n} calls (INVITE/200/ACK/BYE/200): {:.1} us per call inside the core ({:.1} us with the harness's UA work and output parsing)",
+        net.core_time.as_secs_f64() * 1e6 / n as f64,
+        el.as_secs_f64() * 1e6 / n as f64
+    );
+}
