@@ -26,8 +26,8 @@
 //! The table compiles into a [`PrefixTable`] (one hash probe per distinct prefix length);
 //! [`AclTable::check`] allocates nothing. Build a new table on reload and swap it.
 
-use std::net::IpAddr;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::Deserialize;
 
@@ -391,10 +391,9 @@ impl AclTable {
     /// OpenSIPS `check_source_address(grp)`: the deciding allow rule among those of `group`
     /// (`0` = any group).
     pub fn check_group(&self, q: &AclQuery<'_>, group: u32) -> Option<&AclRule> {
-        self.table.find(q.ip, |r| {
-            (group == 0 || r.group == group) && r.matches(q)
-        })
-        .filter(|r| r.action == Action::Allow)
+        self.table
+            .find(q.ip, |r| (group == 0 || r.group == group) && r.matches(q))
+            .filter(|r| r.action == Action::Allow)
     }
 
     /// Every rule, for `address_dump`-style listings.
@@ -460,7 +459,10 @@ action = "deny"
         assert_eq!(t.len(), 8);
         assert_eq!(
             t.check(ip("10.9.9.9"), 1, Transport::Udp, None),
-            Verdict::Allow { group: 1, rule: Some(0) }
+            Verdict::Allow {
+                group: 1,
+                rule: Some(0)
+            }
         );
         assert_eq!(
             t.check(ip("10.1.2.3"), 1, Transport::Udp, None),
@@ -480,7 +482,10 @@ action = "deny"
         let c = Some(NeighbourClass::Carrier);
         assert_eq!(
             t.check(ip("203.0.113.5"), 5060, Transport::Udp, c),
-            Verdict::Allow { group: 7, rule: Some(2) }
+            Verdict::Allow {
+                group: 7,
+                rule: Some(2)
+            }
         );
         // wrong port for rule 2, no other udp rule: carrier default deny
         assert_eq!(
@@ -489,17 +494,28 @@ action = "deny"
         );
         assert_eq!(
             t.check(ip("203.0.113.5"), 5070, Transport::Tcp, c),
-            Verdict::Allow { group: 8, rule: Some(3) }
+            Verdict::Allow {
+                group: 8,
+                rule: Some(3)
+            }
         );
         // same source seen on a non-carrier listener: class rules do not apply
-        assert!(t.check(ip("203.0.113.5"), 5060, Transport::Udp, None).is_allow());
+        assert!(
+            t.check(ip("203.0.113.5"), 5060, Transport::Udp, None)
+                .is_allow()
+        );
         assert_eq!(
             t.check(ip("198.51.100.1"), 5060, Transport::Udp, c),
             Verdict::Deny { rule: None }
         );
         assert!(
-            t.check(ip("198.51.100.1"), 5060, Transport::Udp, Some(NeighbourClass::InternetCustomer))
-                .is_allow()
+            t.check(
+                ip("198.51.100.1"),
+                5060,
+                Transport::Udp,
+                Some(NeighbourClass::InternetCustomer)
+            )
+            .is_allow()
         );
     }
 
@@ -509,14 +525,26 @@ action = "deny"
         let mut q = AclQuery::new(ip("2001:db8:1::5"), 5060, Transport::Tls);
         assert_eq!(t.check_query(&q), Verdict::Deny { rule: Some(4) });
         q.listener = Some("core");
-        assert_eq!(t.check_query(&q), Verdict::Allow { group: 3, rule: Some(5) });
+        assert_eq!(
+            t.check_query(&q),
+            Verdict::Allow {
+                group: 3,
+                rule: Some(5)
+            }
+        );
         q.listener = Some("edge");
         assert_eq!(t.check_query(&q), Verdict::Deny { rule: Some(4) });
 
         let mut q = AclQuery::new(ip("192.0.2.9"), 5060, Transport::Udp);
         assert_eq!(t.check_query(&q), Verdict::Deny { rule: Some(7) });
         q.ruri = Some(b"sip:+441234@example.com");
-        assert_eq!(t.check_query(&q), Verdict::Allow { group: 44, rule: Some(6) });
+        assert_eq!(
+            t.check_query(&q),
+            Verdict::Allow {
+                group: 44,
+                rule: Some(6)
+            }
+        );
         q.ruri = Some(b"sip:+331234@example.com");
         assert_eq!(t.check_query(&q), Verdict::Deny { rule: Some(7) });
     }
@@ -551,7 +579,10 @@ action = "deny"
         assert!(empty.is_empty());
         assert!(empty.check(ip("::1"), 1, Transport::Udp, None).is_allow());
         let bad: AclConfig = toml::from_str("[[rules]]\ncidr = \"10.0.0.0/40\"\n").unwrap();
-        assert!(matches!(AclTable::compile(&bad), Err(AclError::Cidr { index: 0, .. })));
+        assert!(matches!(
+            AclTable::compile(&bad),
+            Err(AclError::Cidr { index: 0, .. })
+        ));
         assert!(toml::from_str::<AclConfig>("[[rules]]\ncidr = \"1.1.1.1\"\nbogus = 1\n").is_err());
         assert!(toml::from_str::<AclConfig>("default_action = \"maybe\"").is_err());
     }

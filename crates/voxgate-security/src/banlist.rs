@@ -378,7 +378,11 @@ impl BanList {
     pub fn apply_remote(&mut self, change: &BanChange, now: Duration) {
         let record = std::mem::replace(&mut self.record, false);
         match change {
-            BanChange::Added { target, reason, ttl } => {
+            BanChange::Added {
+                target,
+                reason,
+                ttl,
+            } => {
                 self.ban(target.as_ref(), *reason, Some(*ttl), now);
             }
             BanChange::Removed { target } => {
@@ -454,7 +458,11 @@ impl BanStore for BanList {
                 BanTargetRef::Ip(ip) => BanTarget::Ip(canonical(ip)),
                 BanTargetRef::User(u) => BanTarget::User(u.to_string()),
             };
-            self.queue(BanChange::Added { target: t, reason, ttl });
+            self.queue(BanChange::Added {
+                target: t,
+                reason,
+                ttl,
+            });
         }
         BanOutcome {
             created,
@@ -561,10 +569,16 @@ mod tests {
     fn users_are_sanitised_and_removable() {
         let mut b = BanList::new(&BanListConfig::default());
         let evil = "bob ip=1.2.3.4\nvoxgate[ban]: banned ip=9.9.9.9";
-        let o = b.ban(BanTargetRef::User(evil), BanReason::BruteForce, Some(secs(60)), secs(0));
+        let o = b.ban(
+            BanTargetRef::User(evil),
+            BanReason::BruteForce,
+            Some(secs(60)),
+            secs(0),
+        );
         let line = o.log_line.unwrap();
         assert!(!line.contains('\n') && !line.contains(" ip="), "{line}");
-        let re = regex::Regex::new(r"voxgate\[ban\]: banned ip=(\S+) reason=\S+ ttl=\d+\s*$").unwrap();
+        let re =
+            regex::Regex::new(r"voxgate\[ban\]: banned ip=(\S+) reason=\S+ ttl=\d+\s*$").unwrap();
         assert!(!re.is_match(&line));
         assert!(b.is_user_banned(evil, secs(1)));
         assert!(!b.is_user_banned("bob", secs(1)));
@@ -577,11 +591,13 @@ mod tests {
     #[test]
     fn fail2ban_regex_matches_ip_lines() {
         // fail2ban's <HOST> stands for an address; check the shape with a plain group
-        let re = regex::Regex::new(
-            &FAIL2BAN_FAILREGEX.replace("<HOST>", r"(?P<host>[0-9a-fA-F:.]+)"),
-        )
-        .unwrap();
-        for (addr, r) in [("198.51.100.4", BanReason::Pike), ("2001:db8::7", BanReason::Manual)] {
+        let re =
+            regex::Regex::new(&FAIL2BAN_FAILREGEX.replace("<HOST>", r"(?P<host>[0-9a-fA-F:.]+)"))
+                .unwrap();
+        for (addr, r) in [
+            ("198.51.100.4", BanReason::Pike),
+            ("2001:db8::7", BanReason::Manual),
+        ] {
             let line = ban_log_line(BanTargetRef::Ip(ip(addr)), r, 60);
             let full = format!("Nov 27 00:00:00 host voxgate[123]: {line}");
             let c = re.captures(&full).expect(&full);
@@ -599,7 +615,12 @@ mod tests {
             ..BanListConfig::default()
         });
         for i in 0..10u8 {
-            b.ban(BanTargetRef::Ip(IpAddr::from([192, 0, 2, i])), BanReason::Pike, None, secs(0));
+            b.ban(
+                BanTargetRef::Ip(IpAddr::from([192, 0, 2, i])),
+                BanReason::Pike,
+                None,
+                secs(0),
+            );
         }
         assert_eq!(b.len(), 4);
         assert_eq!(b.stats().evictions, 6);
@@ -619,7 +640,12 @@ mod tests {
         let mut again = Vec::new();
         other.drain_changes(&mut again);
         assert!(again.is_empty());
-        other.apply_remote(&BanChange::Removed { target: BanTarget::Ip(IpAddr::from([192, 0, 2, 0])) }, secs(1));
+        other.apply_remote(
+            &BanChange::Removed {
+                target: BanTarget::Ip(IpAddr::from([192, 0, 2, 0])),
+            },
+            secs(1),
+        );
         assert!(!other.is_ip_banned(IpAddr::from([192, 0, 2, 0]), secs(1)));
     }
 }

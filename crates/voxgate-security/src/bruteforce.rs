@@ -233,9 +233,8 @@ impl BruteForce {
         c.window.advance(s);
         c.window.add(1);
         c.last = now;
-        let tripped = threshold > 0
-            && c.window.sum() >= threshold as u64
-            && c.until.is_none_or(|u| u <= now);
+        let tripped =
+            threshold > 0 && c.window.sum() >= threshold as u64 && c.until.is_none_or(|u| u <= now);
         if tripped {
             c.until = Some(now + Duration::from_secs(self.cfg.tarpit_secs));
         }
@@ -311,9 +310,8 @@ impl BruteForce {
     /// Frees entries whose window and tarpit are over (call every few seconds).
     pub fn tick(&mut self, now: Duration) {
         let window = Duration::from_secs(self.cfg.window_secs.max(1));
-        self.map.retain(|_, c| {
-            c.until.is_some_and(|u| u > now) || now.saturating_sub(c.last) < window
-        });
+        self.map
+            .retain(|_, c| c.until.is_some_and(|u| u > now) || now.saturating_sub(c.last) < window);
     }
 
     /// Sources and users tarpitted now.
@@ -373,7 +371,10 @@ mod tests {
         assert_eq!(o.response, BruteVerdict::FakeOk);
         assert_eq!(b.check(a, true, secs(3)), BruteVerdict::FakeOk);
         assert_eq!(b.check(a, false, secs(3)), BruteVerdict::Drop);
-        assert_eq!(b.check(ip("198.51.100.10"), true, secs(3)), BruteVerdict::Pass);
+        assert_eq!(
+            b.check(ip("198.51.100.10"), true, secs(3)),
+            BruteVerdict::Pass
+        );
         // tarpit lasts tarpit_secs
         assert_eq!(b.check(a, true, secs(2 + 3599)), BruteVerdict::FakeOk);
         assert_eq!(b.check(a, true, secs(2 + 3600)), BruteVerdict::Pass);
@@ -412,7 +413,12 @@ mod tests {
         // distributed attack on alice from many sources
         let mut last = None;
         for i in 0..4u8 {
-            last = Some(b.on_auth_failure(IpAddr::from([203, 0, 113, i]), Some("alice"), true, secs(1)));
+            last = Some(b.on_auth_failure(
+                IpAddr::from([203, 0, 113, i]),
+                Some("alice"),
+                true,
+                secs(1),
+            ));
         }
         let o = last.unwrap();
         assert!(o.tripped_user && !o.tripped_ip);
@@ -422,7 +428,12 @@ mod tests {
         let o = b.on_auth_failure(ip("203.0.113.99"), Some("alice"), true, secs(2));
         assert_eq!(o.response, BruteVerdict::Drop);
         assert_eq!(b.check(ip("192.0.2.50"), true, secs(2)), BruteVerdict::Pass);
-        assert_eq!(b.tarpitted_list(secs(2)), vec![Tarpitted::User { remaining_secs: 3599 }]);
+        assert_eq!(
+            b.tarpitted_list(secs(2)),
+            vec![Tarpitted::User {
+                remaining_secs: 3599
+            }]
+        );
         assert!(b.release_user("alice"));
         assert!(b.tarpitted_list(secs(2)).is_empty());
     }
@@ -440,31 +451,61 @@ mod tests {
         b.on_auth_failure(a, Some("bob"), true, secs(0));
         b.on_auth_failure(a, Some("bob"), true, secs(0));
         b.on_auth_success("bob");
-        assert!(!b.on_auth_failure(a, Some("bob"), true, secs(0)).tripped_user);
+        assert!(
+            !b.on_auth_failure(a, Some("bob"), true, secs(0))
+                .tripped_user
+        );
         for _ in 0..5000 {
             let o = b.on_auth_failure(ip("10.1.1.1"), Some("carol"), true, secs(0));
             assert_eq!(o.response, BruteVerdict::Pass);
         }
         assert_eq!(b.check(ip("10.1.1.1"), true, secs(0)), BruteVerdict::Pass);
         // ban request on a source trip
-        let mut b = bf(BruteForceConfig { max_failures_per_ip: 1, ban: true, ..Default::default() });
-        assert_eq!(b.on_auth_failure(a, None, false, secs(0)).ban_ttl, Some(secs(3600)));
+        let mut b = bf(BruteForceConfig {
+            max_failures_per_ip: 1,
+            ban: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            b.on_auth_failure(a, None, false, secs(0)).ban_ttl,
+            Some(secs(3600))
+        );
         assert!(b.release_ip(a));
         assert_eq!(b.check(a, true, secs(0)), BruteVerdict::Pass);
     }
 
     #[test]
     fn bounded_and_tick() {
-        let mut b = bf(BruteForceConfig { capacity: 50, max_failures_per_ip: 2, ..Default::default() });
+        let mut b = bf(BruteForceConfig {
+            capacity: 50,
+            max_failures_per_ip: 2,
+            ..Default::default()
+        });
         for i in 0..10_000u32 {
-            b.on_auth_failure(IpAddr::from(std::net::Ipv4Addr::from(i)), None, true, secs(0));
+            b.on_auth_failure(
+                IpAddr::from(std::net::Ipv4Addr::from(i)),
+                None,
+                true,
+                secs(0),
+            );
         }
         assert!(b.map.len() <= 50);
         assert_eq!(b.stats().evictions, 9_950);
         b.tick(secs(301));
         assert_eq!(b.map.len(), 0);
-        let mut off = bf(BruteForceConfig { enabled: false, max_failures_per_ip: 1, ..Default::default() });
-        assert_eq!(off.on_auth_failure(ip("192.0.2.1"), None, true, secs(0)).response, BruteVerdict::Pass);
-        assert_eq!(off.check(ip("192.0.2.1"), true, secs(0)), BruteVerdict::Pass);
+        let mut off = bf(BruteForceConfig {
+            enabled: false,
+            max_failures_per_ip: 1,
+            ..Default::default()
+        });
+        assert_eq!(
+            off.on_auth_failure(ip("192.0.2.1"), None, true, secs(0))
+                .response,
+            BruteVerdict::Pass
+        );
+        assert_eq!(
+            off.check(ip("192.0.2.1"), true, secs(0)),
+            BruteVerdict::Pass
+        );
     }
 }

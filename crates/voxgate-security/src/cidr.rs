@@ -36,11 +36,19 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn mask4(a: u32, len: u8) -> u32 {
-    if len == 0 { 0 } else { a & (u32::MAX << (32 - len as u32)) }
+    if len == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - len as u32))
+    }
 }
 
 fn mask6(a: u128, len: u8) -> u128 {
-    if len == 0 { 0 } else { a & (u128::MAX << (128 - len as u32)) }
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - len as u32))
+    }
 }
 
 impl Cidr {
@@ -193,7 +201,12 @@ impl<T> PrefixTable<T> {
             .collect();
         // group by (family, len, addr), keeping input order inside a group
         entries.sort_by(|a, b| {
-            (a.1.addr.is_ipv6(), a.1.len, a.1.addr, a.0).cmp(&(b.1.addr.is_ipv6(), b.1.len, b.1.addr, b.0))
+            (a.1.addr.is_ipv6(), a.1.len, a.1.addr, a.0).cmp(&(
+                b.1.addr.is_ipv6(),
+                b.1.len,
+                b.1.addr,
+                b.0,
+            ))
         });
         let mut t = PrefixTable {
             v4_lens: Vec::new(),
@@ -210,7 +223,11 @@ impl<T> PrefixTable<T> {
                 IpAddr::V6(a) => t.v6.entry((c.len, u128::from(a))).or_insert((idx, idx)),
             };
             range.1 = idx + 1;
-            let lens = if c.addr.is_ipv4() { &mut t.v4_lens } else { &mut t.v6_lens };
+            let lens = if c.addr.is_ipv4() {
+                &mut t.v4_lens
+            } else {
+                &mut t.v6_lens
+            };
             if !lens.contains(&c.len) {
                 lens.push(c.len);
             }
@@ -315,7 +332,14 @@ mod tests {
         assert!(all.is_empty() && all.contains(ip("8.8.8.8")));
         let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
         assert_eq!(mapped.to_string(), "10.0.0.0/8");
-        for bad in ["", "10.0.0.0/33", "::/129", "foo", "10.0.0.0/x", "::ffff:1.2.3.4/64"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "foo",
+            "10.0.0.0/x",
+            "::ffff:1.2.3.4/64",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }

@@ -110,7 +110,11 @@ impl EmergencyNumbers {
         for n in list {
             let n = n.as_ref().trim();
             let body = strip_plus(n.as_bytes());
-            if body.is_empty() || !body.iter().all(|b| b.is_ascii_digit() || *b == b'*' || *b == b'#') {
+            if body.is_empty()
+                || !body
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || *b == b'*' || *b == b'#')
+            {
                 return Err(SecurityConfigError::Emergency(n.to_string()));
             }
             v.push(body.into());
@@ -127,5 +131,124 @@ impl EmergencyNumbers {
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The `[security]` example of the crate docs, as written there.
+    fn doc_example() -> String {
+        let lib = include_str!("lib.rs");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in lib.lines() {
+            let l = line
+                .strip_prefix("//!")
+                .map(|l| l.strip_prefix(' ').unwrap_or(l));
+            match l {
+                Some("```toml") => inside = true,
+                Some("```") if inside => break,
+                Some(t) if inside => {
+                    out.push_str(t);
+                    out.push('\n');
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[derive(Deserialize)]
+    struct Root {
+        security: SecurityConfig,
+    }
+
+    #[test]
+    fn crate_doc_example_parses_and_builds() {
+        let text = doc_example();
+        assert!(text.contains("[security.fraud]"), "{text}");
+        let cfg = toml::from_str::<Root>(&text).unwrap().security;
+        assert_eq!(cfg.ratelimit.pipes.len(), 2);
+        let mut e = cfg.build().unwrap();
+        assert!(e.emergency.contains("+112"));
+        assert!(!e.emergency.contains("1120"));
+        // the pieces work together: a carrier not listed is denied, a scanner gets banned
+        let carrier = Some(crate::NeighbourClass::Carrier);
+        let src: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(
+            !e.acl
+                .check(src, 5060, crate::Transport::Udp, carrier)
+                .is_allow()
+        );
+        assert!(e.scanner.check(Some(b"sipsak 0.9"), None, None).is_some()); // extra pattern
+        use crate::banlist::BanStore;
+        let o = e.banlist.ban(
+            crate::banlist::BanTargetRef::Ip(src),
+            crate::banlist::BanReason::Scanner,
+            Some(Duration::from_secs(cfg.scanner.ban_ttl_secs)),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            o.log_line.as_deref(),
+            Some("voxgate[ban]: banned ip=192.0.2.1 reason=scanner ttl=86400")
+        );
+        let p = e.fraud.profile_for("anyone");
+        assert!(p.is_none()); // no default_profile in the example
+        let p = e.fraud.profile_id("default");
+        assert!(matches!(
+            e.fraud.check_call("c", "u", p, "90012", 1_795_392_000),
+            crate::fraud::FraudOutcome::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let cfg: SecurityConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg, SecurityConfig::default());
+        assert_eq!(cfg.pike.sampling_time_unit_secs, 2);
+        assert_eq!(cfg.pike.reqs_density_per_unit, 30);
+        assert_eq!(cfg.pike.remove_latency_secs, 120);
+        cfg.build().unwrap();
+        assert!(toml::from_str::<SecurityConfig>("bogus = 1").is_err());
+        assert!(toml::from_str::<SecurityConfig>("[pike]\nbogus = 1").is_err());
+        let bad = |t: &str| {
+            toml::from_str::<SecurityConfig>(t)
+                .unwrap()
+                .build()
+                .unwrap_err()
+        };
+        assert!(matches!(
+            bad("emergency_numbers = [\"11a\"]"),
+            SecurityConfigError::Emergency(_)
+        ));
+        assert!(matches!(
+            bad("emergency_numbers = [\"+\"]"),
+            SecurityConfigError::Emergency(_)
+        ));
+        assert!(matches!(
+            bad("[pike]\nwhitelist = [\"x\"]"),
+            SecurityConfigError::Whitelist(_)
+        ));
+        assert!(matches!(
+            bad("[[acl.rules]]\ncidr = \"x\""),
+            SecurityConfigError::Acl(_)
+        ));
+        assert!(matches!(
+            bad("[scanner]\nextra_patterns = [\"re:[\"]"),
+            SecurityConfigError::Scanner(_)
+        ));
+        assert!(matches!(
+            bad("[[ratelimit.pipes]]\nname = \"a\"\nlimit = 1\nwindow_secs = 0"),
+            SecurityConfigError::RateLimit(_)
+        ));
+        assert!(matches!(
+            bad("[fraud]\ndefault_profile = \"x\""),
+            SecurityConfigError::Fraud(_)
+        ));
+        let e = EmergencyNumbers::new(&["112", "*31#"]).unwrap();
+        assert!(e.contains("*31#") && !e.is_empty());
     }
 }

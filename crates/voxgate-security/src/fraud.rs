@@ -49,9 +49,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::KeyHasher;
 use crate::config::EmergencyNumbers;
 use crate::lru::LruMap;
-use crate::KeyHasher;
 
 /// A `{ warning, critical }` pair.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -402,7 +402,9 @@ const PARAMS: [FraudParam; 4] = [
 fn parse_day(s: &str) -> Option<u8> {
     const D: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     let s = s.trim().to_ascii_lowercase();
-    D.iter().position(|d| s.starts_with(d) && s.len() >= 3).map(|i| i as u8)
+    D.iter()
+        .position(|d| s.starts_with(d) && s.len() >= 3)
+        .map(|i| i as u8)
 }
 
 /// Parses `"Mon-Fri, Sun"` into a bit mask (bit 0 = Sunday).
@@ -502,9 +504,10 @@ impl std::fmt::Debug for FraudEngine {
     }
 }
 
-fn compile_profiles(
-    cfg: &FraudConfig,
-) -> Result<(Vec<Profile>, HashMap<String, u16>, Option<u16>), FraudError> {
+/// Profiles, customer assignments and the default profile.
+type Compiled = (Vec<Profile>, HashMap<String, u16>, Option<u16>);
+
+fn compile_profiles(cfg: &FraudConfig) -> Result<Compiled, FraudError> {
     let mut profiles: Vec<Profile> = Vec::new();
     for p in &cfg.profiles {
         if profiles.iter().any(|q| q.name == p.name) || profiles.len() >= u16::MAX as usize {
@@ -592,7 +595,11 @@ impl FraudEngine {
     }
 
     /// Replaces the rules, keeping counters (stats of a pair whose rule id changed restart).
-    pub fn reload(&mut self, cfg: &FraudConfig, emergency: EmergencyNumbers) -> Result<(), FraudError> {
+    pub fn reload(
+        &mut self,
+        cfg: &FraudConfig,
+        emergency: EmergencyNumbers,
+    ) -> Result<(), FraudError> {
         let (profiles, customers, default_profile) = compile_profiles(cfg)?;
         self.profiles = profiles;
         self.customers = customers;
@@ -629,14 +636,23 @@ impl FraudEngine {
         (day, weekday, minute)
     }
 
-    fn find_rule(&self, profile: u16, number: &[u8], weekday: u8, minute: u16) -> Option<(u32, usize)> {
+    fn find_rule(
+        &self,
+        profile: u16,
+        number: &[u8],
+        weekday: u8,
+        minute: u16,
+    ) -> Option<(u32, usize)> {
         let p = self.profiles.get(profile as usize)?;
         let number = strip_plus(number);
         for len in (0..=number.len().min(p.max_len)).rev() {
             let prefix = number.get(..len)?;
             if let Some(rules) = p.by_prefix.get(prefix) {
                 for &i in rules {
-                    if p.rules.get(i as usize).is_some_and(|r| r.in_window(weekday, minute)) {
+                    if p.rules
+                        .get(i as usize)
+                        .is_some_and(|r| r.in_window(weekday, minute))
+                    {
                         return Some((i, len));
                     }
                 }
@@ -687,7 +703,11 @@ impl FraudEngine {
         let user_h = self.hasher.hash(b'u', user.as_bytes());
         let prefix_h = self.hasher.hash(b'p', prefix);
         let rule_key = (profile.0, ri);
-        let Some(rule) = self.profiles.get(profile.0 as usize).and_then(|p| p.rules.get(ri as usize)) else {
+        let Some(rule) = self
+            .profiles
+            .get(profile.0 as usize)
+            .and_then(|p| p.rules.get(ri as usize))
+        else {
             return FraudOutcome::NoRule;
         };
         let (levels, rule_id, action) = (rule.levels, rule.id, rule.action);
@@ -744,7 +764,11 @@ impl FraudEngine {
 
         let hit = |critical: bool| {
             (0..4).find_map(|k| {
-                let t = if critical { levels[k].critical } else { levels[k].warning }?;
+                let t = if critical {
+                    levels[k].critical
+                } else {
+                    levels[k].warning
+                }?;
                 (values[k] >= t as u64).then_some((k, t))
             })
         };
@@ -828,7 +852,8 @@ impl FraudEngine {
             (_, Some(w)) if duration >= w as u64 => (FraudLevel::Warning, w),
             _ => return None,
         };
-        let suspended = level == FraudLevel::Critical && rule.action == CriticalAction::BlockAndSuspend;
+        let suspended =
+            level == FraudLevel::Critical && rule.action == CriticalAction::BlockAndSuspend;
         if suspended {
             let until = ended_unix + self.suspend;
             let (u, _) = self.suspended.get_or_insert_with(call.customer, || until);
@@ -976,14 +1001,29 @@ cpm = {{ critical = 2 }}
             ]
         );
         assert!(e.is_suspended("acme", MON_NOON + 10));
-        assert_eq!(check(&mut e, "acme", "bob", "3312345", MON_NOON + 10), FraudOutcome::Suspended);
+        assert_eq!(
+            check(&mut e, "acme", "bob", "3312345", MON_NOON + 10),
+            FraudOutcome::Suspended
+        );
         // emergency passes even while suspended
-        assert_eq!(check(&mut e, "acme", "bob", "112", MON_NOON + 10), FraudOutcome::Emergency);
-        assert_eq!(check(&mut e, "acme", "bob", "911", MON_NOON + 10), FraudOutcome::Emergency);
+        assert_eq!(
+            check(&mut e, "acme", "bob", "112", MON_NOON + 10),
+            FraudOutcome::Emergency
+        );
+        assert_eq!(
+            check(&mut e, "acme", "bob", "911", MON_NOON + 10),
+            FraudOutcome::Emergency
+        );
         // other customers unaffected; suspension ends
-        assert!(matches!(check(&mut e, "other", "carol", "+90055512", MON_NOON + 10), FraudOutcome::Allow(_)));
+        assert!(matches!(
+            check(&mut e, "other", "carol", "+90055512", MON_NOON + 10),
+            FraudOutcome::Allow(_)
+        ));
         assert!(!e.is_suspended("acme", MON_NOON + 5 + 600));
-        assert!(matches!(check(&mut e, "acme", "bob", "3312345", MON_NOON + 700), FraudOutcome::Allow(_)));
+        assert!(matches!(
+            check(&mut e, "acme", "bob", "3312345", MON_NOON + 700),
+            FraudOutcome::Allow(_)
+        ));
         let c = e.counters();
         assert_eq!((c.warnings, c.criticals, c.blocked), (2, 1, 3));
     }
@@ -997,7 +1037,10 @@ cpm = {{ critical = 2 }}
         }
         let o = check(&mut e, "acme", "alice", "900123", MON_NOON + 400);
         let ev = *o.event().unwrap();
-        assert_eq!((ev.level, ev.param, ev.rule_id, ev.suspended), (FraudLevel::Critical, FraudParam::TotalCalls, 3, false));
+        assert_eq!(
+            (ev.level, ev.param, ev.rule_id, ev.suspended),
+            (FraudLevel::Critical, FraudParam::TotalCalls, 3, false)
+        );
         assert!(o.is_blocked());
         assert!(!e.is_suspended("acme", MON_NOON + 401)); // rule 3 blocks only
         // another user has its own counters
@@ -1006,7 +1049,10 @@ cpm = {{ critical = 2 }}
         assert_eq!((s.total_calls, s.rule_id), (4, 3));
         // a new day resets total calls
         assert!(!check(&mut e, "acme", "alice", "900123", MON_NOON + 86_400).is_blocked());
-        assert!(matches!(check(&mut e, "acme", "alice", "331", MON_NOON), FraudOutcome::Allow(_)));
+        assert!(matches!(
+            check(&mut e, "acme", "alice", "331", MON_NOON),
+            FraudOutcome::Allow(_)
+        ));
         assert_eq!(e.user_stats("alice", "", MON_NOON).unwrap().rule_id, 1);
     }
 
@@ -1016,7 +1062,10 @@ cpm = {{ critical = 2 }}
         let seq_event = |o: FraudOutcome| o.event().map(|e| (e.param, e.value));
         assert_eq!(seq_event(check(&mut e, "a", "u1", "90011", MON_NOON)), None);
         assert_eq!(seq_event(check(&mut e, "a", "u2", "3311", MON_NOON)), None); // other user
-        assert_eq!(seq_event(check(&mut e, "a", "u1", "90012", MON_NOON + 100)), None);
+        assert_eq!(
+            seq_event(check(&mut e, "a", "u1", "90012", MON_NOON + 100)),
+            None
+        );
         assert_eq!(
             seq_event(check(&mut e, "a", "u1", "90013", MON_NOON + 200)),
             Some((FraudParam::SequentialCalls, 3))
@@ -1038,20 +1087,33 @@ cpm = {{ critical = 2 }}
         }
         // third concurrent: critical 3
         let o = check(&mut e, "acme", "alice", "9005", MON_NOON + 100);
-        assert_eq!(o.event().map(|e| (e.level, e.param)), Some((FraudLevel::Critical, FraudParam::ConcurrentCalls)));
+        assert_eq!(
+            o.event().map(|e| (e.level, e.param)),
+            Some((FraudLevel::Critical, FraudParam::ConcurrentCalls))
+        );
         e.unsuspend("acme");
         // end both (one failed before answer, one answered for 700 s: duration warning)
         let c1 = calls.pop().unwrap();
         assert_eq!(e.on_call_end(c1, None, MON_NOON + 200), None);
         let c0 = calls.pop().unwrap();
         let ev = e.on_call_end(c0, Some(MON_NOON), MON_NOON + 700).unwrap();
-        assert_eq!((ev.level, ev.param, ev.value), (FraudLevel::Warning, FraudParam::CallDuration, 700));
-        assert_eq!(e.user_stats("alice", "900", MON_NOON + 700).unwrap().concurrent_calls, 0);
+        assert_eq!(
+            (ev.level, ev.param, ev.value),
+            (FraudLevel::Warning, FraudParam::CallDuration, 700)
+        );
+        assert_eq!(
+            e.user_stats("alice", "900", MON_NOON + 700)
+                .unwrap()
+                .concurrent_calls,
+            0
+        );
         // stats evicted while a call is up: its end is harmless
         let o = check(&mut e, "acme", "zed", "9005", MON_NOON + 800);
         let c = e.on_call_start(o.call().unwrap(), "acme");
         e.stats.clear();
-        let ev = e.on_call_end(c, Some(MON_NOON + 800), MON_NOON + 800 + 4000).unwrap();
+        let ev = e
+            .on_call_end(c, Some(MON_NOON + 800), MON_NOON + 800 + 4000)
+            .unwrap();
         assert!(ev.suspended && ev.level == FraudLevel::Critical);
         assert!(e.is_suspended("acme", MON_NOON + 4801));
     }
@@ -1083,14 +1145,34 @@ cpm = {{ critical = 2 }}
     #[test]
     fn config_errors_and_bounds() {
         let bad = |t: &str| {
-            FraudEngine::new(&toml::from_str::<FraudConfig>(t).unwrap(), EmergencyNumbers::default())
-                .unwrap_err()
+            FraudEngine::new(
+                &toml::from_str::<FraudConfig>(t).unwrap(),
+                EmergencyNumbers::default(),
+            )
+            .unwrap_err()
         };
-        assert!(matches!(bad("[[profiles]]\nname = \"a\"\n[[profiles.rules]]\nid = 1\ndays = \"Xyz\"\n"), FraudError::Days { rule: 1, .. }));
-        assert!(matches!(bad("[[profiles]]\nname = \"a\"\n[[profiles.rules]]\nid = 1\nstart = \"25:00\"\n"), FraudError::Time { .. }));
-        assert!(matches!(bad("[[profiles]]\nname = \"a\"\n[[profiles.rules]]\nid = 1\ncpm = { warning = 5, critical = 2 }\n"), FraudError::Levels(1)));
-        assert!(matches!(bad("default_profile = \"none\""), FraudError::Profile(_)));
-        assert!(matches!(bad("[[profiles]]\nname = \"a\"\n[[profiles]]\nname = \"a\"\n"), FraudError::Profile(_)));
+        assert!(matches!(
+            bad("[[profiles]]\nname = \"a\"\n[[profiles.rules]]\nid = 1\ndays = \"Xyz\"\n"),
+            FraudError::Days { rule: 1, .. }
+        ));
+        assert!(matches!(
+            bad("[[profiles]]\nname = \"a\"\n[[profiles.rules]]\nid = 1\nstart = \"25:00\"\n"),
+            FraudError::Time { .. }
+        ));
+        assert!(matches!(
+            bad(
+                "[[profiles]]\nname = \"a\"\n[[profiles.rules]]\nid = 1\ncpm = { warning = 5, critical = 2 }\n"
+            ),
+            FraudError::Levels(1)
+        ));
+        assert!(matches!(
+            bad("default_profile = \"none\""),
+            FraudError::Profile(_)
+        ));
+        assert!(matches!(
+            bad("[[profiles]]\nname = \"a\"\n[[profiles]]\nname = \"a\"\n"),
+            FraudError::Profile(_)
+        ));
         assert!(toml::from_str::<FraudConfig>("[[profiles]]\nname = \"a\"\nx = 1\n").is_err());
 
         let mut e = engine("capacity = 10\nidle_expire_secs = 60");
@@ -1102,10 +1184,17 @@ cpm = {{ critical = 2 }}
         e.tick(MON_NOON + 61);
         assert_eq!(e.tracked(), 0);
         // no profile: not checked
-        assert_eq!(e.check_call("x", "u", None, "900", MON_NOON), FraudOutcome::NoRule);
+        assert_eq!(
+            e.check_call("x", "u", None, "900", MON_NOON),
+            FraudOutcome::NoRule
+        );
         assert_eq!(e.profile_id("night"), Some(ProfileId(1)));
-        let cfg: FraudConfig = toml::from_str("enabled = false\n[[profiles]]\nname = \"a\"\n").unwrap();
+        let cfg: FraudConfig =
+            toml::from_str("enabled = false\n[[profiles]]\nname = \"a\"\n").unwrap();
         e.reload(&cfg, EmergencyNumbers::default()).unwrap();
-        assert_eq!(e.check_call("x", "u", Some(ProfileId(0)), "900", MON_NOON), FraudOutcome::NoRule);
+        assert_eq!(
+            e.check_call("x", "u", Some(ProfileId(0)), "900", MON_NOON),
+            FraudOutcome::NoRule
+        );
     }
 }

@@ -53,11 +53,15 @@ impl<K: Copy + Hash + Eq, V> LruMap<K, V> {
     }
 
     fn slot(&self, i: u32) -> &Slot<K, V> {
-        self.slots[i as usize].as_ref().expect("linked slot is live")
+        self.slots[i as usize]
+            .as_ref()
+            .expect("linked slot is live")
     }
 
     fn slot_mut(&mut self, i: u32) -> &mut Slot<K, V> {
-        self.slots[i as usize].as_mut().expect("linked slot is live")
+        self.slots[i as usize]
+            .as_mut()
+            .expect("linked slot is live")
     }
 
     fn unlink(&mut self, i: u32) {

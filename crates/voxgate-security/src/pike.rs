@@ -191,7 +191,9 @@ impl Pike {
     /// Builds the detector (errors only on a bad whitelist prefix).
     pub fn new(cfg: &PikeConfig) -> Result<Pike, CidrError> {
         let unit = Duration::from_secs(cfg.sampling_time_unit_secs.max(1));
-        let remove = cfg.remove_latency_secs.max(cfg.sampling_time_unit_secs.max(1) * 2 + 1);
+        let remove = cfg
+            .remove_latency_secs
+            .max(cfg.sampling_time_unit_secs.max(1) * 2 + 1);
         Ok(Pike {
             unit,
             unit_nanos: unit.as_nanos() as u64,
@@ -366,7 +368,10 @@ mod tests {
         assert_eq!(p.check(a, ms(500), &mut ev), PikeVerdict::Blocked);
         assert!(p.is_blocked(a));
         // another source is unaffected
-        assert_eq!(p.check(ip("192.0.2.2"), ms(500), &mut ev), PikeVerdict::Allow);
+        assert_eq!(
+            p.check(ip("192.0.2.2"), ms(500), &mut ev),
+            PikeVerdict::Allow
+        );
         assert_eq!(p.blocked().len(), 1);
         assert_eq!(p.stats().blocks, 1);
         assert_eq!(p.stats().dropped, 2);

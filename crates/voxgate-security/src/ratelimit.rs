@@ -392,10 +392,12 @@ impl CounterBackend for LocalCounters {
         limit: &Limit,
         now: Duration,
     ) -> Result<Decision, BackendUnavailable> {
-        let (e, evicted) = self.map.get_or_insert_with((key.pipe.0, key.hash), || Entry {
-            state: limit.fresh(now),
-            last: now,
-        });
+        let (e, evicted) = self
+            .map
+            .get_or_insert_with((key.pipe.0, key.hash), || Entry {
+                state: limit.fresh(now),
+                last: now,
+            });
         let kind_changed = !matches!(
             (&e.state, limit.algorithm),
             (State::Fixed { .. }, Algorithm::FixedWindow)
@@ -609,9 +611,14 @@ impl<B: CounterBackend> RateLimiter<B> {
             Some(Err(BackendUnavailable)) => {
                 self.degraded = true;
                 self.fallbacks += 1;
-                self.local.acquire(&key, &limit, now).unwrap_or(Decision::Allow)
+                self.local
+                    .acquire(&key, &limit, now)
+                    .unwrap_or(Decision::Allow)
             }
-            None => self.local.acquire(&key, &limit, now).unwrap_or(Decision::Allow),
+            None => self
+                .local
+                .acquire(&key, &limit, now)
+                .unwrap_or(Decision::Allow),
         };
         let p = &mut self.pipes[pipe.0 as usize];
         match decision {
@@ -745,10 +752,31 @@ mod tests {
         // 20 cps for 60 s = 1200, within a few percent
         assert!((1176..=1224).contains(&got), "{got}");
         // other methods and other customers are not counted
-        assert_eq!(offer(&mut l, &req("192.0.2.1", "OPTIONS", Some("acme")), 50, 1, 60_000), 50);
-        assert_eq!(offer(&mut l, &req("192.0.2.1", "INVITE", Some("other")), 20, 1, 60_000), 20);
+        assert_eq!(
+            offer(
+                &mut l,
+                &req("192.0.2.1", "OPTIONS", Some("acme")),
+                50,
+                1,
+                60_000
+            ),
+            50
+        );
+        assert_eq!(
+            offer(
+                &mut l,
+                &req("192.0.2.1", "INVITE", Some("other")),
+                20,
+                1,
+                60_000
+            ),
+            20
+        );
         // no customer known: the pipe does not apply
-        assert_eq!(offer(&mut l, &req("192.0.2.1", "INVITE", None), 50, 1, 61_000), 50);
+        assert_eq!(
+            offer(&mut l, &req("192.0.2.1", "INVITE", None), 50, 1, 61_000),
+            50
+        );
         let info = &l.pipes()[0];
         assert_eq!(info.allowed, got + 20);
         assert_eq!(info.rejected, 6000 - got);
@@ -782,13 +810,21 @@ mod tests {
             "reply = \"drop\"\n[[pipes]]\nname = \"t\"\nlimit = 5\nalgorithm = \"fixed_window\"\nwindow_secs = 2\n",
         );
         let r = req("192.0.2.1", "INVITE", None);
-        let ok = (0..20).filter(|_| l.check_request(&r, ms(1900)) == RateVerdict::Allow).count();
+        let ok = (0..20)
+            .filter(|_| l.check_request(&r, ms(1900)) == RateVerdict::Allow)
+            .count();
         assert_eq!(ok, 10); // limit × window_secs
         assert_eq!(
             l.check_request(&r, ms(1900)),
-            RateVerdict::Reject { pipe: PipeId(0), retry_after_secs: 1, reply: RejectReply::Drop }
+            RateVerdict::Reject {
+                pipe: PipeId(0),
+                retry_after_secs: 1,
+                reply: RejectReply::Drop
+            }
         );
-        let ok = (0..20).filter(|_| l.check_request(&r, ms(2000)) == RateVerdict::Allow).count();
+        let ok = (0..20)
+            .filter(|_| l.check_request(&r, ms(2000)) == RateVerdict::Allow)
+            .count();
         assert_eq!(ok, 10);
     }
 
@@ -798,13 +834,24 @@ mod tests {
             "[[pipes]]\nname = \"tb\"\nkey = \"source_ip\"\nlimit = 10\nalgorithm = \"token_bucket\"\nburst = 5\n",
         );
         let a = req("192.0.2.1", "REGISTER", None);
-        let ok = (0..10).filter(|_| l.check_request(&a, ms(0)) == RateVerdict::Allow).count();
+        let ok = (0..10)
+            .filter(|_| l.check_request(&a, ms(0)) == RateVerdict::Allow)
+            .count();
         assert_eq!(ok, 5);
         // next token after 100 ms
-        assert!(matches!(l.check_request(&a, ms(50)), RateVerdict::Reject { retry_after_secs: 1, .. }));
+        assert!(matches!(
+            l.check_request(&a, ms(50)),
+            RateVerdict::Reject {
+                retry_after_secs: 1,
+                ..
+            }
+        ));
         assert_eq!(l.check_request(&a, ms(100)), RateVerdict::Allow);
         // another source has its own bucket
-        assert_eq!(l.check_request(&req("2001:db8::1", "REGISTER", None), ms(0)), RateVerdict::Allow);
+        assert_eq!(
+            l.check_request(&req("2001:db8::1", "REGISTER", None), ms(0)),
+            RateVerdict::Allow
+        );
         // steady 100/s for 10 s: about 10/s pass
         let got = offer(&mut l, &a, 100, 10, 1000);
         assert!((100..=106).contains(&got), "{got}");
@@ -816,33 +863,61 @@ mod tests {
             "[[pipes]]\nname = \"a\"\nkey = \"method\"\nlimit = 100\n[[pipes]]\nname = \"closed\"\nlimit = 0\nmethods = [\"MESSAGE\"]\nreply = \"drop\"\n",
         );
         let r = req("192.0.2.1", "MESSAGE", None);
-        assert!(matches!(l.check_request(&r, ms(0)), RateVerdict::Reject { pipe: PipeId(1), reply: RejectReply::Drop, .. }));
-        assert_eq!(l.check_request(&req("192.0.2.1", "INVITE", None), ms(0)), RateVerdict::Allow);
+        assert!(matches!(
+            l.check_request(&r, ms(0)),
+            RateVerdict::Reject {
+                pipe: PipeId(1),
+                reply: RejectReply::Drop,
+                ..
+            }
+        ));
+        assert_eq!(
+            l.check_request(&req("192.0.2.1", "INVITE", None), ms(0)),
+            RateVerdict::Allow
+        );
         assert_eq!(l.pipe_id("closed"), Some(PipeId(1)));
         assert_eq!(l.pipe_id("nope"), None);
-        assert_eq!(l.check(PipeId(9), KeyValue::None, ms(0)), RateVerdict::Allow);
+        assert_eq!(
+            l.check(PipeId(9), KeyValue::None, ms(0)),
+            RateVerdict::Allow
+        );
         assert_eq!(l.pipes()[0].allowed, 2);
     }
 
     #[test]
     fn config_errors() {
-        let bad = |t: &str| RateLimiter::new(&toml::from_str::<RateLimitConfig>(t).unwrap()).unwrap_err();
+        let bad =
+            |t: &str| RateLimiter::new(&toml::from_str::<RateLimitConfig>(t).unwrap()).unwrap_err();
         assert_eq!(
             bad("[[pipes]]\nname = \"a\"\nlimit = 1\n[[pipes]]\nname = \"a\"\nlimit = 2\n"),
             RateLimitError::Duplicate("a".into())
         );
-        assert_eq!(bad("[[pipes]]\nname = \"a\"\nlimit = 1\nslots = 17\n"), RateLimitError::Window("a".into()));
-        assert!(toml::from_str::<RateLimitConfig>("[[pipes]]\nname = \"a\"\nlimit = 1\nfoo = 1\n").is_err());
+        assert_eq!(
+            bad("[[pipes]]\nname = \"a\"\nlimit = 1\nslots = 17\n"),
+            RateLimitError::Window("a".into())
+        );
+        assert!(
+            toml::from_str::<RateLimitConfig>("[[pipes]]\nname = \"a\"\nlimit = 1\nfoo = 1\n")
+                .is_err()
+        );
         assert!(toml::from_str::<RateLimitConfig>("reply = \"486\"").is_err());
         let mut off = limiter("enabled = false\n[[pipes]]\nname = \"a\"\nlimit = 0\n");
-        assert_eq!(off.check_request(&req("192.0.2.1", "INVITE", None), ms(0)), RateVerdict::Allow);
+        assert_eq!(
+            off.check_request(&req("192.0.2.1", "INVITE", None), ms(0)),
+            RateVerdict::Allow
+        );
     }
 
     #[test]
     fn bounded_keys_and_idle_expiry() {
-        let mut l = limiter("capacity = 100\nidle_expire_secs = 10\n[[pipes]]\nname = \"ip\"\nkey = \"source_ip\"\nlimit = 1\n");
+        let mut l = limiter(
+            "capacity = 100\nidle_expire_secs = 10\n[[pipes]]\nname = \"ip\"\nkey = \"source_ip\"\nlimit = 1\n",
+        );
         for i in 0..10_000u32 {
-            let r = RateRequest { src_ip: IpAddr::from(std::net::Ipv4Addr::from(i)), ..req("0.0.0.0", "INVITE", None) };
+            let r = RateRequest {
+                src_ip: IpAddr::from(std::net::Ipv4Addr::from(i)),
+                ..req("0.0.0.0", "INVITE", None)
+            };
             l.check_request(&r, ms(i as u64));
         }
         assert_eq!(l.stats().keys, 100);
@@ -860,9 +935,18 @@ mod tests {
     }
 
     impl CounterBackend for Flaky {
-        fn acquire(&mut self, key: &CounterKey<'_>, limit: &Limit, now: Duration) -> Result<Decision, BackendUnavailable> {
+        fn acquire(
+            &mut self,
+            key: &CounterKey<'_>,
+            limit: &Limit,
+            now: Duration,
+        ) -> Result<Decision, BackendUnavailable> {
             assert_eq!(key.pipe_name, "g");
-            if self.up { self.inner.acquire(key, limit, now) } else { Err(BackendUnavailable) }
+            if self.up {
+                self.inner.acquire(key, limit, now)
+            } else {
+                Err(BackendUnavailable)
+            }
         }
         fn expire(&mut self, now: Duration, idle: Duration) {
             self.inner.expire(now, idle);
@@ -872,17 +956,30 @@ mod tests {
     #[test]
     fn backend_outage_falls_back_to_local() {
         let cfg: RateLimitConfig = toml::from_str("[[pipes]]\nname = \"g\"\nlimit = 2\n").unwrap();
-        let mut l = RateLimiter::with_backend(&cfg, Flaky { inner: LocalCounters::new(10), up: true }).unwrap();
+        let mut l = RateLimiter::with_backend(
+            &cfg,
+            Flaky {
+                inner: LocalCounters::new(10),
+                up: true,
+            },
+        )
+        .unwrap();
         let r = req("192.0.2.1", "INVITE", None);
         assert_eq!(l.check_request(&r, ms(0)), RateVerdict::Allow);
         assert_eq!(l.check_request(&r, ms(0)), RateVerdict::Allow);
-        assert!(matches!(l.check_request(&r, ms(0)), RateVerdict::Reject { .. }));
+        assert!(matches!(
+            l.check_request(&r, ms(0)),
+            RateVerdict::Reject { .. }
+        ));
         assert!(!l.backend_degraded());
         l.backend.as_mut().unwrap().up = false;
         // local counters take over (fresh, so calls keep flowing) and still limit
         assert_eq!(l.check_request(&r, ms(10)), RateVerdict::Allow);
         assert_eq!(l.check_request(&r, ms(10)), RateVerdict::Allow);
-        assert!(matches!(l.check_request(&r, ms(10)), RateVerdict::Reject { .. }));
+        assert!(matches!(
+            l.check_request(&r, ms(10)),
+            RateVerdict::Reject { .. }
+        ));
         assert!(l.backend_degraded());
         assert_eq!(l.stats().fallbacks, 3);
         l.backend.as_mut().unwrap().up = true;

@@ -212,11 +212,19 @@ mod tests {
         ] {
             assert_eq!(
                 s.check(Some(ua.as_bytes()), None, None),
-                Some(ScannerMatch { field: ScannerField::UserAgent }),
+                Some(ScannerMatch {
+                    field: ScannerField::UserAgent
+                }),
                 "{ua}"
             );
         }
-        for ua in ["Linphone/5.2", "Zoiper rv2.10", "sipsak 0.9.8", "Asterisk PBX 20", "SIPp"] {
+        for ua in [
+            "Linphone/5.2",
+            "Zoiper rv2.10",
+            "sipsak 0.9.8",
+            "Asterisk PBX 20",
+            "SIPp",
+        ] {
             assert_eq!(s.check(Some(ua.as_bytes()), None, None), None, "{ua}");
         }
         assert_eq!(s.which(b"xx SIPVICIOUS"), Some("sipvicious"));
@@ -227,16 +235,24 @@ mod tests {
     fn from_fields_and_switches() {
         let s = m(ScannerConfig::default());
         assert_eq!(
-            s.check(Some(b"Linphone"), Some(b"sipvicious"), None).map(|m| m.field),
+            s.check(Some(b"Linphone"), Some(b"sipvicious"), None)
+                .map(|m| m.field),
             Some(ScannerField::FromDisplay)
         );
         assert_eq!(
-            s.check(None, None, Some(b"friendly-scanner")).map(|m| m.field),
+            s.check(None, None, Some(b"friendly-scanner"))
+                .map(|m| m.field),
             Some(ScannerField::FromUser)
         );
-        let s = m(ScannerConfig { check_from: false, ..Default::default() });
+        let s = m(ScannerConfig {
+            check_from: false,
+            ..Default::default()
+        });
         assert_eq!(s.check(None, Some(b"sipvicious"), Some(b"sipcli")), None);
-        let s = m(ScannerConfig { enabled: false, ..Default::default() });
+        let s = m(ScannerConfig {
+            enabled: false,
+            ..Default::default()
+        });
         assert_eq!(s.check(Some(b"sipvicious"), None, None), None);
     }
 
@@ -253,22 +269,36 @@ mod tests {
         assert!(s.check(Some(b"axb"), None, None).is_none());
         assert!(s.check(Some(b"a.b"), None, None).is_some());
         assert!(matches!(
-            ScannerMatcher::new(&ScannerConfig { extra_patterns: vec!["re:(".into()], ..Default::default() }),
+            ScannerMatcher::new(&ScannerConfig {
+                extra_patterns: vec!["re:(".into()],
+                ..Default::default()
+            }),
             Err(ScannerError::Regex { .. })
         ));
         assert!(matches!(
-            ScannerMatcher::new(&ScannerConfig { extra_patterns: vec!["".into()], ..Default::default() }),
+            ScannerMatcher::new(&ScannerConfig {
+                extra_patterns: vec!["".into()],
+                ..Default::default()
+            }),
             Err(ScannerError::Empty { index: 8 })
         ));
-        let none = m(ScannerConfig { patterns: vec![], ..Default::default() });
+        let none = m(ScannerConfig {
+            patterns: vec![],
+            ..Default::default()
+        });
         assert!(none.check(Some(b"sipvicious"), None, None).is_none());
         // non-UTF-8 bytes are fine
-        assert!(m(ScannerConfig::default()).check(Some(b"\xff\xfesipcli"), None, None).is_some());
+        assert!(
+            m(ScannerConfig::default())
+                .check(Some(b"\xff\xfesipcli"), None, None)
+                .is_some()
+        );
     }
 
     #[test]
     fn config_shape() {
-        let c: ScannerConfig = toml::from_str("extra_patterns = [\"re:^sipsak\"]\nban_ttl_secs = 60").unwrap();
+        let c: ScannerConfig =
+            toml::from_str("extra_patterns = [\"re:^sipsak\"]\nban_ttl_secs = 60").unwrap();
         assert_eq!(c.patterns.len(), DEFAULT_PATTERNS.len());
         assert!(toml::from_str::<ScannerConfig>("nope = 1").is_err());
     }
