@@ -403,6 +403,7 @@ impl Registrar {
         if let Some(b) = v.iter_mut().find(|b| b.contact == binding.contact) {
             *b = binding;
         } else {
+            v.reserve_exact(1);
             v.push(binding);
             self.total += 1;
         }
@@ -837,6 +838,8 @@ impl Registrar {
                             aor: key.into(),
                             binding: fresh.clone(),
                         });
+                        // grow one at a time: most AORs hold one or two bindings
+                        v.reserve_exact(1);
                         v.push(fresh);
                         self.total += 1;
                     }
