@@ -172,6 +172,8 @@ pub struct ProxyCore {
     seq: u64,
     stats: ProxyStats,
     fallback_local: LocalAddr,
+    /// The time given to the entry point being run.
+    clock: Time,
 }
 
 impl core::fmt::Debug for ProxyCore {
@@ -309,6 +311,7 @@ impl ProxyCore {
                 addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
                 advertise: None,
             },
+            clock: Time::ZERO,
             cfg,
         }
     }
@@ -488,6 +491,7 @@ impl ProxyCore {
     /// early one by cancelling its INVITE (the callee's 487 ends it). Returns whether the
     /// dialog existed.
     pub fn end_dialog(&mut self, now: Time, id: DialogId) -> bool {
+        self.clock = now;
         let Some(d) = self.dialog(id) else {
             return false;
         };
@@ -505,6 +509,16 @@ impl ProxyCore {
 
     // ----- entry points -----
 
+    /// A message arrived: a request goes to [`ProxyCore::on_request`], a response to
+    /// [`ProxyCore::on_response`].
+    pub fn on_message(&mut self, now: Time, msg: Message, src: Source) {
+        if msg.is_request() {
+            self.on_request(now, msg, src);
+        } else {
+            self.on_response(now, msg, src);
+        }
+    }
+
     /// A request arrived (already parsed and validated by the pipeline), routed with the
     /// config's upstreams.
     pub fn on_request(&mut self, now: Time, msg: Message, src: Source) {
@@ -513,12 +527,14 @@ impl ProxyCore {
 
     /// A request arrived; `routing` is the policy's decision for an initial request.
     pub fn on_request_routed(&mut self, now: Time, msg: Message, src: Source, routing: &Routing) {
+        self.clock = now;
         self.request(now, msg, src, routing);
         self.refresh();
     }
 
     /// A response arrived.
     pub fn on_response(&mut self, now: Time, msg: Message, _src: Source) {
+        self.clock = now;
         self.response(now, &msg);
         self.refresh();
     }
@@ -526,6 +542,7 @@ impl ProxyCore {
     /// The driver could not send to `dest` (e.g. a TCP connect failed): every live client
     /// transaction toward it is told (RFC 3261 §17.1.4), so a call fails over at once.
     pub fn on_send_error(&mut self, now: Time, transport: Transport, dest: SocketAddr) {
+        self.clock = now;
         let mut hit = Vec::new();
         for (_, c) in &self.ctxs {
             let Some(c) = c else { continue };
@@ -547,6 +564,7 @@ impl ProxyCore {
 
     /// Time passed: fire whatever is due at `now`.
     pub fn on_timer(&mut self, now: Time) {
+        self.clock = now;
         while let Some(step) = self.table.poll_timer(now) {
             self.txn_step(now, step, None);
         }
@@ -1878,6 +1896,7 @@ impl ProxyCore {
             state,
             reason,
             call_id,
+            at: self.clock,
         }));
     }
 
@@ -2155,6 +2174,7 @@ impl ProxyCore {
             state: DialogState::Ended,
             reason: Some(reason),
             call_id,
+            at: now,
         }));
     }
 }

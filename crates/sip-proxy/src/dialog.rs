@@ -59,6 +59,9 @@ pub struct DialogEvent {
     pub reason: Option<EndReason>,
     /// The dialog's Call-ID (a CDR's key).
     pub call_id: Box<[u8]>,
+    /// When it happened (the time given to the entry point): CDRs take set-up, answer and
+    /// end times from these.
+    pub at: Time,
 }
 
 /// Per-dialog data other modules hang on a dialog (topology hiding, CDRs...), keyed by type.
