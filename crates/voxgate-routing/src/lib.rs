@@ -116,6 +116,7 @@ pub mod common;
 pub mod dialplan;
 pub mod drouting;
 pub mod loadbalancer;
+pub mod portability;
 pub mod timerec;
 
 pub use clip::{ClipConfig, ClipEngine};
@@ -123,3 +124,4 @@ pub use common::{AllUp, EndpointState, EndpointStates, ProbeMode, StateView, Tra
 pub use dialplan::{Dialplan, DialplanConfig, Translation};
 pub use drouting::{RouteDecision, RoutingTable, RoutingTablesConfig};
 pub use loadbalancer::{LoadBalancer, LoadBalancerConfig, Reservation};
+pub use portability::{NpAnswer, NpStep, NumberPortability, PortabilityConfig};
