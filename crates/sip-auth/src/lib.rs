@@ -9,6 +9,8 @@
 //!   otherwise; SHA-256 then MD5, `qop="auth"`, `stale=true`), verify credentials against
 //!   stored HA1 values ([`Ha1`]; the clear password is never needed), and remove our
 //!   credentials before forwarding ([`digest::consume_credentials`]).
+//! * [`limit`]: failures counted per key so that repeated failures get 403 instead of
+//!   another challenge.
 //! * [`nonce`]: stateless nonces `base64(expiry || counter || HMAC-SHA256(secret, expiry ||
 //!   counter || realm))` checkable by any node holding the cluster's secret, and a bounded
 //!   nonce-count table that refuses replays.
@@ -44,12 +46,14 @@
 pub mod credentials;
 pub mod digest;
 mod hash;
+pub mod limit;
 pub mod nonce;
 pub mod registrar;
 
 pub use credentials::{ClientAlgorithm, Credentials};
 pub use digest::{AuthConfig, ChallengeKind, DigestAuth, Failure, Verdict, consume_credentials};
 pub use hash::{Algorithm, Ha1, HexDigest};
+pub use limit::FailureLimiter;
 pub use registrar::{Registrar, RegistrarConfig};
 
 /// Why credentials cannot be used at all (each answered `400 Bad Request`).
