@@ -44,7 +44,7 @@ fn default_tz() -> String {
 }
 
 /// The routing tables as configured (TOML or loaded from SQL rows by the caller).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingTablesConfig {
     /// Group used when the caller has none (OpenSIPS `default_group`).
@@ -62,6 +62,18 @@ pub struct RoutingTablesConfig {
     /// Rules.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+}
+
+impl Default for RoutingTablesConfig {
+    fn default() -> Self {
+        RoutingTablesConfig {
+            default_group: 0,
+            timezone: default_tz(),
+            gateways: Vec::new(),
+            carriers: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 /// Credentials voxgate uses to answer a carrier's 401/407 challenge or to register.

@@ -109,7 +109,11 @@
 //! name = "sql"
 //! kind = "sql"
 //! uri = "sqlite:///var/lib/voxgate/np.db"
+//! key = "SELECT rn FROM np WHERE number = ?"
 //! ```
+//!
+//! The whole file deserialises into [`RoutingConfig`]; [`Engines::compile`] builds every
+//! engine from it (a unit test parses and compiles the example above).
 
 pub mod clip;
 pub mod common;
@@ -125,3 +129,143 @@ pub use dialplan::{Dialplan, DialplanConfig, Translation};
 pub use drouting::{RouteDecision, RoutingTable, RoutingTablesConfig};
 pub use loadbalancer::{LoadBalancer, LoadBalancerConfig, Reservation};
 pub use portability::{NpAnswer, NpStep, NumberPortability, PortabilityConfig};
+
+use serde::{Deserialize, Serialize};
+
+/// Every routing section of the configuration, as in the example above.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Dynamic routing tables.
+    #[serde(default)]
+    pub routing: RoutingTablesConfig,
+    /// Dialplan rules.
+    #[serde(default)]
+    pub dialplan: DialplanConfig,
+    /// Load-balancer destinations.
+    #[serde(default)]
+    pub loadbalancer: LoadBalancerConfig,
+    /// CLIP/CLIR policy.
+    #[serde(default)]
+    pub clip: ClipConfig,
+    /// Number portability.
+    #[serde(default)]
+    pub portability: PortabilityConfig,
+}
+
+/// A configuration refused, naming the section and entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// Routing tables.
+    #[error(transparent)]
+    Routing(#[from] drouting::RoutingConfigError),
+    /// Dialplan.
+    #[error(transparent)]
+    Dialplan(#[from] dialplan::DialplanError),
+    /// Load balancer.
+    #[error(transparent)]
+    LoadBalancer(#[from] loadbalancer::LbError),
+    /// Portability.
+    #[error(transparent)]
+    Portability(#[from] portability::PortabilityConfigError),
+}
+
+/// Every engine compiled from one [`RoutingConfig`]: the snapshot a reload swaps in.
+#[derive(Debug)]
+pub struct Engines {
+    /// Routing table.
+    pub table: RoutingTable,
+    /// Dialplan.
+    pub dialplan: Dialplan,
+    /// Load balancer.
+    pub loadbalancer: LoadBalancer,
+    /// CLIP/CLIR.
+    pub clip: ClipEngine,
+    /// Number portability (its cache starts empty; keep the old engine's when the
+    /// portability section did not change).
+    pub portability: NumberPortability,
+}
+
+impl Engines {
+    /// Compiles everything; with `previous`, load-balancer counters of unchanged destinations
+    /// are carried over. Nothing is swapped on error.
+    pub fn compile(
+        cfg: &RoutingConfig,
+        previous: Option<&Engines>,
+    ) -> Result<Engines, RoutingError> {
+        Ok(Engines {
+            table: RoutingTable::compile(&cfg.routing)?,
+            dialplan: Dialplan::compile(&cfg.dialplan)?,
+            loadbalancer: LoadBalancer::compile(
+                &cfg.loadbalancer,
+                previous.map(|p| &p.loadbalancer),
+            )?,
+            clip: ClipEngine::new(cfg.clip.clone()),
+            portability: NumberPortability::new(cfg.portability.clone())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn doc_example() -> String {
+        let src = include_str!("lib.rs");
+        let start = src.find("//! ```toml\n").expect("example present") + "//! ```toml\n".len();
+        let end = start + src[start..].find("//! ```\n").expect("example closed");
+        src[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .or_else(|| l.strip_prefix("//!"))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn crate_doc_example_parses_and_compiles() {
+        let cfg: RoutingConfig = toml::from_str(&doc_example()).unwrap();
+        let e = Engines::compile(&cfg, None).unwrap();
+        // Wednesday 2024-01-10 12:00 UTC: peak, so the plain "uk" rule
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_888_000);
+        let called = e.dialplan.translate(1, "02079460000", now).unwrap();
+        assert_eq!(called.output, "+442079460000");
+        let d = e.table.lookup(1, &called.output, now, 1, &AllUp).unwrap();
+        assert_eq!(e.table.rule(d.rule_index()).unwrap().id(), "uk");
+        let first = e.table.gateway(d.candidates()[0].gateway).unwrap();
+        assert_eq!(first.rewrite_number(&called.output), "00442079460000");
+        // 20:00 London: the weighted off-peak rule
+        let evening = now + Duration::from_secs(8 * 3600);
+        let d = e
+            .table
+            .lookup(1, "+442079460000", evening, 1, &AllUp)
+            .unwrap();
+        assert_eq!(e.table.rule(d.rule_index()).unwrap().id(), "uk-offpeak");
+        assert_eq!(d.candidates().len(), 2);
+        // 999 -> 112, routed by the emergency rule for any group
+        let sos = e.dialplan.translate(1, "999", now).unwrap();
+        assert_eq!(sos.attrs, "emergency");
+        assert!(
+            e.table
+                .lookup(42, &sos.output, now, 0, &AllUp)
+                .unwrap()
+                .is_emergency()
+        );
+        let req = e.loadbalancer.request("pstn;transcoding").unwrap();
+        assert!(e.loadbalancer.reserve(1, &req, &AllUp).is_ok());
+        assert_eq!(e.portability.config().sources.len(), 2);
+        let again = Engines::compile(&cfg, Some(&e)).unwrap();
+        assert_eq!(again.table.rules().len(), 3);
+    }
+
+    #[test]
+    fn unknown_sections_are_refused() {
+        assert!(toml::from_str::<RoutingConfig>("[routingg]\n").is_err());
+        let empty: RoutingConfig = toml::from_str("").unwrap();
+        assert!(Engines::compile(&empty, None).is_ok());
+    }
+}
