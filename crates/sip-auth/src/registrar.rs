@@ -183,6 +183,30 @@ impl Binding {
     pub fn remaining(&self, now: u64) -> u64 {
         self.expires.saturating_sub(now)
     }
+
+    /// Whether the REGISTER came from somewhere other than the contact says (a NAT, or a
+    /// private address in the Contact): requests and keep-alives must then go to
+    /// [`Binding::received`], not to the contact. `false` when the contact does not parse
+    /// or nothing was received.
+    pub fn behind_nat(&self) -> bool {
+        let Some(r) = self.received else {
+            return false;
+        };
+        let Ok(Uri::Sip(u)) = Uri::parse(&self.contact) else {
+            return false;
+        };
+        let host = u.host_unbracketed();
+        let same_ip = std::str::from_utf8(host)
+            .ok()
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip == r.addr.ip());
+        let default_port = if u.secure || r.transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        };
+        !same_ip || u.port.unwrap_or(default_port) != r.addr.port()
+    }
 }
 
 /// A change to the bindings, for a persistence layer or replication.
@@ -386,6 +410,17 @@ impl Registrar {
         key.map_or(&[][..], |v| &v[..])
             .iter()
             .filter(move |b| b.expires > now)
+    }
+
+    /// The live bindings behind a NAT (see [`Binding::behind_nat`]) and without a Path
+    /// (an edge proxy keeps those alive): the targets of keep-alive pings (OPTIONS or CRLF
+    /// to [`Binding::received`]). Linear in the number of bindings.
+    pub fn keepalive_targets(&self, now: u64) -> impl Iterator<Item = (&[u8], &Binding)> {
+        self.aors.iter().flat_map(move |(k, v)| {
+            v.iter()
+                .filter(move |b| b.expires > now && b.path.is_none() && b.behind_nat())
+                .map(move |b| (&k[..], b))
+        })
     }
 
     fn sort(v: &mut [Binding]) {
@@ -778,7 +813,7 @@ impl Registrar {
             let fresh = Binding {
                 contact: w.uri.into(),
                 q: w.q,
-                expires: now + u64::from(w.expires),
+                expires: now.saturating_add(u64::from(w.expires)),
                 call_id: call_id.into(),
                 cseq,
                 path: path.clone(),

@@ -635,3 +635,41 @@ fn rfc4475_regescrt_escaped_header_kept() {
         "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>;expires=3600"
     );
 }
+
+#[test]
+fn nat_detection_and_keepalive_targets() {
+    let mut r = Registrar::new(RegistrarConfig::default());
+    // the context says the REGISTER came from 198.51.100.7:40000
+    run(
+        &mut r,
+        &reg("a", 1, "Contact: <sip:a@10.0.0.1:5060>\r\n"),
+        1000,
+    );
+    let public = RegisterContext {
+        received: Received {
+            addr: "203.0.113.5:5060".parse::<SocketAddr>().expect("addr"),
+            transport: Transport::Udp,
+        },
+        ..ctx(1000)
+    };
+    run_ctx(
+        &mut r,
+        &reg("b", 1, "Contact: <sip:a@203.0.113.5>\r\n"),
+        &public,
+    );
+    run(
+        &mut r,
+        &reg(
+            "c",
+            1,
+            "Path: <sip:edge.example.net;lr>\r\nContact: <sip:a@10.0.0.3>\r\n",
+        ),
+        1000,
+    );
+    let t: Vec<_> = r
+        .keepalive_targets(1001)
+        .map(|(_, b)| String::from_utf8_lossy(&b.contact).into_owned())
+        .collect();
+    assert_eq!(t, vec!["sip:a@10.0.0.1:5060"]);
+    assert_eq!(r.keepalive_targets(5000).count(), 0);
+}
