@@ -148,26 +148,25 @@ impl<'a> Iterator for CommaSplit<'a> {
         let s = self.s;
         let start = self.pos;
         let mut i = start;
-        let mut in_angle = false;
         while i < s.len() {
+            // jump to the next byte that matters
+            let Some(off) = memchr::memchr3(b'"', b'<', b',', &s[i..]) else {
+                break;
+            };
+            i += off;
             match s[i] {
-                b'"' if !in_angle => match quoted_end(s, i) {
+                b'"' => match quoted_end(s, i) {
                     Some(e) => i = e,
                     None => i = s.len(),
                 },
-                b'<' => {
-                    in_angle = true;
-                    i += 1;
-                }
-                b'>' => {
-                    in_angle = false;
-                    i += 1;
-                }
-                b',' if !in_angle => {
+                b'<' => match memchr::memchr(b'>', &s[i..]) {
+                    Some(gt) => i += gt + 1,
+                    None => i = s.len(),
+                },
+                _ => {
                     self.pos = i + 1;
                     return Some(trim(&s[start..i]));
                 }
-                _ => i += 1,
             }
         }
         self.done = true;

@@ -175,7 +175,27 @@ pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
         }
         return Some(HostKind::Ipv6);
     }
-    if h.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+    // one pass: characters, empty labels, and whether it could be an IPv4 address
+    let mut digits_only = true;
+    let mut after_dot = true; // at the start, like after a dot: a leading dot is an empty label
+    for &c in h {
+        match c {
+            b'.' => {
+                if after_dot {
+                    return None;
+                }
+                after_dot = true;
+            }
+            b'0'..=b'9' => after_dot = false,
+            // '_' is tolerated in names: it is common in the wild
+            b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => {
+                digits_only = false;
+                after_dot = false;
+            }
+            _ => return None,
+        }
+    }
+    if digits_only {
         let mut n = 0;
         for part in h.split(|&c| c == b'.') {
             n += 1;
@@ -185,18 +205,7 @@ pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
         }
         return if n == 4 { Some(HostKind::Ipv4) } else { None };
     }
-    // hostname: labels of alphanum and '-', separated by '.', optional trailing '.'.
-    // '_' is tolerated: it is common in the wild.
-    if !h
-        .iter()
-        .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
-    {
-        return None;
-    }
-    let body = h.strip_suffix(b".").unwrap_or(h);
-    if body.is_empty() || body.split(|&c| c == b'.').any(|l| l.is_empty()) {
-        return None;
-    }
+    // a name may end with a dot (fully qualified), but not be only dots
     Some(HostKind::Name)
 }
 
