@@ -727,6 +727,16 @@ impl ProxyCore {
     }
 
     fn local_response(&mut self, now: Time, server: TxnId, status: u16) {
+        self.local_response_with(now, server, status, &[]);
+    }
+
+    fn local_response_with(
+        &mut self,
+        now: Time,
+        server: TxnId,
+        status: u16,
+        extra: &[(&str, &[u8])],
+    ) {
         let Some(Payload::Server(s)) = self.table.payload(server) else {
             return;
         };
@@ -737,7 +747,7 @@ impl ProxyCore {
             status,
             reason_of(status),
             Some(tag.as_bytes()),
-            &[],
+            extra,
             b"",
             &mut buf,
         ) {
@@ -1282,6 +1292,11 @@ impl ProxyCore {
             self.reply_503(&msg, src);
             return;
         }
+        // room for the server transaction and its first branch
+        if self.table.len().saturating_add(2) > self.table.limit() {
+            self.reply_503(&msg, src);
+            return;
+        }
         let record_route = !in_dialog
             && self.cfg.record_route
             && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
@@ -1449,14 +1464,12 @@ impl ProxyCore {
                     self.send_upstream(now, c.server, Bytes::from(out), status);
                 }
             }
-            None => {
-                let status = if status == 503 && self.cfg.map_503_to_500 {
-                    500
-                } else {
-                    status
-                };
-                self.local_response(now, c.server, status);
+            None if status == 503 => {
+                // only our own limits make a local 503: it keeps its Retry-After
+                let ra = self.cfg.retry_after.to_string();
+                self.local_response_with(now, c.server, 503, &[("Retry-After", ra.as_bytes())]);
             }
+            None => self.local_response(now, c.server, status),
         }
         if let Some(d) = c.dialog {
             let reason = if c.cancelled {

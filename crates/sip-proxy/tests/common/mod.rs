@@ -141,11 +141,15 @@ impl Net {
                 break;
             }
             self.now = d.max(self.now);
+            let t = std::time::Instant::now();
             self.core.on_timer(self.now);
+            self.core_time += t.elapsed();
             out.extend(self.drain());
         }
         self.now = end;
+        let t = std::time::Instant::now();
         self.core.on_timer(self.now);
+        self.core_time += t.elapsed();
         out.extend(self.drain());
         out
     }
