@@ -185,6 +185,19 @@ impl Node {
         }
         self.window = self.window.max(w);
     }
+
+    /// Over the density in the previous or the current window.
+    fn hot(&self, density: u32) -> bool {
+        self.prev > density || self.curr > density
+    }
+
+    /// Blocked, calm, and blocked for long enough.
+    fn may_unblock(&self, density: u32, min_block: Duration, now: Duration) -> bool {
+        match self.blocked_since {
+            Some(since) => !self.hot(density) && now.saturating_sub(since) >= min_block,
+            None => false,
+        }
+    }
 }
 
 impl Pike {
@@ -210,17 +223,6 @@ impl Pike {
         (now.as_nanos() as u64) / self.unit_nanos
     }
 
-    fn hot(&self, n: &Node) -> bool {
-        n.prev > self.density || n.curr > self.density
-    }
-
-    fn may_unblock(&self, n: &Node, now: Duration) -> bool {
-        match n.blocked_since {
-            Some(since) => !self.hot(n) && now.saturating_sub(since) >= self.min_block,
-            None => false,
-        }
-    }
-
     /// Counts one request from `ip` at `now` and says what to do with it. An unblock noticed
     /// on the way (the source came back calm) is pushed to `events`.
     pub fn check(&mut self, ip: IpAddr, now: Duration, events: &mut Vec<PikeEvent>) -> PikeVerdict {
@@ -237,35 +239,33 @@ impl Pike {
             last_hit: now,
             blocked_since: None,
         };
-        let (node, evicted) = self.table.get_or_insert_with(ip, || fresh);
-        let mut n = *node;
+        let (density, min_block) = (self.density, self.min_block);
+        let (n, evicted) = self.table.get_or_insert_with(ip, || fresh);
+        let stats = &mut self.stats;
         if evicted.is_some() {
-            self.stats.evictions += 1;
+            stats.evictions += 1;
         }
         let new_window = w > n.window;
         n.roll(w);
-        if new_window && self.may_unblock(&n, now) {
+        if new_window && n.may_unblock(density, min_block, now) {
             n.blocked_since = None;
-            self.stats.unblocks += 1;
+            stats.unblocks += 1;
             events.push(PikeEvent::Unblocked { ip });
         }
         n.curr = n.curr.saturating_add(1);
         n.last_hit = now;
         let verdict = if n.blocked_since.is_some() {
             PikeVerdict::Blocked
-        } else if n.curr > self.density {
+        } else if n.curr > density {
             n.blocked_since = Some(now);
-            self.stats.blocks += 1;
+            stats.blocks += 1;
             events.push(PikeEvent::Blocked { ip });
             PikeVerdict::NewBlock
         } else {
             PikeVerdict::Allow
         };
         if verdict != PikeVerdict::Allow {
-            self.stats.dropped += 1;
-        }
-        if let Some(slot) = self.table.peek_mut(&ip) {
-            *slot = n;
+            stats.dropped += 1;
         }
         verdict
     }
@@ -285,13 +285,10 @@ impl Pike {
         let mut unblocks = 0;
         self.table.retain(|ip, n| {
             n.roll(w);
-            if let Some(since) = n.blocked_since {
-                let hot = n.prev > density || n.curr > density;
-                if !hot && now.saturating_sub(since) >= min_block {
-                    n.blocked_since = None;
-                    unblocks += 1;
-                    events.push(PikeEvent::Unblocked { ip: *ip });
-                }
+            if n.may_unblock(density, min_block, now) {
+                n.blocked_since = None;
+                unblocks += 1;
+                events.push(PikeEvent::Unblocked { ip: *ip });
             }
             n.blocked_since.is_some() || now.saturating_sub(n.last_hit) < remove
         });
