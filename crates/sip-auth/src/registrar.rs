@@ -21,6 +21,25 @@ pub const MAX_USER_AGENT_LEN: usize = 256;
 /// Most contacts one REGISTER may carry.
 pub const MAX_CONTACTS_PER_REQUEST: usize = 32;
 
+/// Seconds during which a REGISTER with the same Call-ID and CSeq as a binding is taken for
+/// a retransmission (answered 200, nothing changed); after it, it is out of order (500).
+pub const RETRANSMISSION_WINDOW: u64 = 20;
+
+/// Whether `username` authenticated in `realm` may register the AOR in the To header of
+/// `req` (RFC 3261 §10.3 step 6, the usual policy): the AOR's user part (unescaped) equals
+/// the username and its host equals the realm (case-insensitively).
+pub fn may_register(req: &Message, username: &[u8], realm: &[u8]) -> bool {
+    let Ok(to) = req.to_hdr() else {
+        return false;
+    };
+    let Ok(Uri::Sip(u)) = Uri::parse(to.uri_raw) else {
+        return false;
+    };
+    u.user
+        .is_some_and(|user| unescaped_bytes(user).eq(username.iter().copied()))
+        && u.host_unbracketed().eq_ignore_ascii_case(realm)
+}
+
 /// What to do with an expiry shorter than `min_expires`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -703,7 +722,11 @@ impl Registrar {
                     return Err(reject(500, "Server Internal Error"));
                 }
                 if cseq == b.cseq {
-                    // a retransmission that outlived its transaction: answer, change nothing
+                    // a retransmission that outlived its transaction (OpenSIPS' cseq_delay):
+                    // answer, change nothing; later the same CSeq is out of order
+                    if now.saturating_sub(b.updated) > RETRANSMISSION_WINDOW {
+                        return Err(reject(500, "Server Internal Error"));
+                    }
                     skip[i] = true;
                 }
             }

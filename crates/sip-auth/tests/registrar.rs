@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use sip_auth::registrar::{
     Binding, BindingEvent, Received, RegisterContext, Registrar, RegistrarConfig, TooBrief,
-    TooManyContacts, Transport, aor_key,
+    TooManyContacts, Transport, aor_key, may_register,
 };
 use sip_wire::{Bytes, HeaderName, Message, Uri};
 
@@ -181,6 +181,14 @@ fn cseq_ordering_and_call_id() {
     );
     assert_eq!(o.status, 200);
     assert!(o.events.is_empty());
+    assert_eq!(r.len(), 1);
+    // the same CSeq much later is out of order
+    let o = run(
+        &mut r,
+        &reg("c1", 5, "Contact: <sip:a@10.0.0.1>;expires=0\r\n"),
+        1030,
+    );
+    assert_eq!(o.status, 500);
     assert_eq!(r.len(), 1);
     // higher CSeq: refresh
     let o = run(
@@ -672,4 +680,13 @@ fn nat_detection_and_keepalive_targets() {
         .collect();
     assert_eq!(t, vec!["sip:a@10.0.0.1:5060"]);
     assert_eq!(r.keepalive_targets(5000).count(), 0);
+}
+
+#[test]
+fn who_may_register() {
+    let m = reg("a", 1, "");
+    assert!(may_register(&m, b"alice", b"example.com"));
+    assert!(may_register(&m, b"alice", b"EXAMPLE.com"));
+    assert!(!may_register(&m, b"bob", b"example.com"));
+    assert!(!may_register(&m, b"alice", b"other.com"));
 }
