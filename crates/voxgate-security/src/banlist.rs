@@ -417,7 +417,7 @@ impl BanStore for BanList {
         now: Duration,
     ) -> BanOutcome {
         let ttl = ttl.unwrap_or(self.default_ttl).min(self.max_ttl);
-        let expires = now + ttl;
+        let expires = now.saturating_add(ttl);
         let key = self.key(target);
         let mut created = false;
         let (ban, evicted) = self.map.get_or_insert_with(key, || {

@@ -174,7 +174,9 @@ const SLOTS: usize = 10;
 impl BruteForce {
     /// Builds the detector (errors only on a bad whitelist prefix).
     pub fn new(cfg: &BruteForceConfig) -> Result<BruteForce, CidrError> {
-        let window_ns = Duration::from_secs(cfg.window_secs.max(1)).as_nanos() as u64;
+        let window_ns = Duration::from_secs(cfg.window_secs.max(1))
+            .as_nanos()
+            .min(u64::MAX as u128) as u64;
         Ok(BruteForce {
             slot: (window_ns / SLOTS as u64).max(1),
             whitelist: CidrSet::parse(&cfg.whitelist)?,
@@ -236,7 +238,7 @@ impl BruteForce {
         let tripped =
             threshold > 0 && c.window.sum() >= threshold as u64 && c.until.is_none_or(|u| u <= now);
         if tripped {
-            c.until = Some(now + Duration::from_secs(self.cfg.tarpit_secs));
+            c.until = Some(now.saturating_add(Duration::from_secs(self.cfg.tarpit_secs)));
         }
         if evicted.is_some() {
             self.stats.evictions += 1;

@@ -251,4 +251,57 @@ mod tests {
         let e = EmergencyNumbers::new(&["112", "*31#"]).unwrap();
         assert!(e.contains("*31#") && !e.is_empty());
     }
+
+    #[test]
+    fn extreme_values_do_not_panic() {
+        let max = u64::MAX;
+        let text = format!(
+            "[pike]\nsampling_time_unit_secs = {m}\nremove_latency_secs = {m}\nmin_block_secs = {m}\nreqs_density_per_unit = 0\ncapacity = 0\n\
+             [banlist]\ndefault_ttl_secs = {m}\nmax_ttl_secs = {m}\ncapacity = 0\n\
+             [bruteforce]\nwindow_secs = {m}\ntarpit_secs = {m}\nmax_failures_per_ip = 1\ncapacity = 0\n\
+             [fraud]\nsuspend_secs = {m}\nutc_offset_minutes = -2147483648\ncapacity = 0\ndefault_profile = \"p\"\n\
+             [[fraud.profiles]]\nname = \"p\"\n[[fraud.profiles.rules]]\nid = 1\ncpm = {{ critical = 0 }}\ncritical_action = \"block_and_suspend\"\n\
+             [ratelimit]\ncapacity = 0\n[[ratelimit.pipes]]\nname = \"a\"\nlimit = 4294967295\nwindow_secs = {m}\nburst = 4294967295\nalgorithm = \"token_bucket\"\n\
+             [[ratelimit.pipes]]\nname = \"b\"\nlimit = 4294967295\nwindow_secs = {m}\n[[ratelimit.pipes]]\nname = \"c\"\nlimit = 4294967295\nwindow_secs = {m}\nalgorithm = \"fixed_window\"\n",
+            m = max
+        );
+        let cfg: SecurityConfig = toml::from_str(&text).unwrap();
+        let mut e = cfg.build().unwrap();
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let mut ev = Vec::new();
+        for t in [Duration::ZERO, Duration::from_secs(1 << 40), Duration::MAX] {
+            e.pike.check(ip, t, &mut ev);
+            e.pike.tick(t, &mut ev);
+            use crate::banlist::BanStore;
+            e.banlist.ban(
+                crate::banlist::BanTargetRef::Ip(ip),
+                crate::banlist::BanReason::Pike,
+                None,
+                t,
+            );
+            e.banlist.is_ip_banned(ip, t);
+            e.banlist.expire(t);
+            e.bruteforce.on_auth_failure(ip, Some("u"), true, t);
+            e.bruteforce.check(ip, true, t);
+            e.bruteforce.tick(t);
+            let req = crate::ratelimit::RateRequest {
+                src_ip: ip,
+                method: b"INVITE",
+                customer: None,
+                trunk: None,
+                user: None,
+            };
+            e.ratelimit.check_request(&req, t);
+            e.ratelimit.tick(t);
+        }
+        for now in [0, 1_795_392_000, u64::MAX] {
+            let p = e.fraud.profile_for("c");
+            let o = e.fraud.check_call("c", "u", p, "1", now);
+            if let Some(c) = o.call() {
+                let a = e.fraud.on_call_start(c, "c");
+                e.fraud.on_call_end(a, Some(now), u64::MAX);
+            }
+            e.fraud.tick(now);
+        }
+    }
 }

@@ -629,7 +629,7 @@ impl FraudEngine {
     }
 
     fn local(&self, unix: u64) -> (i64, u8, u16) {
-        let t = unix as i64 + self.offset;
+        let t = (unix.min(i64::MAX as u64 / 2) as i64).saturating_add(self.offset);
         let day = t.div_euclid(86_400);
         let weekday = (day + 4).rem_euclid(7) as u8;
         let minute = (t.rem_euclid(86_400) / 60) as u16;
@@ -794,7 +794,7 @@ impl FraudEngine {
                 CriticalAction::Block | CriticalAction::BlockAndSuspend => {
                     let suspend = action == CriticalAction::BlockAndSuspend;
                     if suspend {
-                        let until = now_unix + self.suspend;
+                        let until = now_unix.saturating_add(self.suspend);
                         let (u, _) = self.suspended.get_or_insert_with(cust, || until);
                         *u = (*u).max(until);
                     }
@@ -855,7 +855,7 @@ impl FraudEngine {
         let suspended =
             level == FraudLevel::Critical && rule.action == CriticalAction::BlockAndSuspend;
         if suspended {
-            let until = ended_unix + self.suspend;
+            let until = ended_unix.saturating_add(self.suspend);
             let (u, _) = self.suspended.get_or_insert_with(call.customer, || until);
             *u = (*u).max(until);
         }

@@ -190,6 +190,6 @@ impl std::fmt::Debug for KeyHasher {
 
 /// Whole seconds (rounded up, at least 1) in a duration: for Retry-After and TTLs.
 pub(crate) fn ceil_secs(d: std::time::Duration) -> u64 {
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let s = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     s.max(1)
 }

@@ -204,12 +204,15 @@ impl Pike {
     /// Builds the detector (errors only on a bad whitelist prefix).
     pub fn new(cfg: &PikeConfig) -> Result<Pike, CidrError> {
         let unit = Duration::from_secs(cfg.sampling_time_unit_secs.max(1));
-        let remove = cfg
-            .remove_latency_secs
-            .max(cfg.sampling_time_unit_secs.max(1) * 2 + 1);
+        let remove = cfg.remove_latency_secs.max(
+            cfg.sampling_time_unit_secs
+                .max(1)
+                .saturating_mul(2)
+                .saturating_add(1),
+        );
         Ok(Pike {
             unit,
-            unit_nanos: unit.as_nanos() as u64,
+            unit_nanos: (unit.as_nanos().min(u64::MAX as u128) as u64).max(1),
             density: cfg.reqs_density_per_unit.max(1),
             remove_latency: Duration::from_secs(remove),
             min_block: Duration::from_secs(cfg.min_block_secs),

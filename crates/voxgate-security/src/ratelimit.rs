@@ -305,7 +305,7 @@ impl Limit {
         (nanos(self.window) / self.slots.max(1) as u64).max(1)
     }
     fn per_window(&self) -> u64 {
-        self.per_second as u64 * self.window.as_secs().max(1)
+        (self.per_second as u64).saturating_mul(self.window.as_secs().max(1))
     }
     fn emission(&self) -> Duration {
         Duration::from_nanos(1_000_000_000 / self.per_second.max(1) as u64)
@@ -341,7 +341,7 @@ impl State {
                     *count = 0;
                 }
                 if (*count as u64) < l.per_window() {
-                    *count += 1;
+                    *count = count.saturating_add(1);
                     Decision::Allow
                 } else {
                     let end = (*window + 1).saturating_mul(wl);
@@ -373,7 +373,7 @@ impl State {
                 let tau = t * l.burst.max(1).saturating_sub(1);
                 let allow_at = tat.saturating_sub(tau);
                 if now >= allow_at {
-                    *tat = (*tat).max(now) + t;
+                    *tat = (*tat).max(now).saturating_add(t);
                     Decision::Allow
                 } else {
                     Decision::Reject {
@@ -986,5 +986,25 @@ mod tests {
         l.check_request(&r, ms(5_000));
         assert!(!l.backend_degraded());
         l.tick(ms(10_000_000));
+    }
+
+    #[test]
+    fn clock_extremes_do_not_panic() {
+        for algo in ["sliding_window", "token_bucket", "fixed_window"] {
+            let mut l = limiter(&format!(
+                "[[pipes]]\nname = \"g\"\nlimit = 1\nalgorithm = \"{algo}\"\nwindow_secs = 7\nslots = 3\n"
+            ));
+            let r = req("192.0.2.1", "INVITE", None);
+            for t in [
+                Duration::MAX,
+                Duration::ZERO,
+                Duration::MAX,
+                Duration::from_secs(u64::MAX / 2),
+            ] {
+                l.check_request(&r, t);
+                l.check_request(&r, t);
+                l.tick(t);
+            }
+        }
     }
 }
