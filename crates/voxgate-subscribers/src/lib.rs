@@ -28,11 +28,13 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod config;
 mod db;
 mod location;
 mod subscribers;
 
 pub use cache::{CacheConfig, CacheStats, CredentialCache};
+pub use config::{DEFAULT_DATABASE_URL, StoreConfig};
 pub use db::{Backend, Database, SCHEMA_VERSION};
 pub use location::{LocationStore, LocationWriter, WriterStats};
 pub use subscribers::{MAX_NAME_LEN, StoredCredentials, Subscriber, SubscriberStore};

@@ -341,3 +341,16 @@ async fn bad_url() {
         Err(StoreError::UnsupportedUrl)
     ));
 }
+
+#[tokio::test]
+async fn config_from_toml_and_url_open() {
+    let cfg: voxgate_subscribers::StoreConfig =
+        toml::from_str("cache_ttl = 5\ndatabase = \"sqlite://x.db\"").expect("parses");
+    assert_eq!(cfg.cache().ttl, Duration::from_secs(5));
+    assert_eq!(cfg.cache_capacity, 100_000);
+    assert!(toml::from_str::<voxgate_subscribers::StoreConfig>("nope = 1").is_err());
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("u.db").display());
+    let db = Database::connect(&url).await.expect("connect");
+    assert_eq!(db.backend(), voxgate_subscribers::Backend::Sqlite);
+}
