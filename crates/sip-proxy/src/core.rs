@@ -4,12 +4,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sip_txn::wire::{build_ack, build_trying, outgoing_request_key, request_key, response_key};
 use sip_txn::{
-    Action, Actions, Event, InsertError, Micros, Outgoing, RequestMatch, ResponseMatch, State,
-    Step, TableStats, Time, TimerId, TransactionKey, TransactionTable, TxnId,
+    Action, Actions, Event, InsertError, KeyMethod, Micros, Outgoing, RequestMatch, ResponseMatch,
+    State, Step, TableStats, Time, TimerId, TransactionKey, TransactionTable, TxnId,
 };
 use sip_wire::edit::Editor;
 use sip_wire::{HeaderName, Message, Method, NameAddr, Uri};
@@ -70,14 +71,15 @@ enum Role {
 }
 
 struct ServerP {
-    request: Message,
+    request: Arc<Message>,
     src: Source,
     last: Option<Bytes>,
     ctx: Option<CtxRef>,
 }
 
 struct ClientP {
-    request: Message,
+    /// The request as sent (parsed again only for the rare ACK/CANCEL built from it).
+    request: Bytes,
     dest: Source,
     upstream: Source,
     role: Role,
@@ -117,7 +119,7 @@ struct RoutePlan {
 struct Ctx {
     server: TxnId,
     upstream: Source,
-    request: Message,
+    request: Arc<Message>,
     plan: RoutePlan,
     targets: Vec<Destination>,
     next: usize,
@@ -237,12 +239,15 @@ fn exec(
             (Outgoing::Request, Payload::Client(c)) => out.push_back(Output::Send {
                 transport: c.dest.transport,
                 dest: c.dest.addr,
-                bytes: c.request.bytes().clone(),
+                bytes: c.request.clone(),
             }),
             (Outgoing::Ack, Payload::Client(c)) => {
                 let Some(resp) = current else { continue };
                 let mut buf = Vec::with_capacity(400);
-                if build_ack(&c.request, resp, &mut buf).is_ok() {
+                let Ok(req) = Message::parse_datagram(c.request.clone()) else {
+                    continue;
+                };
+                if build_ack(&req, resp, &mut buf).is_ok() {
                     out.push_back(Output::Send {
                         transport: c.dest.transport,
                         dest: c.dest.addr,
@@ -997,7 +1002,7 @@ impl ProxyCore {
         ok.then(|| Bytes::from(out))
     }
 
-    fn new_branch(&mut self, loophash: u64, tail: &str) -> Vec<u8> {
+    fn new_branch(&mut self, loophash: u64, tail: core::fmt::Arguments<'_>) -> Vec<u8> {
         let mut b = Vec::with_capacity(48);
         b.extend_from_slice(BRANCH_PREFIX);
         let _ = write!(b, "{:x}.{:x}.{}", self.cfg.shard, loophash, tail);
@@ -1058,9 +1063,9 @@ impl ProxyCore {
 
     fn forward_stateless(&mut self, msg: &Message, plan: &RoutePlan, dest: &Destination) {
         let inb = msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"");
-        let tail = format!("s{:x}", fnv(&[inb]));
+        let h = fnv(&[inb]);
         let lh = Self::loop_hash(msg);
-        let branch = self.new_branch(lh, &tail);
+        let branch = self.new_branch(lh, format_args!("s{h:x}"));
         if let Some(bytes) = self.build_forward(msg, plan, dest, &branch, None) {
             self.stats.stateless_requests += 1;
             self.out.push_back(Output::Send {
@@ -1076,7 +1081,7 @@ impl ProxyCore {
             RequestMatch::Matched(step) => self.txn_step(now, step, None),
             RequestMatch::New { invite: Some(inv) } => {
                 let payload = Payload::Server(ServerP {
-                    request: msg,
+                    request: Arc::new(msg),
                     src,
                     last: None,
                     ctx: None,
@@ -1166,9 +1171,12 @@ impl ProxyCore {
             return;
         }
         c.cancel_sent = true;
-        let req = c.request.clone();
+        let raw = c.request.clone();
         let dest = c.dest;
         let upstream = c.upstream;
+        let Ok(req) = Message::parse_datagram(raw) else {
+            return;
+        };
         let Ok(via) = req.top_via() else { return };
         let mut buf = Vec::with_capacity(500);
         buf.extend_from_slice(b"CANCEL ");
@@ -1193,7 +1201,7 @@ impl ProxyCore {
             return;
         };
         let p = Payload::Client(ClientP {
-            request: msg,
+            request: msg.bytes().clone(),
             dest,
             upstream,
             role: Role::Cancel,
@@ -1300,8 +1308,9 @@ impl ProxyCore {
         let record_route = !in_dialog
             && self.cfg.record_route
             && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
+        let msg = Arc::new(msg);
         let payload = Payload::Server(ServerP {
-            request: msg.clone(),
+            request: Arc::clone(&msg),
             src,
             last: None,
             ctx: None,
@@ -1387,18 +1396,19 @@ impl ProxyCore {
             let rr = c.record_route.then_some(c.upstream);
             let upstream = c.upstream;
             let (seq, lh, is_invite) = (c.seq, c.loophash, c.is_invite);
-            let branch = self.new_branch(lh, &format!("{seq:x}.{idx}"));
+            let branch = self.new_branch(lh, format_args!("{seq:x}.{idx}"));
             let Some(bytes) = self.build_forward(&req, &plan, &dest, &branch, rr) else {
                 continue;
             };
-            let Ok(msg) = Message::parse_datagram(bytes) else {
-                continue;
-            };
-            let Ok(key) = outgoing_request_key(&msg) else {
-                continue;
-            };
+            let key = TransactionKey::client(
+                &branch,
+                match req.method() {
+                    Some(Method::Invite) => KeyMethod::Invite,
+                    _ => KeyMethod::from_token(req.method_raw().unwrap_or(b"")),
+                },
+            );
             let p = Payload::Client(ClientP {
-                request: msg,
+                request: bytes,
                 dest: Source {
                     transport: dest.transport,
                     addr: dest.addr,
@@ -2111,12 +2121,7 @@ impl ProxyCore {
         let _ = write!(buf, "{seq} ");
         buf.extend_from_slice(method);
         buf.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
-        let Ok(msg) = Message::parse_datagram(Bytes::from(buf)) else {
-            return;
-        };
-        let Ok(key) = outgoing_request_key(&msg) else {
-            return;
-        };
+        let key = TransactionKey::client(&branch, KeyMethod::from_token(method));
         let role = if is_bye {
             Role::LocalBye
         } else {
@@ -2127,7 +2132,7 @@ impl ProxyCore {
             addr: dest.addr,
         };
         let p = Payload::Client(ClientP {
-            request: msg,
+            request: Bytes::from(buf),
             dest: d_src,
             upstream: d_src,
             role,
