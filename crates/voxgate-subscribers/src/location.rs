@@ -157,6 +157,14 @@ impl LocationStore {
         Ok(r.rows_affected())
     }
 
+    /// Deletes every row (resetting a node's registrations; tests).
+    pub async fn clear(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM location")
+            .execute(self.db.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Number of rows.
     pub async fn count(&self) -> Result<i64, StoreError> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM location")

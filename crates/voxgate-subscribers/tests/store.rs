@@ -236,10 +236,15 @@ fn reg(r: &mut Registrar, m: &Message, now: u64) -> Vec<BindingEvent> {
 #[tokio::test]
 async fn bindings_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("loc.db");
+    let url = format!("sqlite://{}", dir.path().join("loc.db").display());
+    location_roundtrip(&url).await;
+}
+
+async fn location_roundtrip(url: &str) {
     let now = 1_000_000;
     {
-        let db = Database::open_sqlite(&path).await.expect("open");
+        let db = Database::connect(url).await.expect("open");
+        LocationStore::new(db.clone()).clear().await.expect("clear");
         let (w, task) = LocationWriter::spawn(LocationStore::new(db.clone()), 64);
         let mut r = Registrar::new(RegistrarConfig::default());
         assert!(w.send(reg(
@@ -279,7 +284,7 @@ async fn bindings_survive_a_restart() {
         db.close().await;
     }
     // restart
-    let db = Database::open_sqlite(&path).await.expect("reopen");
+    let db = Database::connect(url).await.expect("reopen");
     let store = LocationStore::new(db);
     let mut r = Registrar::new(RegistrarConfig::default());
     assert_eq!(store.load_into(&mut r, now + 2).await.expect("load"), 2);
@@ -323,6 +328,7 @@ async fn postgres_if_configured() {
         return;
     };
     crud(Database::connect(&url).await.expect("connect")).await;
+    location_roundtrip(&url).await;
 }
 
 #[tokio::test]
@@ -332,6 +338,7 @@ async fn mysql_if_configured() {
         return;
     };
     crud(Database::connect(&url).await.expect("connect")).await;
+    location_roundtrip(&url).await;
 }
 
 #[tokio::test]
