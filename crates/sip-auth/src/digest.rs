@@ -280,9 +280,10 @@ impl DigestAuth {
             None if self.cfg.allow_no_qop => 1,
             None => return challenge(Failure::QopNotOffered),
         };
-        let Some(expected_ha1) = ha1.and_then(|h| h.get(alg)) else {
-            return challenge(Failure::UnknownUser);
-        };
+        // an unknown user costs the same hashing as a wrong password (no timing oracle)
+        let dummy = alg.hex_of(&[b"voxgate unknown user"]);
+        let known = ha1.and_then(|h| h.get(alg));
+        let expected_ha1 = known.unwrap_or(&dummy);
         let Some(got) = HexDigest::parse(&creds.response, alg) else {
             return challenge(Failure::WrongPassword);
         };
@@ -299,7 +300,11 @@ impl DigestAuth {
             method,
             &creds.uri,
         );
-        if !expected.ct_eq(&got) {
+        let matches = expected.ct_eq(&got);
+        if known.is_none() {
+            return challenge(Failure::UnknownUser);
+        }
+        if !matches {
             return challenge(Failure::WrongPassword);
         }
         let id = match nonce_id {
