@@ -568,7 +568,6 @@ impl Registrar {
         out: &mut Vec<u8>,
         events: &mut Vec<BindingEvent>,
     ) -> Result<(), Reject> {
-        let now = ctx.now;
         if req.method() != Some(Method::Register) {
             return Err(reject(405, "Method Not Allowed"));
         }
@@ -586,7 +585,6 @@ impl Registrar {
             self.aors.remove(&key[..]);
         }
         self.key = key;
-        let _ = now;
         r
     }
 
