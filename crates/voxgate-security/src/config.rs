@@ -4,6 +4,7 @@ use serde::Deserialize;
 use crate::acl::AclConfig;
 use crate::banlist::BanListConfig;
 use crate::bruteforce::BruteForceConfig;
+use crate::concurrency::ConcurrencyConfig;
 use crate::fraud::FraudConfig;
 use crate::pike::PikeConfig;
 use crate::ratelimit::RateLimitConfig;
@@ -29,6 +30,8 @@ pub struct SecurityConfig {
     pub bruteforce: BruteForceConfig,
     /// `[security.fraud]`.
     pub fraud: FraudConfig,
+    /// `[security.concurrency]`.
+    pub concurrency: ConcurrencyConfig,
 }
 
 /// Why a `[security]` section was refused.
@@ -50,6 +53,9 @@ pub enum SecurityConfigError {
     /// `[security.fraud]`.
     #[error(transparent)]
     Fraud(#[from] crate::fraud::FraudError),
+    /// `[security.concurrency]`.
+    #[error(transparent)]
+    Concurrency(#[from] crate::concurrency::ConcurrencyError),
     /// An emergency number that is not digits (with an optional leading `+`, `*`, `#`).
     #[error("emergency number {0:?} is not a dial string")]
     Emergency(String),
@@ -72,6 +78,8 @@ pub struct SecurityEngines {
     pub bruteforce: crate::bruteforce::BruteForce,
     /// Fraud engine.
     pub fraud: crate::fraud::FraudEngine,
+    /// Concurrent-call limiter.
+    pub concurrency: crate::concurrency::ConcurrencyLimiter,
     /// Emergency numbers.
     pub emergency: EmergencyNumbers,
 }
@@ -88,6 +96,7 @@ impl SecurityConfig {
             banlist: crate::banlist::BanList::new(&self.banlist),
             bruteforce: crate::bruteforce::BruteForce::new(&self.bruteforce)?,
             fraud: crate::fraud::FraudEngine::new(&self.fraud, emergency.clone())?,
+            concurrency: crate::concurrency::ConcurrencyLimiter::new(&self.concurrency)?,
             emergency,
         })
     }
@@ -172,6 +181,7 @@ mod tests {
         assert!(text.contains("[security.fraud]"), "{text}");
         let cfg = toml::from_str::<Root>(&text).unwrap().security;
         assert_eq!(cfg.ratelimit.pipes.len(), 2);
+        assert_eq!(cfg.concurrency.limits.len(), 1);
         let mut e = cfg.build().unwrap();
         assert!(e.emergency.contains("+112"));
         assert!(!e.emergency.contains("1120"));

@@ -1,7 +1,19 @@
 //! Edge security engines of a voxgate node, sans-IO: IP access lists ([`acl`]), flood
-//! protection ([`pike`]), rate limits ([`ratelimit`]), SIP scanner detection ([`scanner`]), a
-//! ban list with fail2ban-ready log lines ([`banlist`]), registration brute-force defence
-//! ([`bruteforce`]) and toll-fraud rules ([`fraud`]).
+//! protection ([`pike`]), rate limits ([`ratelimit`]), concurrent-call limits
+//! ([`concurrency`]), SIP scanner detection ([`scanner`]), a ban list with fail2ban-ready log
+//! lines ([`banlist`]), registration brute-force defence ([`bruteforce`]) and toll-fraud rules
+//! ([`fraud`]).
+//!
+//! # Where each check sits in the pipeline
+//!
+//! ```text
+//! access:   banlist.is_ip_banned → acl.check → pike.check → scanner.check   (drop silently)
+//! identify: acl.trusted_peer, then digest auth → bruteforce.check / on_auth_failure
+//! limits:   (skip all for emergency.contains(called)) ratelimit.check_request →
+//!           fraud.check_call → concurrency.try_acquire   (503 / 403 / 486)
+//! dialog:   fraud.on_call_start; at the end fraud.on_call_end + concurrency.release
+//! timers:   pike.tick, ratelimit.tick, bruteforce.tick, banlist.expire, fraud.tick
+//! ```
 //!
 //! # Design
 //!
@@ -80,6 +92,13 @@
 //! window_secs = 300
 //! register_response = "fake_ok"
 //!
+//! [security.concurrency]
+//! reply = "486"
+//! [[security.concurrency.limits]]
+//! name = "channels-per-customer"
+//! key = "customer"
+//! max = 10                                     # the customer record may override it
+//!
 //! [security.fraud]
 //! suspend_secs = 3600
 //! [[security.fraud.profiles]]
@@ -104,6 +123,7 @@ pub mod acl;
 pub mod banlist;
 pub mod bruteforce;
 pub mod cidr;
+pub mod concurrency;
 pub mod config;
 pub mod fraud;
 mod lru;

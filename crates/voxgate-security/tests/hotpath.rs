@@ -67,6 +67,10 @@ key = "customer"
 methods = ["INVITE"]
 limit = 1000000
 algorithm = "token_bucket"
+[[concurrency.limits]]
+name = "channels"
+key = "customer"
+max = 1000
 [fraud]
 default_profile = "p"
 [[fraud.profiles]]
@@ -120,6 +124,11 @@ fn per_request_checks_do_not_allocate() {
     e.bruteforce.check(src, true, t(0));
     e.fraud
         .check_call("acme", "alice", profile, "4420", 1_795_392_000);
+    let call_keys = voxgate_security::concurrency::CallKeys {
+        customer: Some("acme"),
+        ..Default::default()
+    };
+    let held = e.concurrency.try_acquire(&call_keys).unwrap();
 
     let n = 100_000;
     let mut report = Vec::new();
@@ -173,6 +182,13 @@ fn per_request_checks_do_not_allocate() {
         black_box(e.emergency.contains(black_box("4420")));
     });
     report.push(("emergency.contains", a, ns));
+
+    let (a, ns) = measure(n, |_| {
+        let s = e.concurrency.try_acquire(black_box(&call_keys)).unwrap();
+        e.concurrency.release(s);
+    });
+    report.push(("concurrency acquire + release", a, ns));
+    e.concurrency.release(held);
 
     for (name, a, ns) in &report {
         println!("{name:36} {ns:8.1} ns/check  {a} allocations");
