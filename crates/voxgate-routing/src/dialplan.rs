@@ -388,6 +388,25 @@ impl Dialplan {
     }
 }
 
+/// Whether `s` is a plausible E.164 number (`+` then 2..=15 digits, no leading zero): check a
+/// translation's output before routing on it, so a rule that produces garbage gets the call
+/// refused instead of forwarded.
+pub fn is_e164(s: &str) -> bool {
+    let Some(d) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+}
+
+/// Whether `s` is a plausible dial string for a carrier (1..=32 of `0-9`, `+` only first,
+/// `*`, `#`).
+pub fn is_dial_string(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || b == b'*' || b == b'#' || (b == b'+' && i == 0))
+}
+
 fn unix(now: SystemTime) -> i64 {
     now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -616,6 +635,26 @@ match_exp = "555"
             toml::from_str::<DialplanConfig>("[[rules]]\ndpid=1\nid='x'\nmatch_exp='1'\nfoo=1")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn garbage_checks() {
+        assert!(is_e164("+442079460000"));
+        for bad in [
+            "442079460000",
+            "+",
+            "+0441",
+            "+44a",
+            "+1234567890123456",
+            "+4",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+        assert!(is_dial_string("#31#0207"));
+        assert!(is_dial_string("+44"));
+        assert!(!is_dial_string("4+4"));
+        assert!(!is_dial_string(""));
+        assert!(!is_dial_string("12;x"));
     }
 
     #[test]

@@ -268,4 +268,92 @@ mod tests {
         let empty: RoutingConfig = toml::from_str("").unwrap();
         assert!(Engines::compile(&empty, None).is_ok());
     }
+
+    /// Per-call cost of the benchmark mix: 100,000 prefixes over 50 carriers, a
+    /// dialplan translation and a cached portability look-up per call.
+    /// `cargo test --release -p voxgate-routing per_call_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn per_call_cost() {
+        use std::fmt::Write;
+        let mut t = String::from("[routing]\ndefault_group = 1\n");
+        for i in 0..50 {
+            let _ = write!(
+                t,
+                "[[routing.gateways]]\nid = \"g{i}\"\naddress = \"10.0.0.{i}:5060\"\nstrip = 1\n"
+            );
+        }
+        for i in 0..50 {
+            let _ = write!(
+                t,
+                "[[routing.carriers]]\nid = \"c{i}\"\ngateways = [\"g{i}\", \"g{}\"]\n",
+                (i + 1) % 50
+            );
+        }
+        for i in 0..100_000u32 {
+            let _ = write!(
+                t,
+                "[[routing.rules]]\nid = \"r{i}\"\ngroups = [1]\nprefix = \"+{}\"\ntargets = [\"#c{}\", \"#c{}=3\"]\n",
+                100_000 + i * 7,
+                i % 50,
+                (i + 9) % 50
+            );
+        }
+        t.push_str("[[dialplan.rules]]\ndpid = 1\nid = \"intl\"\nmatch_op = \"regex\"\nmatch_exp = \"^00[1-9]\"\nsubst_exp = \"^00\"\nrepl_exp = \"+\"\n");
+        t.push_str("[[portability.sources]]\nname = \"redis\"\nkind = \"redis\"\nuri = \"redis://127.0.0.1\"\n");
+        let t0 = std::time::Instant::now();
+        let cfg: RoutingConfig = toml::from_str(&t).unwrap();
+        let parsed = t0.elapsed();
+        let e = Engines::compile(&cfg, None).unwrap();
+        let compiled = t0.elapsed() - parsed;
+        let now = SystemTime::now();
+        let inst = std::time::Instant::now();
+        let numbers: Vec<String> = (0..1000u32)
+            .map(|i| format!("00{}555123", 100_000 + i * 700))
+            .collect();
+        for n in &numbers {
+            let _ = e.portability.complete(
+                &n.replacen("00", "+", 1),
+                0,
+                portability::SourceResult::NotPorted,
+                inst,
+            );
+        }
+        let mut d = RouteDecision::default();
+        let rounds = 200u32;
+        let t1 = std::time::Instant::now();
+        let mut found = 0u32;
+        for r in 0..rounds {
+            for n in &numbers {
+                let tr = e.dialplan.translate(1, n, now).unwrap();
+                let np = e.portability.lookup(&tr.output, inst);
+                assert!(matches!(np, NpStep::Done(_)));
+                if e.table
+                    .lookup_into(1, &tr.output, now, u64::from(r), &AllUp, &mut d)
+                {
+                    found += 1;
+                }
+            }
+        }
+        let calls = rounds * numbers.len() as u32;
+        let per = t1.elapsed() / calls;
+        let t2 = std::time::Instant::now();
+        for r in 0..rounds {
+            for n in &numbers {
+                let _ = e.table.lookup_into(
+                    1,
+                    n.get(1..).unwrap_or(""),
+                    now,
+                    u64::from(r),
+                    &AllUp,
+                    &mut d,
+                );
+            }
+        }
+        let lookup_only = t2.elapsed() / calls;
+        eprintln!(
+            "toml parse {parsed:?}, compile {compiled:?}; per call (dialplan + cached NP + route): {per:?}; route lookup alone: {lookup_only:?}; routed {found}/{calls}"
+        );
+        assert_eq!(found, calls);
+    }
 }
