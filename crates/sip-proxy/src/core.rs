@@ -940,14 +940,14 @@ impl ProxyCore {
         branch: &[u8],
         rr_from: Option<Source>,
     ) -> Option<Bytes> {
-        let out_local = self.local_for(dest.transport, dest.addr.is_ipv6()).clone();
-        let via = self.via_value(&out_local, branch);
+        let out_local = self.local_for(dest.transport, dest.addr.is_ipv6());
+        let via = self.via_value(out_local, branch);
         let rr = rr_from.map(|src| {
-            let in_local = self.local_for(src.transport, src.addr.is_ipv6()).clone();
+            let in_local = self.local_for(src.transport, src.addr.is_ipv6());
             let double = in_local != out_local;
             (
-                self.rr_value(&out_local),
-                double.then(|| self.rr_value(&in_local)),
+                self.rr_value(out_local),
+                double.then(|| self.rr_value(in_local)),
             )
         });
         let scratch = core::mem::take(&mut self.scratch);
@@ -974,8 +974,11 @@ impl ProxyCore {
         let n = req.max_forwards().ok().flatten().unwrap_or(70);
         match mf {
             Some(i) => {
-                let s = n.saturating_sub(1).to_string();
-                let _ = e.replace_header_value(i, s.as_bytes());
+                let mut tmp = [0u8; 10];
+                let mut w = &mut tmp[..];
+                let _ = write!(w, "{}", n.saturating_sub(1));
+                let len = 10 - w.len();
+                let _ = e.replace_header_value(i, tmp.get(..len).unwrap_or(b"0"));
             }
             None => e.add_header("Max-Forwards", b"70"),
         }

@@ -981,3 +981,41 @@ fn send_error_fails_over_at_once_and_tcp_caller_is_answered_over_tcp() {
     let sent = net.resp_msg(UAS2, answer(&fwd, 200, None, None));
     assert_eq!(only(&sent, UAC, "200").transport, Transport::Tcp);
 }
+
+#[test]
+fn advertised_name_and_aliases_name_us() {
+    let mut cfg = base_config();
+    cfg.locals[0].advertise = Some("proxy.example".into());
+    cfg.aliases = vec!["sip.example".into()];
+    let mut net = Net::new(cfg);
+    let sent = net.req(UAC, &invite("n1", "z9hG4bK-n1"));
+    let inv = only(&sent, UAS1, "INVITE");
+    assert!(
+        hdr(&inv.msg, HeaderName::Via)[0]
+            .starts_with("SIP/2.0/UDP proxy.example:5060;branch=z9hG4bKvg0.")
+    );
+    assert_eq!(
+        hdr(&inv.msg, HeaderName::RecordRoute),
+        vec!["<sip:proxy.example:5060;transport=udp;lr;vg=0>".to_string()]
+    );
+    // Routes naming the advertised name and an alias are both ours
+    let sent = net.req(
+        UAC,
+        "MESSAGE sip:carol@127.0.0.1:5090 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-n2
+Route: <sip:proxy.example:5060;lr>,<sip:sip.example;lr>
+Max-Forwards: 70
+From: <sip:a@a>;tag=1
+To: <sip:carol@c.example>
+Call-ID: n2@x
+CSeq: 1 MESSAGE
+Content-Length: 0
+
+",
+    );
+    let m = only(&sent, UAS2, "MESSAGE");
+    assert!(m.msg.header(HeaderName::Route).is_none());
+    // no Record-Route on a MESSAGE, and no dialog
+    assert!(m.msg.header(HeaderName::RecordRoute).is_none());
+    assert_eq!(net.core.dialog_count(), 1);
+}
