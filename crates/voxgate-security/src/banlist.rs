@@ -45,6 +45,13 @@
 //! action   = nftables-allports[name=voxgate, protocol="udp,tcp"]
 //! ```
 //!
+//! # Shards
+//!
+//! The list is mutable and owned by one place (a control task, or a lock). Shards that check
+//! every request read a [`BanSnapshot`] instead: immutable, cheap to query, rebuilt with
+//! [`BanList::snapshot`] when [`BanList::generation`] moved (bans are rare events) and
+//! published through an `Arc` swap by the driver.
+//!
 //! # Sharing (Redis) and firewall hand-off
 //!
 //! [`BanStore`] is the interface the pipeline and the management API use; [`BanList`] is
@@ -291,6 +298,48 @@ pub struct BanStats {
     pub changes_dropped: u64,
 }
 
+/// An immutable copy of the bans in force, for lock-free reads from every shard.
+#[derive(Debug, Clone, Default)]
+pub struct BanSnapshot {
+    ips: std::collections::HashMap<IpAddr, Duration>,
+    users: std::collections::HashMap<u64, Duration>,
+    hasher: Option<KeyHasher>,
+    generation: u64,
+}
+
+impl BanSnapshot {
+    /// Whether a source IP is banned at `now`.
+    pub fn is_ip_banned(&self, ip: IpAddr, now: Duration) -> bool {
+        !self.ips.is_empty() && self.ips.get(&canonical(ip)).is_some_and(|&e| e > now)
+    }
+
+    /// Whether a user is banned at `now`.
+    pub fn is_user_banned(&self, user: &str, now: Duration) -> bool {
+        match &self.hasher {
+            Some(h) if !self.users.is_empty() => self
+                .users
+                .get(&h.hash(b'u', user.as_bytes()))
+                .is_some_and(|&e| e > now),
+            _ => false,
+        }
+    }
+
+    /// Bans in the snapshot.
+    pub fn len(&self) -> usize {
+        self.ips.len() + self.users.len()
+    }
+
+    /// Whether the snapshot holds no ban.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The list generation it was taken at.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 /// The local ban list.
 pub struct BanList {
     map: LruMap<Key, Ban>,
@@ -300,6 +349,7 @@ pub struct BanList {
     record: bool,
     changes: Vec<BanChange>,
     stats: BanStats,
+    generation: u64,
 }
 
 impl std::fmt::Debug for BanList {
@@ -322,7 +372,37 @@ impl BanList {
             record: cfg.record_changes,
             changes: Vec::new(),
             stats: BanStats::default(),
+            generation: 0,
         }
+    }
+
+    /// Bumped by every change (ban, extension, removal, expiry): republish the snapshot when
+    /// it moved.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// An immutable copy of the bans in force at `now`.
+    pub fn snapshot(&self, now: Duration) -> BanSnapshot {
+        let mut s = BanSnapshot {
+            hasher: Some(self.hasher.clone()),
+            generation: self.generation,
+            ..BanSnapshot::default()
+        };
+        for (k, b) in self.map.iter() {
+            if b.expires <= now {
+                continue;
+            }
+            match k {
+                Key::Ip(ip) => {
+                    s.ips.insert(*ip, b.expires);
+                }
+                Key::User(h) => {
+                    s.users.insert(*h, b.expires);
+                }
+            }
+        }
+        s
     }
 
     fn key(&self, t: BanTargetRef<'_>) -> Key {
@@ -362,6 +442,7 @@ impl BanList {
             false
         });
         for t in gone {
+            self.generation += 1;
             lines.push(unban_log_line(t.as_ref(), "expired"));
             self.stats.expired += 1;
             self.queue(BanChange::Removed { target: t });
@@ -454,6 +535,7 @@ impl BanStore for BanList {
         }
         let log_line = changed.then(|| ban_log_line(target, reason, ceil_secs(ttl)));
         if changed {
+            self.generation += 1;
             let t = match target {
                 BanTargetRef::Ip(ip) => BanTarget::Ip(canonical(ip)),
                 BanTargetRef::User(u) => BanTarget::User(u.to_string()),
@@ -475,6 +557,7 @@ impl BanStore for BanList {
         let key = self.key(target);
         let found = self.map.remove(&key).is_some();
         if found {
+            self.generation += 1;
             self.stats.removed += 1;
             let t = match target {
                 BanTargetRef::Ip(ip) => BanTarget::Ip(canonical(ip)),
@@ -647,5 +730,40 @@ mod tests {
             secs(1),
         );
         assert!(!other.is_ip_banned(IpAddr::from([192, 0, 2, 0]), secs(1)));
+    }
+
+    #[test]
+    fn snapshot_follows_generation() {
+        let mut b = BanList::new(&BanListConfig::default());
+        let a = ip("192.0.2.77");
+        let empty = b.snapshot(secs(0));
+        assert!(empty.is_empty() && !empty.is_ip_banned(a, secs(0)));
+        assert!(!BanSnapshot::default().is_user_banned("x", secs(0)));
+        let g0 = b.generation();
+        b.ban(
+            BanTargetRef::Ip(a),
+            BanReason::Pike,
+            Some(secs(10)),
+            secs(0),
+        );
+        b.ban(
+            BanTargetRef::User("mallory"),
+            BanReason::BruteForce,
+            Some(secs(10)),
+            secs(0),
+        );
+        assert_eq!(b.generation(), g0 + 2);
+        let s = b.snapshot(secs(1));
+        assert_eq!((s.len(), s.generation()), (2, g0 + 2));
+        assert!(s.is_ip_banned(a, secs(9)) && !s.is_ip_banned(a, secs(10)));
+        assert!(s.is_ip_banned(ip("::ffff:192.0.2.77"), secs(1)));
+        assert!(s.is_user_banned("mallory", secs(1)) && !s.is_user_banned("bob", secs(1)));
+        // an unchanged ban does not move the generation; expiry and removal do
+        b.ban(BanTargetRef::Ip(a), BanReason::Pike, Some(secs(1)), secs(0));
+        assert_eq!(b.generation(), g0 + 2);
+        b.unban(BanTargetRef::Ip(a));
+        b.expire(secs(100));
+        assert_eq!(b.generation(), g0 + 4);
+        assert!(b.snapshot(secs(100)).is_empty());
     }
 }
