@@ -133,8 +133,9 @@ struct Ctx {
     seq: u64,
     loophash: u64,
     is_invite: bool,
-    /// An in-dialog INVITE/UPDATE: its 2xx may refresh the session (RFC 4028).
-    refresh: Option<DialogId>,
+    /// An in-dialog INVITE/UPDATE and the side that sent it: its 2xx refreshes the
+    /// answering side's target (RFC 3261 §12.2.1.2) and may refresh the session (RFC 4028).
+    refresh: Option<(DialogId, Side)>,
 }
 
 struct DSlot {
@@ -1337,10 +1338,27 @@ impl ProxyCore {
         // in-dialog bookkeeping
         if let Some((id, side)) = dialog_side {
             let seq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+            // a target refresh request carries the sender's new Contact
+            let contact = matches!(method, Method::Invite | Method::Update)
+                .then(|| {
+                    msg.contacts()
+                        .flatten()
+                        .find_map(|c| c.name_addr().map(|n| n.uri_raw))
+                })
+                .flatten();
             if let Some(d) = self.dialog_mut(id) {
                 match side {
                     Side::Caller => d.caller_cseq = d.caller_cseq.max(seq),
                     Side::Callee => d.callee_cseq = d.callee_cseq.max(seq),
+                }
+                if let Some(c) = contact {
+                    let f = match side {
+                        Side::Caller => F::CallerContact,
+                        Side::Callee => F::CalleeContact,
+                    };
+                    if d.get(f) != c {
+                        d.set(&[(f, c)]);
+                    }
                 }
             }
         }
@@ -1362,9 +1380,7 @@ impl ProxyCore {
             seq: self.seq,
             loophash,
             is_invite,
-            refresh: dialog_side
-                .filter(|_| matches!(method, Method::Invite | Method::Update))
-                .map(|(id, _)| id),
+            refresh: dialog_side.filter(|_| matches!(method, Method::Invite | Method::Update)),
         };
         let r = self.insert_ctx(ctx);
         if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
@@ -1731,7 +1747,8 @@ impl ProxyCore {
                     if let Some(d) = dialog {
                         self.dialog_from_response(now, d, resp, binfo.dest, true);
                     }
-                    if let Some(d) = refresh {
+                    if let Some((d, side)) = refresh {
+                        self.target_refresh(d, side, resp);
                         self.session_refresh(now, d, resp);
                     }
                     self.forward_response(now, Some(server), resp, Some(upstream));
@@ -2015,6 +2032,26 @@ impl ProxyCore {
             self.session_refresh(now, id, resp);
         } else {
             self.set_state(id, DialogState::Early, false);
+        }
+    }
+
+    /// The 2xx of a target refresh request carries the answering side's new Contact.
+    fn target_refresh(&mut self, id: DialogId, sender: Side, resp: &Message) {
+        let Some(c) = resp
+            .contacts()
+            .flatten()
+            .find_map(|c| c.name_addr().map(|n| n.uri_raw))
+        else {
+            return;
+        };
+        let f = match sender {
+            Side::Caller => F::CalleeContact,
+            Side::Callee => F::CallerContact,
+        };
+        if let Some(d) = self.dialog_mut(id) {
+            if d.get(f) != c {
+                d.set(&[(f, c)]);
+            }
         }
     }
 

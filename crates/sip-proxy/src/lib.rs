@@ -111,7 +111,8 @@
 //!   is not refreshed within Session-Expires (+32 s) is ended like a lifetime timeout.
 //!   Pings use the CSeq last seen from the side they impersonate (not +1), so no later
 //!   request of that side is refused as out of order (RFC 3261 §12.2.2 only refuses lower
-//!   numbers); a BYE uses +1.
+//!   numbers); a BYE uses +1. Target refresh requests (re-INVITE, UPDATE) and their 2xx
+//!   update the stored contacts.
 //! * **Profiles.** Named counters with or without a value ([`Routing::profiles`] or
 //!   [`ProxyCore::set_profile`], with an optional limit as an atomic check-and-add); a
 //!   dialog leaves them exactly once, in the one function that removes dialogs.
@@ -127,9 +128,10 @@
 //! ## Not yet
 //!
 //! A failed send is reported with [`ProxyCore::on_send_error`] (the branch fails over at
-//! once); otherwise it is seen as a timeout. Target refresh (a re-INVITE's new Contact) does not update the stored contacts;
-//! parallel forking; destination health (marking down, OPTIONS probing) belongs with the
-//! driver's resolver.
+//! once); otherwise it is seen as a timeout. Not done: parallel forking (and so 401/407
+//! challenge merging); destination health (marking down, OPTIONS probing), which belongs
+//! with the driver's resolver; a 2xx from a branch abandoned by the fr timer after the
+//! call already failed is forwarded but not tracked as a dialog.
 
 mod core;
 mod dialog;

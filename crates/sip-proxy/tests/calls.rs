@@ -1019,3 +1019,31 @@ Content-Length: 0
     assert!(m.msg.header(HeaderName::RecordRoute).is_none());
     assert_eq!(net.core.dialog_count(), 1);
 }
+
+#[test]
+fn target_refresh_updates_the_contacts_node_byes_use() {
+    let mut net = Net::new(base_config());
+    setup_call(&mut net, "tr", &Routing::default());
+    let text = in_dialog("INVITE", "tr", 2, "").replace(
+        "Contact: <sip:alice@127.0.0.1:5070>",
+        "Contact: <sip:alice@127.0.0.1:5071>",
+    );
+    let sent = net.req(UAC, &text);
+    let re = only(&sent, UAS1, "INVITE").msg.clone();
+    let sent = net.resp_msg(UAS1, answer(&re, 200, None, Some("sip:bob@127.0.0.1:5081")));
+    only(&sent, UAC, "200");
+    let id = net.core.find_dialog(b"tr@uac", b"atag-tr").unwrap();
+    net.core.end_dialog(net.now, id);
+    let sent = net.drain();
+    assert_eq!(
+        only(&sent, UAS1, "BYE").msg.request_uri_raw(),
+        Some(&b"sip:bob@127.0.0.1:5081"[..])
+    );
+    let to_caller = only(&sent, UAC, "BYE");
+    assert_eq!(
+        to_caller.msg.request_uri_raw(),
+        Some(&b"sip:alice@127.0.0.1:5071"[..])
+    );
+    // the caller's CSeq 2 (re-INVITE) was seen: the node's BYE to the callee uses 3
+    assert_eq!(only(&sent, UAS1, "BYE").msg.cseq().unwrap().seq, 3);
+}
