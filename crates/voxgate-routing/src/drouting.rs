@@ -1029,6 +1029,69 @@ impl RoutingTable {
     }
 }
 
+/// One candidate of an [`Explanation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedHop {
+    /// Gateway id.
+    pub gateway: String,
+    /// Carrier id, when expanded from a carrier.
+    pub carrier: Option<String>,
+    /// `host[:port]`.
+    pub address: String,
+    /// Transport.
+    pub transport: Transport,
+    /// The number as this gateway gets it (strip + prefix applied).
+    pub number: String,
+}
+
+/// A dry-run answer for `voxgate route explain` and the management API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// Matched rule id.
+    pub rule: String,
+    /// Its prefix.
+    pub prefix: String,
+    /// Its priority.
+    pub priority: i32,
+    /// Its attributes.
+    pub attrs: String,
+    /// Found among the emergency rules.
+    pub emergency: bool,
+    /// Candidates in the order they would be tried.
+    pub hops: Vec<ExplainedHop>,
+}
+
+impl RoutingTable {
+    /// Describes a decision in owned, serialisable form (dry runs; allocates).
+    pub fn explain(&self, decision: &RouteDecision, number: &str) -> Option<Explanation> {
+        let rule = self.rule(decision.rule_index())?;
+        Some(Explanation {
+            rule: rule.id().to_owned(),
+            prefix: rule.prefix().to_owned(),
+            priority: rule.priority(),
+            attrs: rule.attrs().to_owned(),
+            emergency: decision.is_emergency(),
+            hops: decision
+                .candidates()
+                .iter()
+                .filter_map(|c| {
+                    let g = self.gateway(c.gateway)?;
+                    Some(ExplainedHop {
+                        gateway: g.id().to_owned(),
+                        carrier: c
+                            .carrier
+                            .and_then(|i| self.carrier(i))
+                            .map(|c| c.id().to_owned()),
+                        address: g.address().to_owned(),
+                        transport: g.transport(),
+                        number: g.rewrite_number(number),
+                    })
+                })
+                .collect(),
+        })
+    }
+}
+
 fn push_gateway(
     out: &mut Vec<Candidate>,
     g: u32,
@@ -1334,6 +1397,32 @@ targets = ["#carrierW"]
         c.gateways[0].register = true;
         assert!(RoutingTable::compile(&c).is_err());
         assert!(toml::from_str::<RoutingTablesConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn explain_dry_run() {
+        let t = table();
+        let d = t.lookup(1, "+441234", at(12), 0, &AllUp).unwrap();
+        let e = t.explain(&d, "+441234").unwrap();
+        assert_eq!(
+            (e.rule.as_str(), e.prefix.as_str(), e.emergency),
+            ("uk", "+44", false)
+        );
+        assert_eq!(e.hops.len(), 3);
+        assert_eq!(e.hops[0].number, "0044441234");
+        assert_eq!(e.hops[0].carrier.as_deref(), Some("carrierA"));
+        assert_eq!(e.hops[2].address, "[::1]:5083");
+    }
+
+    #[test]
+    fn engines_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<RoutingTable>();
+        check::<RoutingStates>();
+        check::<crate::dialplan::Dialplan>();
+        check::<crate::loadbalancer::LoadBalancer>();
+        check::<crate::loadbalancer::Reservation>();
+        check::<crate::portability::NumberPortability>();
     }
 
     #[test]

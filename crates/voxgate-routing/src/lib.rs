@@ -8,6 +8,7 @@
 //! | [`loadbalancer`] | `load_balancer` | resource-based destination choice with live-call counting |
 //! | [`clip`] | script logic | CLIP/CLIR: RFC 3323 privacy, RFC 3325 PAI/PPI, RFC 5079 anonymous |
 //! | [`portability`] | cachedb + script | number-portability look-up through a chain of sources with a TTL cache, RFC 4694 `rn`/`npdi` |
+//! | [`metrics`] | `dr_gw_status` counters | attempts, answers, failures by code, ASR per gateway and carrier |
 //! | [`timerec`] | `tmrec` | RFC 5545 recurrence subset in a stated time zone (bundled tz database) |
 //!
 //! Compiled tables are immutable: a reload compiles a new one and swaps a snapshot, so calls
@@ -120,6 +121,7 @@ pub mod common;
 pub mod dialplan;
 pub mod drouting;
 pub mod loadbalancer;
+pub mod metrics;
 pub mod portability;
 pub mod timerec;
 
