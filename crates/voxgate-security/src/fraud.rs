@@ -262,6 +262,26 @@ pub struct FraudEvent {
     pub suspended: bool,
 }
 
+/// One log line per event (add the user and called number from the call):
+/// `voxgate[fraud]: critical param=calls-per-minute value=5 threshold=5 rule=2 suspended=true`.
+impl std::fmt::Display for FraudEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.level {
+            FraudLevel::Warning => "warning",
+            FraudLevel::Critical => "critical",
+        };
+        write!(
+            f,
+            "voxgate[fraud]: {level} param={} value={} threshold={} rule={} suspended={}",
+            self.param.as_str(),
+            self.value,
+            self.threshold,
+            self.rule_id,
+            self.suspended
+        )
+    }
+}
+
 /// A call that passed [`FraudEngine::check_call`] and may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FraudCall {
@@ -1001,6 +1021,19 @@ cpm = {{ critical = 2 }}
             ]
         );
         assert!(e.is_suspended("acme", MON_NOON + 10));
+        let o = FraudEvent {
+            level: FraudLevel::Critical,
+            param: FraudParam::CallsPerMinute,
+            value: 5,
+            threshold: 5,
+            rule_id: 2,
+            profile: ProfileId(0),
+            suspended: true,
+        };
+        assert_eq!(
+            o.to_string(),
+            "voxgate[fraud]: critical param=calls-per-minute value=5 threshold=5 rule=2 suspended=true"
+        );
         assert_eq!(
             check(&mut e, "acme", "bob", "3312345", MON_NOON + 10),
             FraudOutcome::Suspended

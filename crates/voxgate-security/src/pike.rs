@@ -117,6 +117,16 @@ pub enum PikeEvent {
     },
 }
 
+/// One log line per event: `voxgate[pike]: blocked ip=ADDR` / `unblocked ip=ADDR`.
+impl std::fmt::Display for PikeEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PikeEvent::Blocked { ip } => write!(f, "voxgate[pike]: blocked ip={ip}"),
+            PikeEvent::Unblocked { ip } => write!(f, "voxgate[pike]: unblocked ip={ip}"),
+        }
+    }
+}
+
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PikeStats {
@@ -365,6 +375,7 @@ mod tests {
         }
         assert_eq!(p.check(a, ms(400), &mut ev), PikeVerdict::NewBlock);
         assert_eq!(ev, vec![PikeEvent::Blocked { ip: a }]);
+        assert_eq!(ev[0].to_string(), "voxgate[pike]: blocked ip=192.0.2.1");
         assert_eq!(p.check(a, ms(500), &mut ev), PikeVerdict::Blocked);
         assert!(p.is_blocked(a));
         // another source is unaffected
