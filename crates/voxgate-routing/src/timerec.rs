@@ -678,6 +678,42 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_closed_forms() {
+        // DAILY/WEEKLY without by-rules in UTC have closed forms: inside iff the time since
+        // dtstart modulo the period is below the duration.
+        let mut rng = crate::common::SplitMix::new(99);
+        let base = utc(2020, 3, 1, 0, 0);
+        for _ in 0..300 {
+            let start = base + rng.below(400 * 86_400) as i64;
+            let (freq, period) = if rng.below(2) == 0 {
+                ("DAILY", 86_400)
+            } else {
+                ("WEEKLY", 7 * 86_400)
+            };
+            let dur = 60 + rng.below(period as u64 - 60) as i64;
+            let c = civil_from_days(start.div_euclid(86_400));
+            let tod = start.rem_euclid(86_400);
+            let spec = format!(
+                "{:04}{:02}{:02}T{:02}{:02}{:02}|{}S|{}",
+                c.year,
+                c.month,
+                c.day,
+                tod / 3600,
+                tod / 60 % 60,
+                tod % 60,
+                dur,
+                freq
+            );
+            let r = TimeRec::parse(&spec, "UTC").unwrap();
+            for _ in 0..50 {
+                let t = start - 86_400 + rng.below(800 * 86_400) as i64;
+                let want = t >= start && (t - start).rem_euclid(period) < dur;
+                assert_eq!(r.matches_unix(t), want, "{spec} at {t}");
+            }
+        }
+    }
+
+    #[test]
     fn system_time_entry_point() {
         let r = TimeRec::parse("19700101T000000|1D", "UTC").unwrap();
         assert!(r.matches(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(3600)));
