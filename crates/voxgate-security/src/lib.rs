@@ -15,6 +15,47 @@
 //! timers:   pike.tick, ratelimit.tick, bruteforce.tick, banlist.expire, fraud.tick
 //! ```
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use voxgate_security::banlist::{BanReason, BanStore, BanTargetRef};
+//! use voxgate_security::pike::PikeVerdict;
+//! use voxgate_security::{SecurityConfig, Transport};
+//!
+//! let cfg: SecurityConfig = toml::from_str(
+//!     r#"
+//!     emergency_numbers = ["112"]
+//!     [pike]
+//!     reqs_density_per_unit = 3
+//!     "#,
+//! )
+//! .unwrap();
+//! let mut sec = cfg.build().unwrap();
+//! let src = "198.51.100.9".parse().unwrap();
+//! let now = Duration::from_secs(1);
+//! let mut events = Vec::new();
+//!
+//! // access phase, per request: ban list, ACL, pike, scanner
+//! assert!(!sec.banlist.is_ip_banned(src, now));
+//! assert!(sec.acl.check(src, 5060, Transport::Udp, None).is_allow());
+//! for _ in 0..3 {
+//!     assert_eq!(sec.pike.check(src, now, &mut events), PikeVerdict::Allow);
+//! }
+//! assert_eq!(sec.pike.check(src, now, &mut events), PikeVerdict::NewBlock);
+//!
+//! // a scanner: drop silently and ban, with the line fail2ban reads
+//! let hit = sec.scanner.check(Some(b"friendly-scanner"), None, None);
+//! assert!(hit.is_some());
+//! let ban = sec.banlist.ban(BanTargetRef::Ip(src), BanReason::Scanner, None, now);
+//! assert_eq!(
+//!     ban.log_line.as_deref(),
+//!     Some("voxgate[ban]: banned ip=198.51.100.9 reason=scanner ttl=3600")
+//! );
+//! assert!(sec.banlist.is_ip_banned(src, now));
+//! assert!(sec.emergency.contains("112"));
+//! ```
+//!
 //! # Design
 //!
 //! Every engine is a plain data structure: the request pipeline (`voxgate-policy`) calls it per

@@ -28,6 +28,13 @@
 //! oldest. An evicted blocked entry produces an `Unblocked` event from [`Pike::tick`] no more
 //! (it is just forgotten), and is counted.
 //!
+//! # Shards
+//!
+//! A `Pike` counts what it is shown. One per shard is exact for a UDP source that keeps one
+//! port (`SO_REUSEPORT` hashes the 4-tuple, so it always lands on the same shard); a source
+//! spraying ports is split over the shards, each seeing about 1/N of it: share one `Pike`
+//! behind a lock, or divide the density by the shard count.
+//!
 //! # Use
 //!
 //! Whitelisted prefixes (and trusted peers: the pipeline simply does not call pike for them)
