@@ -254,3 +254,27 @@ pub(crate) fn ceil_secs(d: std::time::Duration) -> u64 {
     let s = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     s.max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engines_are_send_and_sync() {
+        // immutable tables are shared by every shard; the others move into a shard or a lock
+        send_sync::<crate::acl::AclTable>();
+        send_sync::<crate::scanner::ScannerMatcher>();
+        send_sync::<crate::banlist::BanSnapshot>();
+        send_sync::<crate::EmergencyNumbers>();
+        send_sync::<crate::pike::Pike>();
+        send_sync::<crate::ratelimit::RateLimiter>();
+        send_sync::<crate::banlist::BanList>();
+        send_sync::<crate::bruteforce::BruteForce>();
+        send_sync::<crate::fraud::FraudEngine>();
+        send_sync::<crate::concurrency::ConcurrencyLimiter>();
+        send_sync::<crate::SecurityEngines>();
+        assert_eq!(crate::ceil_secs(std::time::Duration::from_millis(1)), 1);
+        assert_eq!(crate::ceil_secs(std::time::Duration::from_millis(2001)), 3);
+        assert_eq!(crate::Transport::Wss.as_str(), "wss");
+    }
+}
