@@ -65,6 +65,17 @@ pub(crate) fn bind(
         addr,
         source,
     };
+    // SO_REUSEPORT would let a second node (or a stale one) silently share a fixed port and
+    // steal half the traffic: probe the port with a plain socket first, which the kernel
+    // refuses while anyone holds it, then bind the shard group.
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProto::UDP))
+            .map_err(err)?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true).map_err(err)?;
+        }
+        probe.bind(&SockAddr::from(addr)).map_err(err)?;
+    }
     let first = new_socket(addr, rcvbuf).map_err(err)?;
     let local = first.local_addr().map_err(err)?.as_socket().unwrap_or(addr);
     let mut sockets = vec![Arc::new(first)];

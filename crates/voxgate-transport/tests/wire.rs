@@ -303,3 +303,29 @@ fn shutdown_is_prompt() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let _ = Arc::clone(&n.stats);
 }
+
+#[test]
+fn udp_port_held_by_another_node_is_refused_not_shared() {
+    let n = udp_tcp_node();
+    let taken = n.addr(Transport::Udp);
+    // A second node on the same fixed port must fail to bind instead of silently joining
+    // the first one's SO_REUSEPORT group and taking part of its traffic.
+    let second = start(
+        &[listener(Protocol::Udp, &taken.to_string())],
+        &test_transport_config(),
+        &SipConfig::default(),
+    );
+    assert!(second.is_err(), "second node bound {taken} too");
+    // The first node still answers.
+    let c = udp_client("127.0.0.1:0");
+    let req = request(
+        "OPTIONS",
+        &format!("sip:{taken}"),
+        &c.local_addr().unwrap().to_string(),
+        "",
+        "busy-port@test",
+    );
+    c.send_to(req.as_bytes(), taken).unwrap();
+    let (reply, _) = recv(&c, Duration::from_secs(2)).expect("first node answers");
+    assert_eq!(status(&reply), 200);
+}
