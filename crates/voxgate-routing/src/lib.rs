@@ -359,3 +359,138 @@ mod tests {
         assert_eq!(found, calls);
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use crate::common::SplitMix;
+    use std::time::SystemTime;
+
+    const ALPHABET: &[&str] = &[
+        "0",
+        "1",
+        "9",
+        "+",
+        "#",
+        "*",
+        ";",
+        "=",
+        ",",
+        "|",
+        "T",
+        "Z",
+        "P",
+        "H",
+        "D",
+        "W",
+        "M",
+        "S",
+        "MO",
+        "FR",
+        "-",
+        "(",
+        ")",
+        "\\",
+        "[",
+        "]",
+        ":",
+        "@",
+        "<",
+        ">",
+        "é",
+        "€",
+        "\u{0}",
+        " ",
+        "npdi",
+        "rn=",
+        "sip:",
+        "tel:",
+        "WEEKLY",
+        "20240101T000000",
+        "Europe/London",
+    ];
+
+    fn garbage(rng: &mut SplitMix) -> String {
+        let n = rng.below(24) as usize;
+        (0..n)
+            .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize])
+            .collect()
+    }
+
+    /// Config strings and header values are untrusted: nothing may panic on them.
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = SplitMix::new(5);
+        for _ in 0..5_000 {
+            let g = garbage(&mut rng);
+            if let Ok(tr) = crate::timerec::TimeRec::parse(&g, "UTC") {
+                let _ = tr.matches(SystemTime::now());
+                let _ = tr.matches_unix(i64::MIN);
+                let _ = tr.matches_unix(i64::MAX);
+            }
+            let p = crate::portability::NpParams::parse(&g);
+            let _ = p.routing_number();
+            let _ = crate::portability::apply_answer(
+                &g,
+                &crate::portability::NpAnswer::Ported("+1".into()),
+            );
+            let _ = crate::portability::np_key(&g);
+            let ps = crate::clip::PrivacySet::parse([g.as_str()]);
+            let _ = ps.to_header();
+            let _ = crate::clip::identity_uri(&g);
+            let _ = crate::clip::is_anonymous_caller(&g, ps);
+            let _ = crate::dialplan::is_e164(&g);
+            let cfg = crate::dialplan::DialplanConfig {
+                rules: vec![crate::dialplan::DialplanRuleConfig {
+                    dpid: 1,
+                    id: "x".into(),
+                    priority: 0,
+                    match_op: crate::dialplan::MatchOp::Regex,
+                    match_exp: g.clone(),
+                    case_insensitive: false,
+                    subst_exp: Some(g.clone()),
+                    repl_exp: Some(g.clone()),
+                    timerec: None,
+                    timezone: None,
+                    attrs: String::new(),
+                    disabled: false,
+                }],
+                ..Default::default()
+            };
+            if let Ok(dp) = crate::dialplan::Dialplan::compile(&cfg) {
+                let _ = dp.translate(1, &g, SystemTime::now());
+            }
+            let lb_cfg = crate::loadbalancer::LoadBalancerConfig {
+                destinations: vec![crate::loadbalancer::LbDestinationConfig {
+                    id: "d".into(),
+                    group: 1,
+                    uri: "sip:x".into(),
+                    resources: g.clone(),
+                    probe: Default::default(),
+                    disabled: false,
+                }],
+                ..Default::default()
+            };
+            if let Ok(lb) = crate::loadbalancer::LoadBalancer::compile(&lb_cfg, None)
+                && let Ok(req) = lb.request(&g)
+            {
+                let _ = lb.reserve(1, &req, &crate::AllUp);
+            }
+            let mut rt: crate::RoutingTablesConfig = Default::default();
+            rt.gateways.push(crate::drouting::GatewayConfig {
+                id: "g".into(),
+                address: g.clone(),
+                transport: Default::default(),
+                strip: 3,
+                prefix: String::new(),
+                attrs: String::new(),
+                probe: Default::default(),
+                credentials: None,
+                register: false,
+                disabled: false,
+            });
+            if let Ok(t) = crate::RoutingTable::compile(&rt) {
+                let _ = t.gateways()[0].rewrite_number(&g);
+            }
+        }
+    }
+}

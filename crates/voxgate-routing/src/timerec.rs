@@ -327,7 +327,9 @@ impl TimeRec {
         for p in list(f(5)) {
             let up = p.to_ascii_uppercase();
             let split = up.len().saturating_sub(2);
-            let (ord, wd) = up.split_at(split);
+            let (Some(ord), Some(wd)) = (up.get(..split), up.get(split..)) else {
+                return err(format!("bad byday {p:?}"));
+            };
             let Some(wd) = parse_weekday(wd) else {
                 return err(format!("bad byday {p:?}"));
             };
