@@ -62,6 +62,21 @@ pub struct RoutingTablesConfig {
     /// Rules.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Caller-to-group assignments (OpenSIPS `dr_groups`).
+    #[serde(default)]
+    pub groups: Vec<GroupMemberConfig>,
+}
+
+/// One `dr_groups` row: the routing group of a caller `user@domain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMemberConfig {
+    /// Username (case-sensitive, as in SIP).
+    pub user: String,
+    /// Domain (case-insensitive).
+    pub domain: String,
+    /// Routing group.
+    pub group: u32,
 }
 
 impl Default for RoutingTablesConfig {
@@ -72,6 +87,7 @@ impl Default for RoutingTablesConfig {
             gateways: Vec::new(),
             carriers: Vec::new(),
             rules: Vec::new(),
+            groups: Vec::new(),
         }
     }
 }
@@ -534,6 +550,7 @@ pub struct RoutingTable {
     gateway_ids: HashMap<Box<str>, u32>,
     carrier_ids: HashMap<Box<str>, u32>,
     rule_ids: HashMap<Box<str>, u32>,
+    members: HashMap<Box<str>, HashMap<Box<str>, u32>>,
 }
 
 fn valid_prefix(p: &str) -> bool {
@@ -747,6 +764,19 @@ impl RoutingTable {
                 emergency: r.emergency,
             });
         }
+        for m in &cfg.groups {
+            let id = format!("{}@{}", m.user, m.domain);
+            if m.user.is_empty() || m.domain.is_empty() {
+                return cfg_err("group member", &id, "empty user or domain");
+            }
+            let users = t
+                .members
+                .entry(m.domain.to_ascii_lowercase().into())
+                .or_default();
+            if users.insert(m.user.as_str().into(), m.group).is_some() {
+                return cfg_err("group member", &id, "listed twice");
+            }
+        }
         t.emergency = PrefixIndex::build(&mut emergency);
         for (g, mut v) in per_group {
             t.groups.insert(g, PrefixIndex::build(&mut v));
@@ -772,6 +802,20 @@ impl RoutingTable {
     /// Group for callers without one.
     pub fn default_group(&self) -> u32 {
         self.default_group
+    }
+
+    /// Routing group of the caller `user@domain` from the `groups` rows, else the default
+    /// group (OpenSIPS: parameter, else `dr_groups`, else `default_group`).
+    pub fn group_for(&self, user: &str, domain: &str) -> u32 {
+        let users = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.members.get(domain.to_ascii_lowercase().as_str())
+        } else {
+            self.members.get(domain)
+        };
+        users
+            .and_then(|u| u.get(user))
+            .copied()
+            .unwrap_or(self.default_group)
     }
     /// Gateway by index.
     pub fn gateway(&self, index: u32) -> Option<&Gateway> {
@@ -1397,6 +1441,25 @@ targets = ["#carrierW"]
         c.gateways[0].register = true;
         assert!(RoutingTable::compile(&c).is_err());
         assert!(toml::from_str::<RoutingTablesConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn caller_groups() {
+        let mut cfg: RoutingTablesConfig = toml::from_str(TABLES).unwrap();
+        cfg.groups.push(GroupMemberConfig {
+            user: "alice".into(),
+            domain: "Example.com".into(),
+            group: 2,
+        });
+        let t = RoutingTable::compile(&cfg).unwrap();
+        assert_eq!(t.group_for("alice", "EXAMPLE.com"), 2);
+        assert_eq!(t.group_for("Alice", "example.com"), 1);
+        assert_eq!(t.group_for("bob", "other"), 1);
+        cfg.groups.push(cfg.groups[0].clone());
+        assert_eq!(
+            RoutingTable::compile(&cfg).unwrap_err().kind,
+            "group member"
+        );
     }
 
     #[test]
