@@ -493,6 +493,24 @@ impl RouteDecision {
     pub fn matched_prefix_len(&self) -> usize {
         usize::from(self.cursor.len)
     }
+
+    /// The matched rule in `table` (the table that produced this decision).
+    pub fn rule<'t>(&self, table: &'t RoutingTable) -> Option<&'t Rule> {
+        table.rule(self.rule)
+    }
+
+    /// The candidates resolved in `table`: gateway and the carrier it came through.
+    pub fn hops<'s, 't: 's>(
+        &'s self,
+        table: &'t RoutingTable,
+    ) -> impl Iterator<Item = (&'t Gateway, Option<&'t Carrier>)> + 's {
+        self.candidates.iter().filter_map(move |c| {
+            Some((
+                table.gateway(c.gateway)?,
+                c.carrier.and_then(|i| table.carrier(i)),
+            ))
+        })
+    }
 }
 
 /// State view for routing: gateway and carrier states by table index.
@@ -1284,6 +1302,19 @@ targets = ["#carrierW"]
         assert_eq!(d.candidates()[0].carrier, t.carrier_index("carrierA"));
         assert_eq!(d.candidates()[2].carrier, None);
         assert_eq!(d.matched_prefix_len(), 3);
+        assert_eq!(d.rule(&t).unwrap().id(), "uk");
+        let hops: Vec<_> = d
+            .hops(&t)
+            .map(|(g, c)| (g.id(), c.map(Carrier::id)))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                ("gwA1", Some("carrierA")),
+                ("gwA2", Some("carrierA")),
+                ("gwB", None)
+            ]
+        );
         let m = t.lookup(1, "+447700900", at(12), 0, &AllUp).unwrap();
         assert_eq!(t.rule(m.rule_index()).unwrap().id(), "uk-mobile");
         assert_eq!(ids(&t, &m), ["gwB", "gwA1", "gwA2"]);
