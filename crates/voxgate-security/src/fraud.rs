@@ -695,6 +695,10 @@ impl FraudEngine {
 
     /// Checks and counts an initial INVITE from `user` of `customer` to `called`, under
     /// `profile` (see [`profile_for`](Self::profile_for)), at `now_unix` (Unix seconds).
+    ///
+    /// Stats are kept per (`user`, matched prefix), as in the field; to count per customer
+    /// (all its users together), pass the customer id as `user` too. Suspension is per
+    /// customer.
     pub fn check_call(
         &mut self,
         customer: &str,

@@ -501,6 +501,7 @@ pub struct RateLimiter<B: CounterBackend = LocalCounters> {
     local: LocalCounters,
     backend: Option<B>,
     degraded: bool,
+    transition: Option<bool>,
     fallbacks: u64,
     hasher: KeyHasher,
     idle: Duration,
@@ -567,6 +568,7 @@ impl<B: CounterBackend> RateLimiter<B> {
             local: LocalCounters::new(cfg.capacity),
             backend,
             degraded: false,
+            transition: None,
             fallbacks: 0,
             hasher: KeyHasher::new(),
             idle: Duration::from_secs(cfg.idle_expire_secs.max(1)),
@@ -605,11 +607,17 @@ impl<B: CounterBackend> RateLimiter<B> {
         let reply = p.reply;
         let decision = match self.backend.as_mut().map(|b| b.acquire(&key, &limit, now)) {
             Some(Ok(d)) => {
-                self.degraded = false;
+                if self.degraded {
+                    self.degraded = false;
+                    self.transition = Some(false);
+                }
                 d
             }
             Some(Err(BackendUnavailable)) => {
-                self.degraded = true;
+                if !self.degraded {
+                    self.degraded = true;
+                    self.transition = Some(true);
+                }
                 self.fallbacks += 1;
                 self.local
                     .acquire(&key, &limit, now)
@@ -684,6 +692,13 @@ impl<B: CounterBackend> RateLimiter<B> {
     /// Whether the last decision had to fall back to local counters.
     pub fn backend_degraded(&self) -> bool {
         self.degraded
+    }
+
+    /// The last change of back-end state not yet taken: `Some(true)` when the limiter fell
+    /// back to local counters, `Some(false)` when the back end answered again. The driver
+    /// logs it once per change ("shared counters away, using local counters").
+    pub fn take_backend_transition(&mut self) -> Option<bool> {
+        self.transition.take()
     }
 
     /// The pipes and their figures.
@@ -972,6 +987,7 @@ mod tests {
             RateVerdict::Reject { .. }
         ));
         assert!(!l.backend_degraded());
+        assert_eq!(l.take_backend_transition(), None);
         l.backend.as_mut().unwrap().up = false;
         // local counters take over (fresh, so calls keep flowing) and still limit
         assert_eq!(l.check_request(&r, ms(10)), RateVerdict::Allow);
@@ -981,10 +997,13 @@ mod tests {
             RateVerdict::Reject { .. }
         ));
         assert!(l.backend_degraded());
+        assert_eq!(l.take_backend_transition(), Some(true));
+        assert_eq!(l.take_backend_transition(), None);
         assert_eq!(l.stats().fallbacks, 3);
         l.backend.as_mut().unwrap().up = true;
         l.check_request(&r, ms(5_000));
         assert!(!l.backend_degraded());
+        assert_eq!(l.take_backend_transition(), Some(false));
         l.tick(ms(10_000_000));
     }
 
