@@ -69,6 +69,33 @@ fn main() {
     let el = t.elapsed();
     drop(ev);
     let after = rss_bytes();
+    let mut ev2 = Vec::new();
+    let t = Instant::now();
+    r.expire(1_000_001, &mut ev2);
+    println!(
+        "expiry sweep with nothing due: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    for _ in 0..sip_auth::registrar::PARTITIONS {
+        r.expire_step(1_000_001, &mut ev2);
+    }
+    println!(
+        "expire_step (one of {} slices): {:.0} us",
+        sip_auth::registrar::PARTITIONS,
+        t.elapsed().as_secs_f64() * 1e6 / sip_auth::registrar::PARTITIONS as f64
+    );
+    let u = sip_wire::Uri::parse(b"sip:user7@example.com").expect("uri");
+    let t = Instant::now();
+    let mut found = 0;
+    for _ in 0..100_000 {
+        found += r.lookup(&u, 1_000_001).count();
+    }
+    println!(
+        "lookup: {:.0} ns",
+        t.elapsed().as_secs_f64() * 1e9 / 100_000.0
+    );
+    assert_eq!(found, 100_000);
     println!(
         "{} bindings: {:.0} bytes/binding resident, {:.2} us/REGISTER (new binding, 200 built)",
         r.len(),

@@ -690,3 +690,26 @@ fn who_may_register() {
     assert!(!may_register(&m, b"bob", b"example.com"));
     assert!(!may_register(&m, b"alice", b"other.com"));
 }
+
+#[test]
+fn stepwise_expiry_covers_everything() {
+    let mut r = Registrar::new(RegistrarConfig::default());
+    for i in 0..300 {
+        let m = msg(format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK{i}\r\n\
+             From: <sip:u{i}@example.com>;tag=1\r\nTo: <sip:u{i}@example.com>\r\n\
+             Call-ID: s{i}\r\nCSeq: 1 REGISTER\r\nContact: <sip:u@10.0.0.1>;expires={}\r\n\
+             Content-Length: 0\r\n\r\n",
+            if i % 2 == 0 { 60 } else { 600 }
+        ));
+        assert_eq!(run(&mut r, &m, 1000).status, 200);
+    }
+    assert_eq!(r.aor_count(), 300);
+    let mut ev = Vec::new();
+    for _ in 0..sip_auth::registrar::PARTITIONS {
+        r.expire_step(1060, &mut ev);
+    }
+    assert_eq!(ev.len(), 150);
+    assert_eq!(r.len(), 150);
+    assert_eq!(r.aor_count(), 150);
+}
