@@ -21,6 +21,11 @@ fi
 ./scripts/check-sans-io.sh
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
-if [ -x scripts/smoke.sh ]; then
-  ./scripts/smoke.sh
-fi
+# Wire-level runs against the built binary (each skips cleanly when what it needs is absent:
+# SIPp, ../shared, permission for `unshare -n`, a TLS SIP client).
+for s in smoke.sh replay-conformance.sh replay-protos.sh tls-interop.sh; do
+  if [ -x "scripts/$s" ]; then
+    echo "== scripts/$s"
+    "./scripts/$s"
+  fi
+done
