@@ -136,14 +136,18 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// Multiplicative hasher for the table's fixed-width keys (the table's contents come from
-/// config, so hash flooding is not a concern; look-ups only probe).
+/// Multiplicative hasher for fixed-width keys that an attacker cannot choose to collide:
+/// the prefix table's (its contents come from config; look-ups only probe) and keys that are
+/// already keyed random hashes (rate-limit, fraud and concurrency counters).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FastHasher(u64);
 
 impl Hasher for FastHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // fold the high bits down: the table indexes by the low bits, and masked prefixes
+        // have zero low bits
+        let x = self.0;
+        (x ^ (x >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (x >> 29)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {

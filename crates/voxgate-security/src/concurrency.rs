@@ -214,7 +214,7 @@ struct Count {
 /// The concurrent-call limiter.
 pub struct ConcurrencyLimiter {
     limits: Vec<Limit>,
-    counts: HashMap<(u16, u64), Count>,
+    counts: HashMap<(u16, u64), Count, crate::lru::PreHashed>,
     capacity: usize,
     hasher: KeyHasher,
     enabled: bool,
@@ -251,7 +251,7 @@ impl ConcurrencyLimiter {
         }
         Ok(ConcurrencyLimiter {
             limits,
-            counts: HashMap::new(),
+            counts: HashMap::default(),
             capacity: cfg.capacity.max(1),
             hasher: KeyHasher::new(),
             enabled: cfg.enabled,

@@ -51,7 +51,7 @@ use serde::Deserialize;
 
 use crate::KeyHasher;
 use crate::config::EmergencyNumbers;
-use crate::lru::LruMap;
+use crate::lru::{LruMap, PreHashed};
 
 /// A `{ warning, critical }` pair.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -507,9 +507,9 @@ pub struct FraudEngine {
     customers: HashMap<String, u16>,
     default_profile: Option<u16>,
     emergency: EmergencyNumbers,
-    stats: LruMap<(u64, u64), Stats>,
-    users: LruMap<u64, UserState>,
-    suspended: LruMap<u64, u64>,
+    stats: LruMap<(u64, u64), Stats, PreHashed>,
+    users: LruMap<u64, UserState, PreHashed>,
+    suspended: LruMap<u64, u64, PreHashed>,
     hasher: KeyHasher,
     counters: FraudCounters,
 }
@@ -606,9 +606,9 @@ impl FraudEngine {
             customers,
             default_profile,
             emergency,
-            stats: LruMap::new(cfg.capacity),
-            users: LruMap::new(cfg.capacity),
-            suspended: LruMap::new(cfg.capacity),
+            stats: LruMap::with_hasher(cfg.capacity),
+            users: LruMap::with_hasher(cfg.capacity),
+            suspended: LruMap::with_hasher(cfg.capacity),
             hasher: KeyHasher::new(),
             counters: FraudCounters::default(),
         })

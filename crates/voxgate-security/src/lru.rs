@@ -7,7 +7,12 @@
 //! sweep of idle entries walks from the oldest end and stops at the first fresh one.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash};
+
+/// Hasher for keys that are already keyed random hashes (an attacker cannot aim
+/// collisions at them), where SipHash would hash twice.
+pub(crate) type PreHashed = BuildHasherDefault<crate::cidr::FastHasher>;
 
 const NIL: u32 = u32::MAX;
 
@@ -18,9 +23,10 @@ struct Slot<K, V> {
     next: u32,
 }
 
-/// Bounded map ordered by last touch (most recent at the head).
-pub(crate) struct LruMap<K, V> {
-    map: HashMap<K, u32>,
+/// Bounded map ordered by last touch (most recent at the head). `S` is SipHash with a
+/// random key by default (keys an attacker chooses, such as source addresses).
+pub(crate) struct LruMap<K, V, S = RandomState> {
+    map: HashMap<K, u32, S>,
     slots: Vec<Option<Slot<K, V>>>,
     free: Vec<u32>,
     head: u32,
@@ -29,11 +35,18 @@ pub(crate) struct LruMap<K, V> {
 }
 
 impl<K: Copy + Hash + Eq, V> LruMap<K, V> {
-    /// An empty map holding at most `cap` entries (at least 1).
+    /// An empty map holding at most `cap` entries (at least 1), SipHash-keyed.
     pub(crate) fn new(cap: usize) -> Self {
+        Self::with_hasher(cap)
+    }
+}
+
+impl<K: Copy + Hash + Eq, V, S: BuildHasher + Default> LruMap<K, V, S> {
+    /// An empty map holding at most `cap` entries (at least 1), with hasher `S`.
+    pub(crate) fn with_hasher(cap: usize) -> Self {
         let cap = cap.clamp(1, (u32::MAX - 1) as usize);
         LruMap {
-            map: HashMap::new(),
+            map: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::lru::LruMap;
+use crate::lru::{LruMap, PreHashed};
 use crate::window::{MAX_SLOTS, SlidingCounter};
 use crate::{KeyHasher, ceil_secs};
 
@@ -258,7 +258,7 @@ struct Entry {
 
 /// In-memory counters, bounded.
 pub struct LocalCounters {
-    map: LruMap<(u16, u64), Entry>,
+    map: LruMap<(u16, u64), Entry, PreHashed>,
     evictions: u64,
 }
 
@@ -275,7 +275,7 @@ impl LocalCounters {
     /// At most `capacity` keys.
     pub fn new(capacity: usize) -> Self {
         LocalCounters {
-            map: LruMap::new(capacity),
+            map: LruMap::with_hasher(capacity),
             evictions: 0,
         }
     }
