@@ -75,6 +75,15 @@
 //!   compiled, swapped whole on reload (`Arc`/arc-swap in the driver). Engines with counters
 //!   take `&mut self`: one per shard, or behind a lock, as the driver chooses.
 //!
+//! # Cost
+//!
+//! `tests/hotpath.rs` runs every per-request check on warm state under a counting allocator
+//! (zero allocations asserted) and prints ns per check. On the shared 2-core VM (best of
+//! runs under load, `cargo test --release -p voxgate-security --test hotpath -- --nocapture`):
+//! ACL 20-24 ns, ban list 22 ns, pike 26 ns, brute-force check 10 ns, emergency number 2 ns,
+//! scanner (User-Agent + From) 160-180 ns, two rate-limit pipes 115 ns, fraud check 140 ns,
+//! concurrency acquire + release 70 ns: well under 1 us for the whole edge policy.
+//!
 //! Field semantics follow the OpenSIPS behaviour notes (pike §2, ratelimit §3, fraud §5,
 //! permissions/scanners/brute force §17) with their known flaws fixed (documented per module).
 //!
