@@ -40,13 +40,16 @@
 #   VOXGATE_BIN       binary to test (default: cargo build -p voxgate, debug profile)
 #   INTEROP_OPTIONS   OPTIONS transactions (default 5)
 #   INTEROP_INVITES   INVITE transactions (default 20)
+#   INTEROP_TLS13_RUNS  openssl s_client TLS 1.3 connections (default 10; 0 to skip)
 #   KEEP_TMP=1        keep the temporary directory (cert, config, node log, sipsak output)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPTIONS_N=${INTEROP_OPTIONS:-5}
 INVITES_N=${INTEROP_INVITES:-20}
+TLS13_N=${INTEROP_TLS13_RUNS:-10}
 STEP_TIMEOUT=15   # seconds for any one client run
+trap '' PIPE      # a client that died makes our writes fail (EPIPE), not kill the script
 
 skip() { echo "tls-interop: $*; skipping"; exit 0; }
 
@@ -196,6 +199,55 @@ for i in $(seq "$INVITES_N"); do
   fi
 done
 
+# (c) TLS 1.3 with a second independent TLS stack: `openssl s_client` (OpenSSL, -tls1_3,
+# certificate and IP verified) carries hand-written SIP: on one connection OPTIONS -> 200,
+# INVITE -> 404, then the ACK built from the 404's To tag. sipsak cannot do TLS 1.3 (see
+# the header); this keeps a non-rustls TLS 1.3 peer in the test.
+crlf() { printf '%s\r\n' "$@"; }
+read_reply() {  # read_reply FD -> sets REPLY_STATUS and REPLY_TO from one reply's head
+  local fd=$1 line
+  REPLY_STATUS=""; REPLY_TO=""
+  while IFS= read -r -t 5 line 2>/dev/null <&"$fd"; do
+    line=${line%$'\r'}
+    [ -z "$REPLY_STATUS" ] && REPLY_STATUS=$line
+    case $line in To:*|t:*) REPLY_TO=$line ;; esac
+    [ -z "$line" ] && break
+  done
+}
+for i in $(seq "$TLS13_N"); do
+  num="99800$(printf '%04d' "$i")"
+  via="Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-interop13-$$-$i;rport"
+  coproc SCLIENT { exec timeout "$STEP_TIMEOUT" openssl s_client -quiet -no_ign_eof -tls1_3 \
+    -verify_return_error -CAfile "$TMP/cert.pem" -verify_ip 127.0.0.1 \
+    -connect "127.0.0.1:$TLS_PORT" 2>"$TMP/s_client-$i.err"; }
+  in_fd=${SCLIENT[1]:-}; out_fd=${SCLIENT[0]:-}; sc_pid=${SCLIENT_PID:-}
+  if [ -z "$in_fd" ] || [ -z "$out_fd" ] || [ -z "$sc_pid" ]; then
+    [ -n "$sc_pid" ] && { wait "$sc_pid" 2>/dev/null || true; }
+    fail "TLS 1.3 s_client #$i: exited at once: $(head -c 300 "$TMP/s_client-$i.err" 2>/dev/null || true)"
+    continue
+  fi
+  crlf "OPTIONS sip:127.0.0.1 SIP/2.0" "${via}o" "From: <sip:interop@127.0.0.1>;tag=o$i" \
+    "To: <sip:127.0.0.1>" "Call-ID: interop13-o-$$-$i@127.0.0.1" "CSeq: 1 OPTIONS" \
+    "Max-Forwards: 70" "Content-Length: 0" "" 2>/dev/null >&"$in_fd" || true
+  read_reply "$out_fd"; opt_status=$REPLY_STATUS
+  crlf "INVITE sip:$num@127.0.0.1 SIP/2.0" "$via" "From: <sip:interop@127.0.0.1>;tag=i$i" \
+    "To: <sip:$num@127.0.0.1>" "Call-ID: interop13-i-$$-$i@127.0.0.1" "CSeq: 1 INVITE" \
+    "Contact: <sip:interop@127.0.0.1;transport=tls>" "Max-Forwards: 70" "Content-Length: 0" "" \
+    2>/dev/null >&"$in_fd" || true
+  read_reply "$out_fd"; inv_status=$REPLY_STATUS; inv_to=$REPLY_TO
+  crlf "ACK sip:$num@127.0.0.1 SIP/2.0" "$via" "From: <sip:interop@127.0.0.1>;tag=i$i" \
+    "${inv_to:-To: <sip:$num@127.0.0.1>}" "Call-ID: interop13-i-$$-$i@127.0.0.1" "CSeq: 1 ACK" \
+    "Max-Forwards: 70" "Content-Length: 0" "" 2>/dev/null >&"$in_fd" || true
+  { exec {in_fd}>&-; } 2>/dev/null || true
+  sc_rc=0; wait "$sc_pid" || sc_rc=$?
+  if [ "$sc_rc" = 0 ] && [ "$opt_status" = "SIP/2.0 200 OK" ] \
+     && [ "$inv_status" = "SIP/2.0 404 Not Found" ] && [[ "$inv_to" == *";tag="* ]]; then
+    passed=$((passed + 1))
+  else
+    fail "TLS 1.3 s_client #$i: exit $sc_rc, OPTIONS '${opt_status}', INVITE '${inv_status}' $(head -c 300 "$TMP/s_client-$i.err" 2>/dev/null || true)"
+  fi
+done
+
 # What GnuTLS negotiated with rustls (sipsak -vvv prints it).
 negotiated=$(cat "$TMP"/*.out 2>/dev/null | grep -a -o "Protocol: TLS[0-9.]*" | sort | uniq -c \
   | awk '{printf "%s%s x%s", (NR > 1 ? ", " : ""), $3, $1}' || true)
@@ -212,7 +264,7 @@ for _ in $(seq 20); do  # the last ACK may still be in flight: retry briefly
     metrics=$(timeout 5 cat <&3 || true)
     exec 3<&-
   fi
-  [ "$(metric 'voxgate_drops_total{reason="ack_absorbed"}')" = "$INVITES_N" ] && break
+  [ "$(metric 'voxgate_drops_total{reason="ack_absorbed"}')" = "$((INVITES_N + TLS13_N))" ] && break
   sleep 0.1
 done
 m_inv=$(metric 'voxgate_requests_total{method="INVITE"}')
@@ -220,10 +272,11 @@ m_opt=$(metric 'voxgate_requests_total{method="OPTIONS"}')
 m_ack=$(metric 'voxgate_drops_total{reason="ack_absorbed"}')
 m_tls=$(metric 'voxgate_connections_total{proto="tls",event="accepted"}')
 echo "tls-interop: node counted INVITE=${m_inv:-missing} OPTIONS=${m_opt:-missing} ack_absorbed=${m_ack:-missing} tls_accepted=${m_tls:-missing}"
-if [ "${m_inv:-x}" = "$INVITES_N" ] && [ "${m_opt:-x}" = "$OPTIONS_N" ] && [ "${m_ack:-x}" = "$INVITES_N" ]; then
+want_inv=$((INVITES_N + TLS13_N)); want_opt=$((OPTIONS_N + TLS13_N))
+if [ "${m_inv:-x}" = "$want_inv" ] && [ "${m_opt:-x}" = "$want_opt" ] && [ "${m_ack:-x}" = "$want_inv" ]; then
   passed=$((passed + 1))
 else
-  fail "metrics: want INVITE=$INVITES_N OPTIONS=$OPTIONS_N ack_absorbed=$INVITES_N"
+  fail "metrics: want INVITE=$want_inv OPTIONS=$want_opt ack_absorbed=$want_inv"
 fi
 
 # Stop: SIGTERM, exit 0 within 10 s.
@@ -239,7 +292,7 @@ else
   if [ "$node_rc" = 0 ]; then passed=$((passed + 1)); else fail "voxgate exit $node_rc on SIGTERM"; fi
 fi
 
-echo "tls-interop: $passed passed, $failed failed ($OPTIONS_N OPTIONS, $INVITES_N INVITEs over $TLS_LABEL, metrics, shutdown)"
+echo "tls-interop: $passed passed, $failed failed (sipsak over $TLS_LABEL: $OPTIONS_N OPTIONS, $INVITES_N INVITEs; openssl s_client over TLS 1.3: $TLS13_N x OPTIONS+INVITE+ACK; metrics; shutdown)"
 if [ "$failed" != 0 ]; then
   echo "tls-interop: FAILED (keep the files: KEEP_TMP=1 $0)" >&2
   [ "${KEEP_TMP:-0}" = 1 ] || tail -n 30 "$TMP/node.log" >&2
