@@ -21,6 +21,9 @@
 #        - OPTIONS sip:127.0.0.1, INTEROP_OPTIONS times: each must get 200 (exit 0);
 #        - INVITE sip:<unknown number>@127.0.0.1, INTEROP_INVITES times: each must get
 #          404 (exit 1 and "404" in the reply) and sipsak must send its ACK;
+#        - with `openssl s_client -tls1_3` (a second, OpenSSL-based TLS stack) carrying
+#          hand-written SIP, INTEROP_TLS13_RUNS connections of OPTIONS -> 200,
+#          INVITE -> 404, ACK (with the 404's To tag);
 #   4. reads /metrics: the node must count every INVITE and absorb every ACK
 #      (voxgate_drops_total{reason="ack_absorbed"});
 #   5. stops the node with SIGTERM: it must exit 0 within 10 s.
@@ -31,8 +34,8 @@
 # gnutls_record_recv return no data, and it gives up with "nothing received, select returned
 # error" although the reply is on the wire. The client is therefore pinned to TLS 1.2 through
 # a GnuTLS override file (GNUTLS_SYSTEM_PRIORITY_FILE, `disabled-version = tls1.3`); TLS 1.3
-# stays covered by the rustls client tests. Set INTEROP_TLS13=1 to run sipsak with TLS 1.3
-# anyway (expected to fail for the reason above).
+# is covered by the openssl s_client step here and by the rustls client tests. Set
+# INTEROP_TLS13=1 to run sipsak with TLS 1.3 anyway (expected to fail for the reason above).
 #
 # When sipsak is missing it is installed with apt-get if running as root; otherwise (or if
 # the install fails, or the installed sipsak has no TLS) the script skips with exit 0.
