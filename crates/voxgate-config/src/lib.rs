@@ -19,9 +19,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use sip_txn::TransactionsConfig;
 pub use voxgate_admin::AdminConfig;
 pub use voxgate_policy::{RoutingConfig, SipConfig};
-pub use voxgate_transport::{ListenerConfig, Protocol, TransportConfig};
+pub use voxgate_transport::{
+    ListenerConfig, Protocol, ProxySection, TransportConfig, UpstreamConfig,
+};
 
 /// Largest config file read, in bytes: a config is a few kilobytes; anything this large is
 /// a mistake (a wrong path), refused before reading it whole.
@@ -50,6 +53,13 @@ pub struct Config {
     /// Routing table (`[routing]`).
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// The stateful proxy (`[proxy]`): with upstreams, every call is relayed through the
+    /// per-shard proxy core; without, the node stays the stateless 404 responder.
+    #[serde(default)]
+    pub proxy: ProxySection,
+    /// Transaction timers and limits of the proxy (`[transactions]`, from `sip-txn`).
+    #[serde(default)]
+    pub transactions: TransactionsConfig,
     /// HTTP management API (`[admin]`).
     #[serde(default)]
     pub admin: AdminConfig,
@@ -558,6 +568,34 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
             "transport.handshake_timeout_secs",
             DiagnosticKind::OutOfRange,
             "must be at least 1".to_string(),
+        );
+    }
+    if let Err(e) = cfg.transactions.timers() {
+        push("transactions", DiagnosticKind::OutOfRange, e.to_string());
+    }
+    for (i, u) in cfg.proxy.upstreams.iter().enumerate() {
+        if let Err(e) = u.resolve() {
+            push(
+                &format!("proxy.upstreams[{i}]"),
+                DiagnosticKind::OutOfRange,
+                e,
+            );
+        }
+    }
+    for c in &cfg.proxy.failover_codes {
+        if !(300..=699).contains(c) {
+            push(
+                "proxy.failover_codes",
+                DiagnosticKind::OutOfRange,
+                format!("{c} is not a final non-2xx status (300-699)"),
+            );
+        }
+    }
+    if cfg.proxy.max_dialogs == 0 || cfg.proxy.max_transactions == Some(0) {
+        push(
+            "proxy",
+            DiagnosticKind::OutOfRange,
+            "max_dialogs and max_transactions must be greater than 0".to_string(),
         );
     }
     if cfg.sip.max_forwards == 0 || cfg.sip.max_forwards > 255 {

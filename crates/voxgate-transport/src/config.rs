@@ -66,3 +66,138 @@ impl Default for TransportConfig {
         }
     }
 }
+
+/// One upstream of the proxy (`[[proxy.upstreams]]`), tried in the order listed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The upstream's address (`"127.0.0.1:5080"`, `"[::1]:5080"`).
+    #[serde(default)]
+    pub addr: Option<SocketAddr>,
+    /// The upstream as a SIP URI with an IP literal host (`"sip:127.0.0.1:5080;transport=tcp"`);
+    /// an alternative to `addr`. Host names need DNS, which is not wired yet.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Transport to reach it with (default `udp`; a URI's `transport` parameter wins).
+    #[serde(default)]
+    pub transport: Option<Protocol>,
+    /// Relative weight among upstreams. Accepted for forward compatibility; today the
+    /// upstreams are tried strictly in the order listed (serial failover).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl UpstreamConfig {
+    /// The resolved address and transport, or why it cannot be used.
+    pub fn resolve(&self) -> Result<(Protocol, SocketAddr), String> {
+        match (&self.addr, &self.uri) {
+            (Some(a), None) => Ok((self.transport.unwrap_or(Protocol::Udp), *a)),
+            (None, Some(u)) => parse_upstream_uri(u, self.transport),
+            _ => Err("exactly one of addr and uri is required".into()),
+        }
+    }
+}
+
+/// `sip:HOST:PORT[;transport=T]` with an IP literal host (no DNS yet).
+fn parse_upstream_uri(
+    u: &str,
+    default: Option<Protocol>,
+) -> Result<(Protocol, SocketAddr), String> {
+    let (rest, tls) = if let Some(r) = u.strip_prefix("sips:") {
+        (r, true)
+    } else if let Some(r) = u.strip_prefix("sip:") {
+        (r, false)
+    } else {
+        return Err(format!("{u:?}: not a sip: or sips: URI"));
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let mut parts = rest.split(';');
+    let hostport = parts.next().unwrap_or_default();
+    let mut proto = default.unwrap_or(if tls { Protocol::Tls } else { Protocol::Udp });
+    for p in parts {
+        if let Some(t) = p.strip_prefix("transport=") {
+            proto = match t.to_ascii_lowercase().as_str() {
+                "udp" => Protocol::Udp,
+                "tcp" => Protocol::Tcp,
+                "tls" => Protocol::Tls,
+                _ => return Err(format!("{u:?}: unknown transport {t:?}")),
+            };
+        }
+    }
+    let default_port = if proto == Protocol::Tls { 5061 } else { 5060 };
+    let addr = if let Ok(a) = hostport.parse::<SocketAddr>() {
+        a
+    } else if let Ok(ip) = hostport
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        SocketAddr::new(ip, default_port)
+    } else {
+        return Err(format!(
+            "{u:?}: the host must be an IP address (DNS names are not resolved yet)"
+        ));
+    };
+    Ok((proto, addr))
+}
+
+/// The stateful proxy (`[proxy]`). With no upstreams (or `enabled = false`) the node stays
+/// the stateless responder (404 from the routing phase).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Turn the proxy on (default true; it only runs when `upstreams` is not empty).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Ordered upstream list: every initial request is relayed to the first, then the next
+    /// on failure (timeout, 503, `failover_codes`, send error).
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Record-Route initial requests and track INVITE dialogs (default true).
+    #[serde(default = "yes")]
+    pub record_route: bool,
+    /// Longest a dialog lives, in seconds, before the node ends it with BYE to both sides
+    /// (default 43200; 0: no limit).
+    pub dialog_lifetime_secs: u64,
+    /// INVITE "fr" timer in milliseconds: no provisional response this long after sending
+    /// moves on to the next upstream (default 0: only Timer B).
+    pub fr_invite_ms: u64,
+    /// Final statuses that make the proxy try the next upstream (503 always does).
+    pub failover_codes: Vec<u16>,
+    /// In-dialog OPTIONS ping interval in seconds (default 0: off).
+    pub ping_interval_secs: u64,
+    /// Most live transactions per shard (default: `transactions.max_transactions`).
+    pub max_transactions: Option<usize>,
+    /// Most live dialogs per shard (default 100000).
+    pub max_dialogs: usize,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            upstreams: Vec::new(),
+            record_route: true,
+            dialog_lifetime_secs: 43_200,
+            fr_invite_ms: 0,
+            failover_codes: Vec::new(),
+            ping_interval_secs: 0,
+            max_transactions: None,
+            max_dialogs: 100_000,
+        }
+    }
+}
+
+impl ProxySection {
+    /// Whether the node runs the stateful proxy.
+    pub fn active(&self) -> bool {
+        self.enabled && !self.upstreams.is_empty()
+    }
+}

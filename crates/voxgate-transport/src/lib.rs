@@ -39,10 +39,12 @@
 
 pub mod config;
 mod framing;
+mod proxy;
 mod stream;
 mod udp;
 
-pub use config::{ListenerConfig, Protocol, TransportConfig};
+pub use config::{ListenerConfig, Protocol, ProxySection, TransportConfig, UpstreamConfig};
+pub use proxy::{DialogView, ProxyHandle, json_str, proxy_config};
 pub use voxgate_policy::Transport;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -197,6 +199,26 @@ impl BoundNode {
 
     /// Starts serving: the UDP shard threads and, if there are stream listeners, the runtime.
     pub fn serve(self, pipeline: Arc<Pipeline>) -> Result<Node, TransportError> {
+        self.serve_inner(pipeline, None)
+    }
+
+    /// Starts serving as a stateful proxy: each shard thread owns a
+    /// [`sip_proxy::ProxyCore`] built from `proxy` (its `shard` set per thread) and the
+    /// socket of its index on every UDP listener (see the `proxy` module docs). Stream
+    /// messages go to their owner shard.
+    pub fn serve_proxy(
+        self,
+        pipeline: Arc<Pipeline>,
+        proxy: sip_proxy::ProxyConfig,
+    ) -> Result<Node, TransportError> {
+        self.serve_inner(pipeline, Some(proxy))
+    }
+
+    fn serve_inner(
+        self,
+        pipeline: Arc<Pipeline>,
+        proxy: Option<sip_proxy::ProxyConfig>,
+    ) -> Result<Node, TransportError> {
         let local_addrs = self.local_addrs();
         let stop = Arc::new(AtomicBool::new(false));
         let cfg = &self.cfg;
@@ -210,20 +232,68 @@ impl BoundNode {
             stop: stop.clone(),
             stop_tx,
             local_addrs,
+            proxy: None,
         };
-        for (li, l) in self.udp.iter().enumerate() {
-            for (i, sock) in l.sockets.iter().enumerate() {
-                let shard = udp::Shard {
-                    socket: sock.clone(),
-                    local: l.local,
-                    shard: i,
-                    max_message: cfg.max_message_size,
-                    pipeline: pipeline.clone(),
-                    stats: self.stats.clone(),
+        let limits = stream::Limits {
+            max_message: cfg.max_message_size,
+            max_connections: cfg.max_connections,
+            idle: Duration::from_secs(cfg.idle_timeout_secs.max(1)),
+            handshake: Duration::from_secs(cfg.handshake_timeout_secs.max(1)),
+        };
+        if !self.streams.is_empty() || proxy.is_some() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("vg-stream")
+                .enable_io()
+                .enable_time()
+                .build();
+            match rt {
+                Ok(rt) => node.runtime = Some(rt),
+                Err(source) => {
+                    return Err(TransportError::Spawn {
+                        what: "stream runtime",
+                        source,
+                    });
+                }
+            }
+        }
+        let mut proxy_shared = None;
+        if let (Some(pcfg), Some(rt)) = (proxy, &node.runtime) {
+            let shards = shard_count(cfg);
+            let (shared, rxs) = proxy::new_shared(
+                shards,
+                rt.handle().clone(),
+                limits,
+                self.stats.clone(),
+                stop_rx.clone(),
+            )
+            .map_err(|source| TransportError::Spawn {
+                what: "proxy shard eventfd",
+                source,
+            })?;
+            node.proxy = Some(ProxyHandle {
+                shared: shared.clone(),
+            });
+            for (i, rx) in rxs.into_iter().enumerate() {
+                let sockets: Vec<_> = self
+                    .udp
+                    .iter()
+                    .filter_map(|l| l.sockets.get(i).map(|s| (l.local, s.clone())))
+                    .collect();
+                udp_sockets.extend(sockets.iter().map(|(_, s)| s.clone()));
+                let mut c = pcfg.clone();
+                c.shard = u16::try_from(i).unwrap_or(u16::MAX);
+                let shard = proxy::ProxyShard {
+                    idx: i,
+                    sockets,
+                    core: sip_proxy::ProxyCore::new(c),
+                    rx,
+                    shared: shared.clone(),
                     stop: stop.clone(),
+                    max_message: cfg.max_message_size,
                 };
                 let t = std::thread::Builder::new()
-                    .name(format!("vg-udp{li}-{i}"))
+                    .name(format!("vg-proxy{i}"))
                     .spawn(move || shard.run());
                 match t {
                     Ok(t) => threads.push(t),
@@ -232,47 +302,60 @@ impl BoundNode {
                         node.udp_sockets = udp_sockets;
                         node.shutdown(Duration::ZERO);
                         return Err(TransportError::Spawn {
-                            what: "UDP shard thread",
+                            what: "proxy shard thread",
                             source,
                         });
                     }
                 }
-                udp_sockets.push(sock.clone());
+            }
+            proxy_shared = Some(shared);
+        } else {
+            for (li, l) in self.udp.iter().enumerate() {
+                for (i, sock) in l.sockets.iter().enumerate() {
+                    let shard = udp::Shard {
+                        socket: sock.clone(),
+                        local: l.local,
+                        shard: i,
+                        max_message: cfg.max_message_size,
+                        pipeline: pipeline.clone(),
+                        stats: self.stats.clone(),
+                        stop: stop.clone(),
+                    };
+                    let t = std::thread::Builder::new()
+                        .name(format!("vg-udp{li}-{i}"))
+                        .spawn(move || shard.run());
+                    match t {
+                        Ok(t) => threads.push(t),
+                        Err(source) => {
+                            node.threads = threads;
+                            node.udp_sockets = udp_sockets;
+                            node.shutdown(Duration::ZERO);
+                            return Err(TransportError::Spawn {
+                                what: "UDP shard thread",
+                                source,
+                            });
+                        }
+                    }
+                    udp_sockets.push(sock.clone());
+                }
             }
         }
         node.threads = threads;
         node.udp_sockets = udp_sockets;
-        if !self.streams.is_empty() {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("vg-stream")
-                .enable_io()
-                .enable_time()
-                .build();
-            let rt = match rt {
-                Ok(rt) => rt,
-                Err(source) => {
-                    node.shutdown(Duration::ZERO);
-                    return Err(TransportError::Spawn {
-                        what: "stream runtime",
-                        source,
-                    });
-                }
-            };
+        if let Some(rt) = &node.runtime
+            && !self.streams.is_empty()
+        {
             let shared = Arc::new(stream::Shared {
                 pipeline: pipeline.clone(),
                 stats: self.stats.clone(),
-                limits: stream::Limits {
-                    max_message: cfg.max_message_size,
-                    max_connections: cfg.max_connections,
-                    idle: Duration::from_secs(cfg.idle_timeout_secs.max(1)),
-                    handshake: Duration::from_secs(cfg.handshake_timeout_secs.max(1)),
-                },
+                limits,
                 open: AtomicUsize::new(0),
                 next_id: AtomicUsize::new(0),
             });
-            Self::spawn_streams(&rt, self.streams, shared, stop_rx)?;
-            node.runtime = Some(rt);
+            if let Err(e) = Self::spawn_streams(rt, self.streams, shared, stop_rx, proxy_shared) {
+                node.shutdown(Duration::ZERO);
+                return Err(e);
+            }
         }
         Ok(node)
     }
@@ -282,6 +365,7 @@ impl BoundNode {
         streams: Vec<StreamListener>,
         shared: Arc<stream::Shared>,
         stop_rx: watch::Receiver<bool>,
+        proxy: Option<Arc<proxy::ProxyShared>>,
     ) -> Result<(), TransportError> {
         let _guard = rt.enter();
         for s in streams {
@@ -299,6 +383,7 @@ impl BoundNode {
                 s.tls,
                 shared.clone(),
                 stop_rx.clone(),
+                proxy.clone(),
             ));
         }
         Ok(())
@@ -313,6 +398,7 @@ pub struct Node {
     stop: Arc<AtomicBool>,
     stop_tx: watch::Sender<bool>,
     local_addrs: Vec<(Transport, SocketAddr)>,
+    proxy: Option<ProxyHandle>,
 }
 
 impl Node {
@@ -355,6 +441,11 @@ impl Node {
         self.local_addrs.clone()
     }
 
+    /// The proxy shards' management handle (proxy mode only).
+    pub fn proxy(&self) -> Option<ProxyHandle> {
+        self.proxy.clone()
+    }
+
     /// Stops accepting, lets in-flight work finish for up to `drain`, joins the threads.
     pub fn shutdown(mut self, drain: Duration) {
         self.stop_inner(drain);
@@ -366,6 +457,12 @@ impl Node {
         for s in &self.udp_sockets {
             // Wakes a thread blocked in recvfrom (Linux returns 0 at once).
             let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+        if let Some(p) = &self.proxy {
+            // Proxy shards wait in poll(): their eventfd wakes them.
+            for b in &p.shared.boxes {
+                b.fd.wake();
+            }
         }
         // Join the shard threads; one that does not wake within the deadline (it cannot happen
         // on Linux, where shutdown(SHUT_RD) ends a blocked receive) is left detached rather

@@ -57,6 +57,7 @@ pub(crate) async fn accept_loop(
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    proxy: Option<Arc<crate::proxy::ProxyShared>>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -93,9 +94,25 @@ pub(crate) async fn accept_loop(
         };
         let stop = stop.clone();
         let tls = tls.clone();
+        let proxy = proxy.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let shared = &_slot.shared;
+            if let Some(p) = proxy {
+                // Proxy mode: messages go to their owner shard's core.
+                match tls {
+                    None => p.serve_accepted(tcp, peer, transport).await,
+                    Some(acceptor) => {
+                        let hs =
+                            tokio::time::timeout(shared.limits.handshake, acceptor.accept(tcp))
+                                .await;
+                        if let Ok(Ok(stream)) = hs {
+                            p.serve_accepted(stream, peer, transport).await;
+                        }
+                    }
+                }
+                return;
+            }
             match tls {
                 None => serve(tcp, ctx, shared, stop).await,
                 Some(acceptor) => {

@@ -1,6 +1,8 @@
 //! `voxgate`: the node binary. `voxgate run` starts a node in the foreground,
 //! `voxgate check` validates a config, `voxgate --version` prints the version.
 
+mod mgmt;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -101,6 +103,18 @@ fn load_validated(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErro
             ));
         }
     }
+    if cfg.proxy.active()
+        && let Err(msg) =
+            voxgate_transport::proxy_config(&cfg.proxy, &cfg.transactions, &[], &cfg.listen)
+    {
+        diags.push(voxgate_config::diagnostic_at(
+            &text,
+            &file,
+            "proxy",
+            DiagnosticKind::Rejected,
+            msg,
+        ));
+    }
     let probe = Arc::new(Stats::new(1));
     if let Err(e) = Pipeline::new(&cfg.sip, &cfg.routing, &[], probe) {
         let key = match &e {
@@ -197,15 +211,35 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let local_addrs = bound.local_addrs();
     let pipeline = Pipeline::new(&cfg.sip, &cfg.routing, &local_addrs, Arc::clone(&stats))
         .context("building the pipeline")?;
-    let node = bound
-        .serve(Arc::new(pipeline))
-        .context("starting transports")?;
+    let node = if cfg.proxy.active() {
+        let pcfg = voxgate_transport::proxy_config(
+            &cfg.proxy,
+            &cfg.transactions,
+            &local_addrs,
+            &cfg.listen,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(upstreams = pcfg.upstreams.len(), "stateful proxy mode");
+        bound.serve_proxy(Arc::new(pipeline), pcfg)
+    } else {
+        bound.serve(Arc::new(pipeline))
+    }
+    .context("starting transports")?;
     for (t, addr) in node.local_addrs() {
         tracing::info!("listening {} {}", t.as_str(), addr);
     }
     let admin = if cfg.admin.enabled {
-        let h = voxgate_admin::serve(&cfg.admin, Arc::clone(&stats) as _)
-            .context("starting the admin API")?;
+        let h = match node.proxy() {
+            Some(p) => {
+                let src = Arc::new(mgmt::NodeMetrics {
+                    stats: Arc::clone(&stats),
+                    proxy: p.clone(),
+                });
+                voxgate_admin::serve_with(&cfg.admin, src, mgmt::router(p))
+            }
+            None => voxgate_admin::serve(&cfg.admin, Arc::clone(&stats) as _),
+        }
+        .context("starting the admin API")?;
         tracing::info!("admin listening {}", h.local_addr());
         Some(h)
     } else {

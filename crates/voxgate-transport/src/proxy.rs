@@ -1,0 +1,957 @@
+//! The stateful proxy driver: one [`sip_proxy::ProxyCore`] per shard thread.
+//!
+//! In proxy mode (a `[proxy]` section with upstreams) shard thread `i` owns the core of
+//! shard `i` and socket `i` of every UDP listener. It waits in `poll()` on those sockets
+//! and on its own eventfd, with the core's next deadline as the timeout (timers are data:
+//! no timer thread), reads the ready sockets until they would block, feeds each parsed
+//! message to the core (or to its owner shard), fires due timers and writes the core's
+//! outputs: UDP from the shard's own socket of the destination's address family, TCP/TLS
+//! through the connection registry (the connection a peer came in on, else a new outbound
+//! TCP connection opened on the stream runtime; a failed connect comes back to the core as
+//! `on_send_error`).
+//!
+//! Handover: a message whose owner ([`sip_proxy::owner_shard`]: our Via branch on
+//! responses, our Route `vg` parameter on in-dialog requests) is another shard is pushed on
+//! that shard's channel and its eventfd is written (one `write` syscall), which wakes its
+//! `poll`. A UDP message with no owner (an initial request, its CANCEL and non-2xx ACK,
+//! which come from the same source and so land on the same SO_REUSEPORT socket) stays on
+//! the shard that read it; a stream message with no owner goes to the Call-ID hash's
+//! shard. Management queries (dialog list, end, profiles, stats) travel the same channel.
+//!
+//! The stateless mode (no upstreams) keeps the plain blocking `recvfrom` loop of
+//! `udp.rs`: nothing here runs on the INVITE-404 path.
+
+use bytes::{Buf, Bytes, BytesMut};
+use sip_proxy::{
+    DialogFilter, DialogInfo, DialogState, Output, ProxyCore, ProxyStats, Source, Time,
+    Transport as PTransport, owner_shard,
+};
+use sip_wire::Message;
+use socket2::{SockAddr, Socket};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use voxgate_policy::{DropReason, Stats, Transport};
+
+use crate::config::{ListenerConfig, Protocol, ProxySection};
+use crate::framing::{Frame, next_frame};
+
+/// Maps the node's transport to the proxy core's.
+pub(crate) fn to_core(t: Transport) -> PTransport {
+    match t {
+        Transport::Udp => PTransport::Udp,
+        Transport::Tcp => PTransport::Tcp,
+        Transport::Tls => PTransport::Tls,
+    }
+}
+
+fn proto_core(p: Protocol) -> PTransport {
+    match p {
+        Protocol::Udp => PTransport::Udp,
+        Protocol::Tcp => PTransport::Tcp,
+        Protocol::Tls => PTransport::Tls,
+    }
+}
+
+/// Builds the proxy core's configuration (shard 0; each shard thread sets its own id) from
+/// the `[proxy]` and `[transactions]` sections and the node's bound addresses.
+///
+/// # Errors
+/// A message naming the bad key.
+pub fn proxy_config(
+    section: &ProxySection,
+    transactions: &sip_txn::TransactionsConfig,
+    bound: &[(Transport, SocketAddr)],
+    listeners: &[ListenerConfig],
+) -> Result<sip_proxy::ProxyConfig, String> {
+    let mut timers = transactions.timers().map_err(|e| e.to_string())?;
+    // A proxy answers an INVITE with 100 Trying at once (RFC 3261 §16.2).
+    if transactions.send_trying {
+        timers.trying = sip_txn::TryingPolicy::Immediate;
+    }
+    let mut upstreams = Vec::new();
+    for (i, u) in section.upstreams.iter().enumerate() {
+        let (p, addr) = u
+            .resolve()
+            .map_err(|e| format!("proxy.upstreams[{i}]: {e}"))?;
+        upstreams.push(sip_proxy::Destination::new(proto_core(p), addr));
+    }
+    for c in &section.failover_codes {
+        if !(300..=699).contains(c) {
+            return Err(format!(
+                "proxy.failover_codes: {c} is not a final non-2xx status (300-699)"
+            ));
+        }
+    }
+    if section.max_dialogs == 0 {
+        return Err("proxy.max_dialogs must be greater than 0".into());
+    }
+    let locals = bound
+        .iter()
+        .map(|&(t, addr)| {
+            let advertise = listeners
+                .iter()
+                .find(|l| {
+                    crate::proto_transport(l.proto) == t
+                        && l.addr.ip() == addr.ip()
+                        && (l.addr.port() == 0 || l.addr.port() == addr.port())
+                })
+                .and_then(|l| l.advertise.clone());
+            sip_proxy::LocalAddr {
+                transport: to_core(t),
+                addr,
+                advertise,
+            }
+        })
+        .collect();
+    let ms = |v: u64| (v > 0).then(|| sip_txn::Micros::from_millis(v));
+    Ok(sip_proxy::ProxyConfig {
+        shard: 0,
+        locals,
+        upstreams,
+        timers,
+        max_transactions: section
+            .max_transactions
+            .unwrap_or(transactions.max_transactions)
+            .max(1),
+        max_dialogs: section.max_dialogs,
+        fr_invite: ms(section.fr_invite_ms),
+        failover_codes: section.failover_codes.clone(),
+        record_route: section.record_route,
+        dialog_lifetime: ms(section.dialog_lifetime_secs.saturating_mul(1000)),
+        ping_interval: ms(section.ping_interval_secs.saturating_mul(1000)),
+        ..sip_proxy::ProxyConfig::default()
+    })
+}
+
+/// An eventfd that wakes a shard's `poll`.
+pub(crate) struct EventFd(OwnedFd);
+
+impl EventFd {
+    fn new() -> std::io::Result<EventFd> {
+        // SAFETY: plain syscall; the result is checked before it is owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our own descriptor.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from our own non-blocking descriptor.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+type ProfileSizes = Vec<(String, Option<Vec<u8>>, u64)>;
+
+/// A management query answered by one shard.
+pub(crate) enum Query {
+    Dialogs(OwnedFilter, mpsc::Sender<Vec<DialogInfo>>),
+    End(String, mpsc::Sender<bool>),
+    Profiles(mpsc::Sender<ProfileSizes>),
+    Stats(mpsc::Sender<ProxyStats>),
+}
+
+/// What one shard receives from the others. (A `Message` is large but moved by value:
+/// boxing it would cost an allocation per handover.)
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum ShardMsg {
+    Inbound(Message, Source),
+    SendError(PTransport, SocketAddr),
+    Query(Query),
+}
+
+/// A dialog filter with owned strings (it crosses threads).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnedFilter {
+    profile: Option<(String, Option<String>)>,
+    caller: Option<String>,
+    callee: Option<String>,
+}
+
+/// A shard's channel plus its wake-up.
+pub(crate) struct Mailbox {
+    tx: Mutex<mpsc::Sender<ShardMsg>>,
+    pub(crate) fd: EventFd,
+}
+
+impl Mailbox {
+    fn send(&self, m: ShardMsg) -> bool {
+        let ok = match self.tx.lock() {
+            Ok(tx) => tx.send(m).is_ok(),
+            Err(_) => false,
+        };
+        self.fd.wake();
+        ok
+    }
+}
+
+type ConnMap = HashMap<(PTransport, SocketAddr), tokio::sync::mpsc::Sender<Bytes>>;
+
+/// What the shards, the stream tasks and the management handle share.
+pub(crate) struct ProxyShared {
+    pub(crate) boxes: Vec<Mailbox>,
+    epoch: Instant,
+    conns: Mutex<ConnMap>,
+    rt: tokio::runtime::Handle,
+    pub(crate) limits: crate::stream::Limits,
+    stats: Arc<Stats>,
+    stop: watch::Receiver<bool>,
+    events: [AtomicU64; 5],
+}
+
+impl ProxyShared {
+    fn now(&self) -> Time {
+        Time(self.epoch.elapsed().as_micros().min(u128::from(u64::MAX)) as u64)
+    }
+
+    fn shard_of_call(&self, msg: &Message) -> usize {
+        let n = self.boxes.len().max(1);
+        let id = msg.call_id().unwrap_or_default();
+        // FNV-1a: stable and cheap; any hash works as long as every thread uses the same.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in id {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % n as u64) as usize
+    }
+
+    /// Hands a message read from a stream to its owner shard.
+    fn hand_in(&self, msg: Message, src: Source) {
+        let n = self.boxes.len();
+        let owner = owner_shard(&msg)
+            .map(usize::from)
+            .filter(|&s| s < n)
+            .unwrap_or_else(|| self.shard_of_call(&msg));
+        if let Some(b) = self.boxes.get(owner) {
+            b.send(ShardMsg::Inbound(msg, src));
+        }
+    }
+
+    /// Queues `bytes` for a stream peer: on its open connection, else on a new outbound
+    /// TCP connection. `false`: cannot be sent (report it to the core).
+    fn send_stream(
+        self: &Arc<Self>,
+        shard: usize,
+        t: PTransport,
+        dest: SocketAddr,
+        b: Bytes,
+    ) -> bool {
+        let Ok(mut conns) = self.conns.lock() else {
+            return false;
+        };
+        if let Some(tx) = conns.get(&(t, dest)) {
+            if tx.try_send(b).is_ok() {
+                return true;
+            }
+            conns.remove(&(t, dest));
+            return false;
+        }
+        if t != PTransport::Tcp || conns.len() >= self.limits.max_connections {
+            // Outbound TLS needs a client trust configuration: not yet.
+            return false;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        if tx.try_send(b).is_err() {
+            return false;
+        }
+        conns.insert((t, dest), tx.clone());
+        drop(conns);
+        let shared = Arc::clone(self);
+        self.rt.spawn(async move {
+            let c = tokio::time::timeout(
+                shared.limits.handshake,
+                tokio::net::TcpStream::connect(dest),
+            )
+            .await;
+            match c {
+                Ok(Ok(tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    shared.stats.conn_accepted(Transport::Tcp);
+                    conn_task(tcp, dest, PTransport::Tcp, Arc::clone(&shared), rx, tx).await;
+                    shared.stats.conn_closed(Transport::Tcp);
+                }
+                _ => {
+                    shared.forget(t, dest, &tx);
+                    if let Some(b) = shared.boxes.get(shard) {
+                        b.send(ShardMsg::SendError(t, dest));
+                    }
+                }
+            }
+        });
+        true
+    }
+
+    fn forget(&self, t: PTransport, peer: SocketAddr, tx: &tokio::sync::mpsc::Sender<Bytes>) {
+        if let Ok(mut conns) = self.conns.lock()
+            && conns.get(&(t, peer)).is_some_and(|c| c.same_channel(tx))
+        {
+            conns.remove(&(t, peer));
+        }
+    }
+
+    /// Registers an accepted connection and serves it.
+    pub(crate) async fn serve_accepted<S: AsyncRead + AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        io: S,
+        peer: SocketAddr,
+        t: Transport,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.insert((to_core(t), peer), tx.clone());
+        }
+        conn_task(io, peer, to_core(t), self, rx, tx).await;
+    }
+
+    fn ask<T>(&self, mk: impl Fn(mpsc::Sender<T>) -> Query) -> Vec<(usize, T)> {
+        let mut pending = Vec::new();
+        for (i, b) in self.boxes.iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            if b.send(ShardMsg::Query(mk(tx))) {
+                pending.push((i, rx));
+            }
+        }
+        pending
+            .into_iter()
+            .filter_map(|(i, rx)| rx.recv_timeout(Duration::from_secs(2)).ok().map(|v| (i, v)))
+            .collect()
+    }
+}
+
+/// One stream connection in proxy mode: messages read go to their owner shard; bytes queued
+/// for this peer are written.
+async fn conn_task<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    peer: SocketAddr,
+    t: PTransport,
+    shared: Arc<ProxyShared>,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut stop = shared.stop.clone();
+    let limits = shared.limits;
+    let mut buf = BytesMut::with_capacity(4096);
+    let src = Source {
+        transport: t,
+        addr: peer,
+    };
+    let st = shared.stats.shard(0);
+    'outer: loop {
+        loop {
+            match next_frame(&buf, limits.max_message) {
+                Frame::KeepAlive(n) => {
+                    let ping = buf.starts_with(b"\r\n\r\n") && n >= 4;
+                    buf.advance(n);
+                    if ping && wr.write_all(b"\r\n").await.is_err() {
+                        break 'outer;
+                    }
+                }
+                Frame::Message(len) => {
+                    let bytes = buf.split_to(len).freeze();
+                    st.packet_in(len);
+                    match Message::parse_stream(bytes) {
+                        Ok(m) => shared.hand_in(m, src),
+                        Err(_) => st.drop_msg(DropReason::Malformed),
+                    }
+                }
+                Frame::Incomplete => break,
+                Frame::Error(..) => {
+                    st.drop_msg(DropReason::Malformed);
+                    break 'outer;
+                }
+            }
+        }
+        if buf.len() > limits.max_message || *stop.borrow() {
+            break;
+        }
+        buf.reserve(4096);
+        tokio::select! {
+            r = tokio::time::timeout(limits.idle, rd.read_buf(&mut buf)) => match r {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => break,
+            },
+            m = rx.recv() => match m {
+                Some(b) => {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                    st.packet_out(b.len());
+                }
+                None => break,
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    shared.forget(t, peer, &tx);
+    let _ = wr.shutdown().await;
+}
+
+/// The management view of the proxy shards (cheap to clone).
+#[derive(Clone)]
+pub struct ProxyHandle {
+    pub(crate) shared: Arc<ProxyShared>,
+}
+
+/// One dialog as the management API shows it.
+#[derive(Debug, Clone)]
+pub struct DialogView {
+    /// `<shard>-<index>-<generation>`: what `DELETE /dialogs/{id}` takes.
+    pub id: String,
+    /// The shard that owns it.
+    pub shard: usize,
+    /// The core's description.
+    pub info: DialogInfo,
+}
+
+/// `<shard>-<index>-<generation>` from the id's debug form (its fields are private).
+fn dialog_key(shard: usize, id: &sip_proxy::DialogId) -> String {
+    let dbg = format!("{id:?}");
+    let mut key = shard.to_string();
+    for part in dbg
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+    {
+        key.push('-');
+        key.push_str(part);
+    }
+    key
+}
+
+const STATE_NAMES: [&str; 4] = ["unconfirmed", "early", "confirmed_noack", "confirmed"];
+
+/// A JSON string literal.
+pub fn json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn state_name(s: DialogState) -> &'static str {
+    match s {
+        DialogState::Unconfirmed => "unconfirmed",
+        DialogState::Early => "early",
+        DialogState::ConfirmedNoAck => "confirmed_noack",
+        DialogState::Confirmed => "confirmed",
+        DialogState::Ended => "ended",
+    }
+}
+
+impl ProxyHandle {
+    /// The dialogs of every shard, filtered by profile (`name` or `name` + value), caller
+    /// and callee (From / To URI text, exact).
+    pub fn dialogs(
+        &self,
+        profile: Option<(String, Option<String>)>,
+        caller: Option<String>,
+        callee: Option<String>,
+    ) -> Vec<DialogView> {
+        let f = OwnedFilter {
+            profile,
+            caller,
+            callee,
+        };
+        self.shared
+            .ask(|tx| Query::Dialogs(f.clone(), tx))
+            .into_iter()
+            .flat_map(|(shard, v)| {
+                v.into_iter().map(move |info| DialogView {
+                    id: dialog_key(shard, &info.id),
+                    shard,
+                    info,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends a dialog by its management id (BYE to both sides); `false` if unknown.
+    pub fn end_dialog(&self, id: &str) -> bool {
+        let Some(shard) = id.split('-').next().and_then(|s| s.parse::<usize>().ok()) else {
+            return false;
+        };
+        let Some(b) = self.shared.boxes.get(shard) else {
+            return false;
+        };
+        let (tx, rx) = mpsc::channel();
+        if !b.send(ShardMsg::Query(Query::End(id.to_string(), tx))) {
+            return false;
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or(false)
+    }
+
+    /// Profile sizes summed over the shards: `(name, value, count)`.
+    pub fn profiles(&self) -> Vec<(String, Option<String>, u64)> {
+        let mut sum: HashMap<(String, Option<Vec<u8>>), u64> = HashMap::new();
+        for (_, v) in self.shared.ask(Query::Profiles) {
+            for (n, val, c) in v {
+                *sum.entry((n, val)).or_default() += c;
+            }
+        }
+        let mut out: Vec<_> = sum
+            .into_iter()
+            .map(|((n, v), c)| (n, v.map(|v| String::from_utf8_lossy(&v).into_owned()), c))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Each shard's proxy counters.
+    pub fn stats(&self) -> Vec<ProxyStats> {
+        self.shared
+            .ask(Query::Stats)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// `GET /dialogs` as JSON.
+    pub fn dialogs_json(&self, views: &[DialogView]) -> String {
+        let mut out = String::from("[");
+        for (i, d) in views.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"id\":");
+            json_str(&d.id, &mut out);
+            out.push_str(&format!(",\"shard\":{},\"state\":", d.shard));
+            json_str(state_name(d.info.state), &mut out);
+            out.push_str(",\"call_id\":");
+            json_str(&d.info.call_id, &mut out);
+            out.push_str(",\"caller\":");
+            json_str(&d.info.caller, &mut out);
+            out.push_str(",\"callee\":");
+            json_str(&d.info.callee, &mut out);
+            out.push_str(&format!(
+                ",\"age_s\":{},\"profiles\":[",
+                d.info.age_us / 1_000_000
+            ));
+            for (j, (n, v)) in d.info.profiles.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"name\":");
+                json_str(n, &mut out);
+                if let Some(v) = v {
+                    out.push_str(",\"value\":");
+                    json_str(v, &mut out);
+                }
+                out.push('}');
+            }
+            out.push_str("]}");
+        }
+        out.push(']');
+        out
+    }
+
+    /// Prometheus lines for transactions, dialogs by state, failovers and dialog events.
+    pub fn write_prometheus(&self, out: &mut String) {
+        let stats = self.stats();
+        let sum = |f: &dyn Fn(&ProxyStats) -> u64| stats.iter().map(f).sum::<u64>();
+        let live_tx: u64 = stats
+            .iter()
+            .map(|s| s.transactions.live.iter().sum::<usize>() as u64)
+            .sum();
+        let lines: [(&str, &str, &str, u64); 10] = [
+            (
+                "voxgate_proxy_transactions",
+                "gauge",
+                "live proxy transactions",
+                live_tx,
+            ),
+            (
+                "voxgate_proxy_transactions_created_total",
+                "counter",
+                "transactions created",
+                sum(&|s| s.transactions.created),
+            ),
+            (
+                "voxgate_proxy_transaction_timeouts_total",
+                "counter",
+                "transactions timed out",
+                sum(&|s| s.transactions.timeouts),
+            ),
+            (
+                "voxgate_proxy_failovers_total",
+                "counter",
+                "serial failovers to the next destination",
+                sum(&|s| s.failovers),
+            ),
+            (
+                "voxgate_proxy_dialogs_created_total",
+                "counter",
+                "dialogs created",
+                sum(&|s| s.dialogs_created),
+            ),
+            (
+                "voxgate_proxy_dialogs_ended_total",
+                "counter",
+                "dialogs ended after being confirmed",
+                sum(&|s| s.dialogs_ended),
+            ),
+            (
+                "voxgate_proxy_dialogs_failed_total",
+                "counter",
+                "dialogs that never confirmed",
+                sum(&|s| s.dialogs_failed),
+            ),
+            (
+                "voxgate_proxy_dialogs_expired_total",
+                "counter",
+                "dialogs ended by their lifetime",
+                sum(&|s| s.dialogs_expired),
+            ),
+            (
+                "voxgate_proxy_refused_limits_total",
+                "counter",
+                "requests refused by max_transactions/max_dialogs",
+                sum(&|s| s.refused_limits),
+            ),
+            (
+                "voxgate_proxy_unknown_dialog_total",
+                "counter",
+                "in-dialog requests for no dialog (481)",
+                sum(&|s| s.unknown_dialog),
+            ),
+        ];
+        for (name, kind, help, v) in lines {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
+        out.push_str("# HELP voxgate_proxy_dialogs live dialogs by state\n# TYPE voxgate_proxy_dialogs gauge\n");
+        for (k, name) in STATE_NAMES.iter().enumerate() {
+            let v: usize = stats
+                .iter()
+                .map(|s| s.dialogs.get(k).copied().unwrap_or(0))
+                .sum();
+            out.push_str(&format!("voxgate_proxy_dialogs{{state=\"{name}\"}} {v}\n"));
+        }
+        let _ = &self.shared.events;
+    }
+
+    /// The proxy part of `/stats` (a JSON object).
+    pub fn write_json(&self, out: &mut String) {
+        let stats = self.stats();
+        let dialogs: Vec<usize> = (0..4)
+            .map(|k| {
+                stats
+                    .iter()
+                    .map(|s| s.dialogs.get(k).copied().unwrap_or(0))
+                    .sum()
+            })
+            .collect();
+        let live_tx: usize = stats
+            .iter()
+            .map(|s| s.transactions.live.iter().sum::<usize>())
+            .sum();
+        let failovers: u64 = stats.iter().map(|s| s.failovers).sum();
+        let created: u64 = stats.iter().map(|s| s.dialogs_created).sum();
+        out.push_str(&format!(
+            "{{\"transactions\":{live_tx},\"dialogs\":{{\"unconfirmed\":{},\"early\":{},\"confirmed_noack\":{},\"confirmed\":{}}},\"dialogs_created\":{created},\"failovers\":{failovers}}}",
+            dialogs[0], dialogs[1], dialogs[2], dialogs[3]
+        ));
+    }
+}
+
+/// Sets up the shared state of proxy mode: one mailbox per shard.
+pub(crate) fn new_shared(
+    shards: usize,
+    rt: tokio::runtime::Handle,
+    limits: crate::stream::Limits,
+    stats: Arc<Stats>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<(Arc<ProxyShared>, Vec<mpsc::Receiver<ShardMsg>>)> {
+    let mut boxes = Vec::new();
+    let mut rxs = Vec::new();
+    for _ in 0..shards.max(1) {
+        let (tx, rx) = mpsc::channel();
+        boxes.push(Mailbox {
+            tx: Mutex::new(tx),
+            fd: EventFd::new()?,
+        });
+        rxs.push(rx);
+    }
+    Ok((
+        Arc::new(ProxyShared {
+            boxes,
+            epoch: Instant::now(),
+            conns: Mutex::new(HashMap::new()),
+            rt,
+            limits,
+            stats,
+            stop,
+            events: Default::default(),
+        }),
+        rxs,
+    ))
+}
+
+/// One proxy shard thread.
+pub(crate) struct ProxyShard {
+    pub(crate) idx: usize,
+    pub(crate) sockets: Vec<(SocketAddr, Arc<Socket>)>,
+    pub(crate) core: ProxyCore,
+    pub(crate) rx: mpsc::Receiver<ShardMsg>,
+    pub(crate) shared: Arc<ProxyShared>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) max_message: usize,
+}
+
+impl ProxyShard {
+    pub(crate) fn run(mut self) {
+        for (_, s) in &self.sockets {
+            let _ = s.set_nonblocking(true);
+        }
+        let want = self.max_message.clamp(64, 65_535) + 1;
+        let mut rxbuf = BytesMut::with_capacity(want);
+        let Some(my_fd) = self.shared.boxes.get(self.idx).map(|b| b.fd.0.as_raw_fd()) else {
+            return;
+        };
+        let mut pfds: Vec<libc::pollfd> = self
+            .sockets
+            .iter()
+            .map(|(_, s)| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        pfds.push(libc::pollfd {
+            fd: my_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let stats = Arc::clone(&self.shared.stats);
+        let st = stats.shard(self.idx);
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = self.shared.now();
+            let timeout = match self.core.next_deadline() {
+                Some(Time(t)) if t <= now.0 => 0,
+                Some(Time(t)) => ((t - now.0).div_ceil(1000)).min(i32::MAX as u64) as i32,
+                None => -1,
+            };
+            if timeout != 0 {
+                for p in pfds.iter_mut() {
+                    p.revents = 0;
+                }
+                // SAFETY: `pfds` is a valid array of pollfd of the given length.
+                let r =
+                    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+                if r < 0 {
+                    continue;
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            for k in 0..self.sockets.len() {
+                // At most a batch per socket per round, so timers and handovers are not
+                // starved under load.
+                for _ in 0..64 {
+                    rxbuf.reserve(want);
+                    let spare = rxbuf.spare_capacity_mut();
+                    let len = spare.len().min(want);
+                    let Some((_, sock)) = self.sockets.get(k) else {
+                        break;
+                    };
+                    let (n, from) =
+                        match sock.recv_from_with_flags(&mut spare[..len], libc::MSG_TRUNC) {
+                            Ok(r) => r,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(_) => break,
+                        };
+                    if n == 0 {
+                        break;
+                    }
+                    let Some(src) = from.as_socket() else {
+                        continue;
+                    };
+                    st.packet_in(n);
+                    if n >= want {
+                        st.drop_msg(DropReason::Oversize);
+                        continue;
+                    }
+                    // SAFETY: recv_from wrote `n` bytes (n < len) at the start of the spare capacity.
+                    unsafe { rxbuf.set_len(n) };
+                    let bytes = rxbuf.split_to(n).freeze();
+                    let msg = match Message::parse_datagram(bytes) {
+                        Ok(m) => m,
+                        Err(_) => {
+                            st.drop_msg(DropReason::Malformed);
+                            continue;
+                        }
+                    };
+                    let src = Source {
+                        transport: PTransport::Udp,
+                        addr: src,
+                    };
+                    let owner = owner_shard(&msg).map(usize::from);
+                    match owner {
+                        Some(o) if o != self.idx && o < self.shared.boxes.len() => {
+                            if let Some(b) = self.shared.boxes.get(o) {
+                                b.send(ShardMsg::Inbound(msg, src));
+                            }
+                        }
+                        _ => {
+                            let now = self.shared.now();
+                            self.feed(now, msg, src);
+                        }
+                    }
+                }
+            }
+            if pfds.last().is_some_and(|p| p.revents != 0) || timeout == 0 {
+                if let Some(b) = self.shared.boxes.get(self.idx) {
+                    b.fd.drain();
+                }
+            }
+            while let Ok(m) = self.rx.try_recv() {
+                let now = self.shared.now();
+                match m {
+                    ShardMsg::Inbound(msg, src) => self.feed(now, msg, src),
+                    ShardMsg::SendError(t, d) => {
+                        self.core.on_send_error(now, t, d);
+                        self.flush(now);
+                    }
+                    ShardMsg::Query(q) => self.answer(now, q),
+                }
+            }
+            let now = self.shared.now();
+            if self.core.next_deadline().is_some_and(|t| t <= now) {
+                let core = &mut self.core;
+                let ok =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.on_timer(now)));
+                if ok.is_err() {
+                    st.drop_msg(DropReason::InternalError);
+                }
+                self.flush(now);
+            }
+        }
+    }
+
+    fn feed(&mut self, now: Time, msg: Message, src: Source) {
+        let core = &mut self.core;
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            core.on_message(now, msg, src)
+        }));
+        if ok.is_err() {
+            self.shared
+                .stats
+                .shard(self.idx)
+                .drop_msg(DropReason::InternalError);
+        }
+        self.flush(now);
+    }
+
+    fn answer(&mut self, now: Time, q: Query) {
+        match q {
+            Query::Dialogs(f, tx) => {
+                let profile = f
+                    .profile
+                    .as_ref()
+                    .map(|(n, v)| (n.as_str(), v.as_ref().map(|v| v.as_bytes())));
+                let filter = DialogFilter {
+                    profile,
+                    caller: f.caller.as_ref().map(|s| s.as_bytes()),
+                    callee: f.callee.as_ref().map(|s| s.as_bytes()),
+                };
+                let _ = tx.send(self.core.list_dialogs(now, &filter));
+            }
+            Query::End(key, tx) => {
+                let all = self.core.list_dialogs(now, &DialogFilter::default());
+                let id = all
+                    .iter()
+                    .find(|d| dialog_key(self.idx, &d.id) == key)
+                    .map(|d| d.id);
+                let ended = id.is_some_and(|id| self.core.end_dialog(now, id));
+                self.flush(now);
+                let _ = tx.send(ended);
+            }
+            Query::Profiles(tx) => {
+                let _ = tx.send(self.core.profile_sizes());
+            }
+            Query::Stats(tx) => {
+                let _ = tx.send(self.core.stats());
+            }
+        }
+    }
+
+    /// Writes the core's outputs; send failures go back to the core (bounded rounds).
+    fn flush(&mut self, now: Time) {
+        let st = self.shared.stats.shard(self.idx);
+        for _ in 0..8 {
+            let mut errors: Vec<(PTransport, SocketAddr)> = Vec::new();
+            while let Some(out) = self.core.poll_output() {
+                match out {
+                    Output::Send {
+                        transport: PTransport::Udp,
+                        dest,
+                        bytes,
+                    } => {
+                        let sock = self
+                            .sockets
+                            .iter()
+                            .find(|(l, _)| l.is_ipv4() == dest.is_ipv4())
+                            .map(|(_, s)| s);
+                        match sock.map(|s| s.send_to(&bytes, &SockAddr::from(dest))) {
+                            Some(Ok(_)) => st.packet_out(bytes.len()),
+                            _ => {
+                                st.drop_msg(DropReason::SendFailed);
+                                errors.push((PTransport::Udp, dest));
+                            }
+                        }
+                    }
+                    Output::Send {
+                        transport,
+                        dest,
+                        bytes,
+                    } => {
+                        if !self.shared.send_stream(self.idx, transport, dest, bytes) {
+                            st.drop_msg(DropReason::SendFailed);
+                            errors.push((transport, dest));
+                        }
+                    }
+                    Output::Event(ev) => {
+                        let k = match ev.state {
+                            DialogState::Unconfirmed => 0,
+                            DialogState::Early => 1,
+                            DialogState::ConfirmedNoAck => 2,
+                            DialogState::Confirmed => 3,
+                            DialogState::Ended => 4,
+                        };
+                        if let Some(c) = self.shared.events.get(k) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            if errors.is_empty() {
+                return;
+            }
+            for (t, d) in errors {
+                self.core.on_send_error(now, t, d);
+            }
+        }
+    }
+}
