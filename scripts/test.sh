@@ -18,6 +18,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# Real database servers for the SQL back ends (PostgreSQL, MariaDB), on free loopback ports,
+# stopped on exit; tests gated on their URLs skip when a server is not installed.
+if [ "$(id -u)" = 0 ]; then
+  # shellcheck source=scripts/test-dbs.sh
+  . ./scripts/test-dbs.sh
+fi
+
 ./scripts/check-sans-io.sh
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
