@@ -1,0 +1,1 @@
+//! voxgate-state: being built (see ARCHITECTURE.md).
