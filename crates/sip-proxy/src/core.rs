@@ -2137,7 +2137,15 @@ impl ProxyCore {
         let seq = if is_bye { seq.saturating_add(1) } else { seq };
         let tail = format!(
             "l{:x}",
-            self.seq.wrapping_add(u64::from(seq)) ^ fnv(&[ruri, method])
+            // The Call-ID and side keep two dialogs ended at the same instant toward the
+            // same contact (SIPp uses one) from sharing a branch (and so a transaction key).
+            self.seq.wrapping_add(u64::from(seq))
+                ^ fnv(&[
+                    ruri,
+                    method,
+                    d.call_id(),
+                    if to_callee { b"e" } else { b"r" }
+                ])
         );
         let local = self.local_for(dest.transport, dest.addr.is_ipv6()).clone();
         let mut branch = Vec::with_capacity(40);

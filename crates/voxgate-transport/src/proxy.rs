@@ -461,7 +461,7 @@ fn state_name(s: DialogState) -> &'static str {
 
 impl ProxyHandle {
     /// The dialogs of every shard, filtered by profile (`name` or `name` + value), caller
-    /// and callee (From / To URI text, exact).
+    /// and callee (the From / To value contains the text, ASCII case-insensitive).
     pub fn dialogs(
         &self,
         profile: Option<(String, Option<String>)>,
