@@ -9,6 +9,10 @@
 #   SKIP_BUILD=1    do not run cargo; use the release binary already built
 #   VOXGATE_CONFIG  use this config instead of the generated one (must listen on UDP 127.0.0.1:5060)
 #   KAMAILIO_ARGS   passed to kamailio (default "-x tlsf", the strongest peer measured)
+#   SCENARIO        404 (default: stateless INVITE -> 404) or proxy (INVITE/180/200/ACK/
+#                   pause/BYE relayed statefully to a SIPp UAS on 127.0.0.1:5080; voxgate
+#                   runs with a [proxy] section like examples/proxy.toml, Kamailio with the
+#                   shared kamailio-proxy.cfg)
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -16,6 +20,8 @@ SHARED=${SHARED_DIR:-$ROOT/../shared}
 DRIVER=$SHARED/bench/run-peer-bench.sh
 OUT=${OUT_DIR:-$BENCH_DIR/out}
 : "${KAMAILIO_ARGS=-x tlsf}"
+SCENARIO=${SCENARIO:-404}
+case "$SCENARIO" in 404|proxy) ;; *) echo "bench: SCENARIO must be 404 or proxy" >&2; exit 2 ;; esac
 
 blog() { echo "[bench $(date +%T)] $*" >&2; }
 
@@ -88,6 +94,18 @@ enabled = false
 [log]
 level = "warn"
 CFG
+  if [ "$SCENARIO" = proxy ]; then
+    cat >> "$VOX_CFG" <<'CFG'
+
+# SCENARIO=proxy: relay every call to the SIPp UAS of the shared driver, record-routing and
+# tracking dialogs (as examples/proxy.toml).
+[proxy]
+record_route = true
+
+[[proxy.upstreams]]
+addr = "127.0.0.1:5080"
+CFG
+  fi
   if "$VOXGATE_BIN" check --config "$VOX_CFG" >/dev/null 2>"$OUT/voxgate-check.err"; then :; else
     blog "voxgate check --config $VOX_CFG failed:"; cat "$OUT/voxgate-check.err" >&2; exit 2
   fi
@@ -99,17 +117,17 @@ run_one() {
   local server=$1 rate=$2 count=$3 line
   case "$server" in
     floor)
-      line=$(SERVER_CMD="$FLOOR_BIN" SERVER_NAME=floor bash "$DRIVER" custom 404 "$rate" "$count") ;;
+      line=$(SERVER_CMD="$FLOOR_BIN" SERVER_NAME=floor bash "$DRIVER" custom "$SCENARIO" "$rate" "$count") ;;
     kamailio)
-      line=$(KAMAILIO_ARGS="$KAMAILIO_ARGS" bash "$DRIVER" kamailio 404 "$rate" "$count") ;;
+      line=$(KAMAILIO_ARGS="$KAMAILIO_ARGS" bash "$DRIVER" kamailio "$SCENARIO" "$rate" "$count") ;;
     voxgate)
       [ "$VOX_VERSION" = NA ] && VOX_VERSION=$("$VOXGATE_BIN" --version 2>/dev/null | awk '{print $NF; exit}')
       line=$(SERVER_CMD="$VOXGATE_BIN run --config $VOX_CFG" SERVER_NAME=voxgate \
-             SERVER_VERSION="${VOX_VERSION:-NA}" bash "$DRIVER" custom 404 "$rate" "$count") ;;
+             SERVER_VERSION="${VOX_VERSION:-NA}" bash "$DRIVER" custom "$SCENARIO" "$rate" "$count") ;;
     *) blog "unknown server $server"; return 2 ;;
   esac
   if [ -z "$line" ]; then
-    line="server=$server scenario=404 rate=$rate calls=0 failed=NA retrans=NA error=driver_failed"
+    line="server=$server scenario=$SCENARIO rate=$rate calls=0 failed=NA retrans=NA error=driver_failed"
   fi
   echo "$line"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh -- the INVITE-404 benchmark: voxgate against Kamailio (-x tlsf) and the floor
+# bench/run.sh -- the INVITE-404 benchmark (or, with SCENARIO=proxy, full proxied calls): voxgate against Kamailio (-x tlsf) and the floor
 # responder (../shared/bench/floor404.c), in one sequence, at the same rates and call counts,
 # on loopback only, through the shared driver ../shared/bench/run-peer-bench.sh.
 #
@@ -16,6 +16,16 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
+# SCENARIO=proxy (bench/lib.sh): full proxied calls; no floor (it only answers 404), so the
+# ratio is voxgate/kamailio CPU per call with the bar 0.4, at 500 calls/s by default.
+if [ "$SCENARIO" = proxy ]; then
+  RATES=${RATES:-"500"}
+  SERVERS=${SERVERS:-"kamailio voxgate"}
+  BAR=${BAR:-0.4}
+  FLOOR_ZERO=1
+else
+  FLOOR_ZERO=0
+fi
 RATES=${RATES:-"2000 10000"}
 REPEAT=${REPEAT:-1}
 SERVERS=${SERVERS:-"floor kamailio voxgate"}
@@ -55,7 +65,7 @@ echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS"
 fi
 
 # ------------------------------------------------------------------ table
-TABLE=$(grep '^rep=' "$RESULTS" | awk -v bar="$BAR" -v rates="$RATES" -v servers="$SERVERS" '
+TABLE=$(grep '^rep=' "$RESULTS" | awk -v bar="$BAR" -v rates="$RATES" -v servers="$SERVERS" -v flzero="$FLOOR_ZERO" '
 function med(key,   n, i, j, t, a) {
   n = cnt[key]; if (n == 0) return "NA"
   for (i = 1; i <= n; i++) a[i] = val[key, i]
@@ -91,7 +101,7 @@ END {
   nr = split(rates, R, " "); ns = split(servers, S, " "); allpass = 1
   printf "%-7s %-9s %4s %9s %6s %7s %9s %9s %11s %9s %9s\n", "rate", "server", "runs", "calls", "failed", "retrans", "drops_srv", "drops_uac", "cpu_us/call", "above_flr", "sched_us"
   for (r = 1; r <= nr; r++) {
-    rate = R[r]; fl = med(rate SUBSEP "floor")
+    rate = R[r]; fl = (flzero == 1) ? 0 : med(rate SUBSEP "floor")
     for (s = 1; s <= ns; s++) {
       k = rate SUBSEP S[s]; m = med(k); sm = smed(k)
       af = (m != "NA" && fl != "NA") ? sprintf("%.1f", m - fl) : "NA"

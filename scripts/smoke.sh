@@ -4,7 +4,8 @@
 # Starts `voxgate run` with a temporary config (UDP and TCP on 127.0.0.1, ports chosen by the
 # kernel and read back from the node's log), then runs SIPp's INVITE -> 404 -> ACK scenario
 # over UDP and over TCP, and fails unless every call succeeded with no retransmission and no
-# unexpected message. Stops the node with SIGTERM and checks it exits 0.
+# unexpected message. Stops the node with SIGTERM and checks it exits 0. Then runs
+# scripts/proxy-calls.sh (SIPp full calls through the node as a stateful proxy).
 #
 # Skips (exit 0) when sipp is not installed. Environment:
 #   VOXGATE_BIN   binary to test (default: cargo build -p voxgate, debug profile)
@@ -183,6 +184,11 @@ else
   NODE_PID=""
   echo "smoke: voxgate stopped on SIGTERM, exit $node_rc"
   [ "$node_rc" = 0 ] || status=1
+fi
+
+# Proxied calls (stateful mode) with the same binary.
+if [ "$status" = 0 ]; then
+  VOXGATE_BIN="$VOXGATE_BIN" bash scripts/proxy-calls.sh || status=1
 fi
 
 if [ "$status" = 0 ]; then

@@ -4,8 +4,8 @@
 //! another source port reaching their dialog across shards (a Rust UAC/UAS).
 //!
 //! The SIPp tests skip cleanly when `sipp` is not installed; the full-call tests use the
-//! shared benchmark scenarios (`../shared/bench`) and skip when they are absent. Loopback
-//! only, kernel-chosen ports, bounded times.
+//! shared benchmark scenarios (`../shared/bench`), else their copies in `tests/sipp`.
+//! Loopback only, kernel-chosen ports, bounded times.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -20,9 +20,15 @@ fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn shared_bench() -> Option<PathBuf> {
-    let p = here().join("../../../shared/bench");
-    p.join("sipp-uac-call.xml").exists().then_some(p)
+/// The shared benchmark's full-call scenario (`uac` or `uas`) when `../shared` is there,
+/// else our copy in `tests/sipp`.
+fn call_scenario(side: &str) -> PathBuf {
+    let shared = here().join(format!("../../../shared/bench/sipp-{side}-call.xml"));
+    if shared.exists() {
+        shared
+    } else {
+        here().join(format!("tests/sipp/{side}-call.xml"))
+    }
 }
 
 fn have_sipp() -> bool {
@@ -265,20 +271,16 @@ fn full_calls(transport: &str) {
     if !have_sipp() {
         return;
     }
-    let Some(bench) = shared_bench() else {
-        eprintln!("../shared/bench absent: skipping");
-        return;
-    };
     let dir = TempDir::new(&format!("calls-{transport}"));
     let up = free_port();
-    let _uas = sipp_uas(&dir, &bench.join("sipp-uas-call.xml"), up, transport);
+    let _uas = sipp_uas(&dir, &call_scenario("uas"), up, transport);
     let up_t = if transport == "u1" { "udp" } else { "tcp" };
     let mut node = Node::start(&dir, &proxy_to(&[(up, up_t)], ""), 2);
     let (udp, tcp, admin) = node.addrs();
     let target = if transport == "u1" { udp } else { tcp };
     let (code, out) = sipp_uac(
         &dir,
-        &bench.join("sipp-uac-call.xml"),
+        &call_scenario("uac"),
         target,
         transport,
         100,
@@ -350,29 +352,19 @@ fn silent_first_upstream_fails_over_to_the_second() {
     if !have_sipp() {
         return;
     }
-    let Some(bench) = shared_bench() else {
-        return;
-    };
     let dir = TempDir::new("failover");
     // Bound but never read: INVITEs to it vanish.
     let silent = UdpSocket::bind("127.0.0.1:0").expect("silent");
     let silent_port = silent.local_addr().expect("addr").port();
     let up = free_port();
-    let _uas = sipp_uas(&dir, &bench.join("sipp-uas-call.xml"), up, "u1");
+    let _uas = sipp_uas(&dir, &call_scenario("uas"), up, "u1");
     let mut node = Node::start(
         &dir,
         &proxy_to(&[(silent_port, "udp"), (up, "udp")], "fr_invite_ms = 1000"),
         2,
     );
     let (udp, _, admin) = node.addrs();
-    let (code, out) = sipp_uac(
-        &dir,
-        &bench.join("sipp-uac-call.xml"),
-        udp,
-        "u1",
-        10,
-        &["-d", "100"],
-    );
+    let (code, out) = sipp_uac(&dir, &call_scenario("uac"), udp, "u1", 10, &["-d", "100"]);
     assert_eq!(code, 0, "{}\n{out}", summary(&out));
     let (_, metrics) = http(&admin, "GET", "/metrics");
     assert!(
