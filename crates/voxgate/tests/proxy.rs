@@ -442,3 +442,155 @@ fn management_lists_and_ends_a_dialog() {
     let (st, _) = http(&admin, "DELETE", &format!("/dialogs/{id}"));
     assert_eq!(st, 404);
 }
+
+/// The value of the first header `name` (case-insensitive) in a SIP message.
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n").skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Every header line named `name`, whole.
+fn header_lines<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .skip(1)
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+        .collect()
+}
+
+/// A minimal UAS: 200 to INVITE (copying Via, Record-Route, From, To + tag, Call-ID,
+/// CSeq), 200 to BYE, silence to ACK. Returns the number of BYEs it answered.
+fn rust_uas(sock: UdpSocket, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let mut buf = vec![0u8; 65_535];
+    let mut byes = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let is_invite = msg.starts_with("INVITE ");
+        let is_bye = msg.starts_with("BYE ");
+        if !is_invite && !is_bye {
+            continue;
+        }
+        let mut r = String::from("SIP/2.0 200 OK\r\n");
+        for l in header_lines(&msg, "Via") {
+            r.push_str(l);
+            r.push_str("\r\n");
+        }
+        if is_invite {
+            for l in header_lines(&msg, "Record-Route") {
+                r.push_str(l);
+                r.push_str("\r\n");
+            }
+        }
+        let to = header(&msg, "To").unwrap_or("");
+        let to = if to.contains("tag=") {
+            to.to_string()
+        } else {
+            format!("{to};tag=uas1")
+        };
+        r.push_str(&format!(
+            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:uas@{me}>\r\nContent-Length: 0\r\n\r\n",
+            header(&msg, "From").unwrap_or(""),
+            header(&msg, "Call-ID").unwrap_or(""),
+            header(&msg, "CSeq").unwrap_or(""),
+        ));
+        let _ = sock.send_to(r.as_bytes(), from);
+        if is_bye {
+            byes += 1;
+        }
+    }
+    byes
+}
+
+/// Receives until a response whose status starts with `code` and whose CSeq method is
+/// `method` comes (bounded).
+fn recv_response(sock: &UdpSocket, code: &str, method: &str) -> String {
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 65_535];
+    while Instant::now() < deadline {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with(&format!("SIP/2.0 {code}"))
+            && header(&m, "CSeq").is_some_and(|c| c.ends_with(method))
+        {
+            return m;
+        }
+    }
+    panic!("no {code} to {method} within 10 s");
+}
+
+/// In-dialog requests sent from another source port (so they usually land on another
+/// SO_REUSEPORT socket, hence shard) reach their dialog: the owner shard is read from our
+/// Record-Route `vg` parameter and the request handed over once.
+#[test]
+fn in_dialog_requests_from_another_port_reach_their_shard() {
+    let dir = TempDir::new("handover");
+    let uas = UdpSocket::bind("127.0.0.1:0").expect("uas");
+    let up = uas.local_addr().expect("addr").port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let uas_thread = std::thread::spawn(move || rust_uas(uas, stop2));
+    let mut node = Node::start(&dir, &proxy_to(&[(up, "udp")], ""), 2);
+    let (udp, _, admin) = node.addrs();
+    const CALLS: usize = 16;
+    for i in 0..CALLS {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("a");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("b");
+        let la = a.local_addr().expect("a addr");
+        let lb = b.local_addr().expect("b addr");
+        let call = format!("handover-{i}@test");
+        let invite = format!(
+            "INVITE sip:bob@{udp} SIP/2.0\r\nVia: SIP/2.0/UDP {la};branch=z9hG4bKh{i}a;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@test>;tag=ta{i}\r\nTo: <sip:bob@test>\r\n\
+             Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{la}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        a.send_to(invite.as_bytes(), udp).expect("send invite");
+        let ok = recv_response(&a, "200", "INVITE");
+        let to = header(&ok, "To").expect("To").to_string();
+        // Route set = the Record-Route of the 200, in order (we are the caller).
+        let routes: Vec<String> = header_lines(&ok, "Record-Route")
+            .iter()
+            .map(|l| format!("Route:{}", l.split_once(':').map_or("", |x| x.1)))
+            .collect();
+        assert!(!routes.is_empty(), "no Record-Route in {ok}");
+        let route = routes.join("\r\n");
+        let contact = header(&ok, "Contact")
+            .expect("Contact")
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_string();
+        for (method, cseq, branch) in [("ACK", 1, "c"), ("BYE", 2, "d")] {
+            let req = format!(
+                "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {lb};branch=z9hG4bKh{i}{branch};rport\r\n\
+                 Max-Forwards: 70\r\n{route}\r\nFrom: <sip:alice@test>;tag=ta{i}\r\nTo: {to}\r\n\
+                 Call-ID: {call}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+            );
+            b.send_to(req.as_bytes(), udp).expect("send");
+        }
+        recv_response(&b, "200", "BYE");
+    }
+    let (_, metrics) = http(&admin, "GET", "/metrics");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let byes = uas_thread.join().expect("uas");
+    assert_eq!(byes, CALLS, "{metrics}");
+    assert!(
+        metrics.contains("voxgate_proxy_unknown_dialog_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("voxgate_proxy_dialogs_ended_total {CALLS}")),
+        "{metrics}"
+    );
+}
