@@ -29,6 +29,16 @@
 //! (stream framing, idle and handshake timeouts, a connection limit, replies written back on
 //! the connection the request came in on).
 //!
+//! # Proxy mode
+//!
+//! With a `[proxy]` section that names upstreams, [`BoundNode::serve_proxy`] starts a
+//! different shard loop instead: shard thread `i` owns a `sip_proxy::ProxyCore` and socket
+//! `i` of every UDP listener, waits in `poll()` with the core's next deadline as timeout, and
+//! hands messages owned by another shard over through a channel plus an eventfd; TCP/TLS
+//! connections hand their messages to the owner shard the same way and carry the core's
+//! sends (see the `proxy` module and ARCHITECTURE.md). [`Node::proxy`] gives the management
+//! handle ([`ProxyHandle`]). The stateless loop above is untouched by it.
+//!
 //! # Starting a node
 //!
 //! The pipeline needs the node's bound addresses (port 0 resolved) to recognise itself, so
