@@ -13,18 +13,28 @@ fn bench(c: &mut Criterion) {
         let mut out = Vec::with_capacity(4096);
         let mut scratch = Vec::with_capacity(512);
         let mut g = c.benchmark_group(format!("parse/{name}"));
-        g.bench_function("sip-wire", |b| b.iter(|| black_box(wire::parse(black_box(&buf)))));
-        g.bench_function("rsip", |b| b.iter(|| black_box(peer::parse(black_box(&buf)))));
+        g.bench_function("sip-wire", |b| {
+            b.iter(|| black_box(wire::parse(black_box(&buf))))
+        });
+        g.bench_function("rsip", |b| {
+            b.iter(|| black_box(peer::parse(black_box(&buf))))
+        });
         g.finish();
         let mut g = c.benchmark_group(format!("read/{name}"));
-        g.bench_function("sip-wire", |b| b.iter(|| black_box(wire::read(black_box(&buf)))));
-        g.bench_function("rsip", |b| b.iter(|| black_box(peer::read(black_box(&buf)))));
+        g.bench_function("sip-wire", |b| {
+            b.iter(|| black_box(wire::read(black_box(&buf))))
+        });
+        g.bench_function("rsip", |b| {
+            b.iter(|| black_box(peer::read(black_box(&buf))))
+        });
         g.finish();
         let mut g = c.benchmark_group(format!("forward/{name}"));
         g.bench_function("sip-wire", |b| {
             b.iter(|| black_box(wire::forward(black_box(&buf), &mut out, &mut scratch)))
         });
-        g.bench_function("rsip", |b| b.iter(|| black_box(peer::forward(black_box(&buf)))));
+        g.bench_function("rsip", |b| {
+            b.iter(|| black_box(peer::forward(black_box(&buf))))
+        });
         g.finish();
     }
 }
