@@ -5,7 +5,8 @@
 //! network: `acquire` only reads and bumps an in-memory entry (a short mutex shared with the
 //! sync task, never held across I/O). [`CounterSync::run`] (a task on the control plane's
 //! runtime) flushes the local increments every `flush_interval` with pipelined `INCRBY` on
-//! `vg:rl:<pipe>:<value>:<window>` and reads the cluster totals back from the replies.
+//! `vg:rl:<pipe>:<value>:<window>` and reads the cluster totals back from the replies;
+//! only keys asked since the previous flush are sent, so idle keys cost nothing.
 //!
 //! # Approximation
 //!
@@ -63,6 +64,8 @@ struct Entry {
     inflight: u64,
     cluster: u64,
     last: Duration,
+    /// Asked since the last flush (its cluster total is worth reading back).
+    touched: bool,
 }
 
 #[derive(Debug, Default)]
@@ -210,8 +213,10 @@ impl CounterBackend for RedisCounters {
             inflight: 0,
             cluster: 0,
             last: now,
+            touched: true,
         });
         e.last = now;
+        e.touched = true;
         if e.window != w || e.window_ms != window_ms {
             e.window = w;
             e.window_ms = window_ms;
@@ -246,9 +251,10 @@ impl CounterSync {
         {
             let mut g = self.shared.lock();
             for (id, e) in g.map.iter_mut() {
-                if e.window != t / e.window_ms {
+                if e.window != t / e.window_ms || !(e.touched || e.pending > 0) {
                     continue;
                 }
+                e.touched = false;
                 let delta = e.pending;
                 e.inflight += delta;
                 e.pending = 0;

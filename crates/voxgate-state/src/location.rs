@@ -69,6 +69,9 @@ pub fn apply_remote_binding(reg: &mut Registrar, ev: &RemoteBinding, now: u64) -
     }
 }
 
+/// The fields of one AOR hash (contact, encoded binding).
+type HashFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Member of `vg:loc:exp`: AOR length (u32 BE), AOR, contact.
 fn exp_member(aor: &[u8], contact: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(4 + aor.len() + contact.len());
@@ -181,7 +184,7 @@ impl RedisLocation {
             for a in chunk {
                 p.hgetall(self.aor_key(a));
             }
-            let r: redis::RedisResult<Vec<Vec<(Vec<u8>, Vec<u8>)>>> = p.query_async(&mut c).await;
+            let r: redis::RedisResult<Vec<HashFields>> = p.query_async(&mut c).await;
             let hashes = self.conn.track(r)?;
             let mut empty = redis::pipe();
             let mut any_empty = false;
