@@ -192,29 +192,30 @@ impl CounterBackend for RedisCounters {
         let t = unix_now().as_millis().min(u64::MAX as u128) as u64;
         let w = t / window_ms;
         let id = (key.pipe.0, key.hash);
-        let base = {
-            let g = self.shared.lock();
-            if g.map.contains_key(&id) {
-                None
-            } else if g.map.len() >= self.capacity {
+        let mut g = self.shared.lock();
+        if !g.map.contains_key(&id) {
+            if g.map.len() >= self.capacity {
                 self.shared.full.fetch_add(1, Ordering::Relaxed);
                 return Err(BackendUnavailable);
-            } else {
-                Some(())
             }
+            // the key's name is built once, when the key is first seen
+            g.map.insert(
+                id,
+                Entry {
+                    base: self.base(key),
+                    window: w,
+                    window_ms,
+                    pending: 0,
+                    inflight: 0,
+                    cluster: 0,
+                    last: now,
+                    touched: true,
+                },
+            );
         }
-        .map(|()| self.base(key));
-        let mut g = self.shared.lock();
-        let e = g.map.entry(id).or_insert_with(|| Entry {
-            base: base.unwrap_or_default(),
-            window: w,
-            window_ms,
-            pending: 0,
-            inflight: 0,
-            cluster: 0,
-            last: now,
-            touched: true,
-        });
+        let Some(e) = g.map.get_mut(&id) else {
+            return Err(BackendUnavailable);
+        };
         e.last = now;
         e.touched = true;
         if e.window != w || e.window_ms != window_ms {

@@ -463,3 +463,50 @@ async fn bans_propagate_between_nodes() {
     }
     assert!(b.is_user_banned("mallory@example.com", t));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_resync_and_bans_wait_out_an_outage() {
+    let Some(mut redis) = PrivateRedis::start("subscriptions_resync_and_bans_wait_out_an_outage")
+    else {
+        return;
+    };
+    let url = redis.url();
+    let a = RedisLocation::new(conn(&url, "vg:", "a").await);
+    let (mut rx, task) = a.subscribe(16);
+    let cfg = BanListConfig::default();
+    let t = Duration::from_secs(1000);
+    let mut bans_a =
+        SharedBanList::start(&cfg, RedisBans::new(conn(&url, "vg:", "a").await), 64, t).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    redis.stop();
+    let ip: IpAddr = "198.51.100.4".parse().unwrap();
+    bans_a.ban(BanTargetRef::Ip(ip), BanReason::Pike, None, t);
+    // Redis away: the ban holds locally, the change waits in the outbox
+    assert!(bans_a.sync(t).await.is_err());
+    assert!(bans_a.is_ip_banned(ip, t));
+    assert!(!bans_a.local().is_empty());
+    let health = a.conn().health().clone();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.spawn();
+    // the location subscription comes back and asks for a reload
+    let ev = recv_until(&mut rx, |e| matches!(e, RemoteBinding::Resync)).await;
+    assert_eq!(ev, RemoteBinding::Resync);
+    // the queued ban reaches Redis once it answers again
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bans_a.sync(t).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "ban never published after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let loaded = RedisBans::new(conn(&url, "vg:", "b").await)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert!(health.is_up());
+    task.abort();
+}
