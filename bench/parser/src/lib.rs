@@ -245,8 +245,11 @@ pub mod wire {
         let mut tmp = [0u8; 10];
         let digits = fmt_u32(f.max_forwards.saturating_sub(1), &mut tmp);
         e.replace_header_value(mf.index, digits).ok()?;
-        e.push_via(PUSHED_VIA.as_bytes());
+        // Record-Route first: when the message has none it goes at the top of the headers, the
+        // same offset as the first Via, and edits at one offset are written in call order;
+        // the other order would split the Via block (new Via, Record-Route, old Vias).
         e.add_record_route(ADDED_RR.as_bytes());
+        e.push_via(PUSHED_VIA.as_bytes());
         let r = e.write(out);
         *scratch = e.into_scratch();
         r.ok()?;
@@ -376,6 +379,8 @@ mod tests {
             let mut scratch = Vec::new();
             wire::forward(&Bytes::from_static(raw), &mut out, &mut scratch).expect("wire fwd");
             let theirs = peer::forward(raw).expect("rsip fwd");
+            // same work, same result: the two forwarded messages are byte-identical
+            assert_eq!(out.as_slice(), &theirs[..], "identical output for {name}");
             for (who, bytes) in [("sip-wire", Bytes::from(out.clone())), ("rsip", theirs)] {
                 let m = Message::parse_datagram(bytes)
                     .unwrap_or_else(|e| panic!("{who} output of {name} parses: {e:?}"));
