@@ -6,7 +6,9 @@
 //! milliseconds, publishes the local changes (`SET vg:ban:<target> <reason> PX <ttl>`,
 //! `ZADD vg:ban:idx`, `PUBLISH vg:ban:events`) and merges the other nodes' changes with
 //! [`BanList::apply_remote`] (so they are neither logged nor published again). On start,
-//! and after a lost subscription, the bans in force are loaded from the index.
+//! once the subscription is live (so no change falls between the load and the
+//! subscription), and after a lost subscription, the bans in force are loaded from the
+//! index.
 //!
 //! Targets are written `ip:<address>` or `user:<name>`.
 
@@ -175,7 +177,9 @@ impl RedisBans {
         Ok(out)
     }
 
-    /// Subscribes to other nodes' changes (see [`crate::RedisLocation::subscribe`]).
+    /// Subscribes to other nodes' changes (see [`crate::RedisLocation::subscribe`]); a
+    /// [`RemoteBan::Resync`] is queued once the subscription is live and after every
+    /// reconnection.
     pub fn subscribe(
         &self,
         queue: usize,
@@ -190,6 +194,7 @@ impl RedisBans {
             me.conn
                 .subscribe_loop(
                     chan,
+                    true,
                     |payload| {
                         match decode_event(payload, node.as_bytes()) {
                             Ok(Some(c)) => {

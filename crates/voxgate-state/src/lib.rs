@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use bans::{RedisBans, SharedBanList};
+pub use bans::{RedisBans, RemoteBan, SharedBanList};
 pub use counters::{CounterSync, RedisCounters, RedisCountersConfig};
 pub use location::{LocationWriter, RedisLocation, RemoteBinding, apply_remote_binding};
 
@@ -238,11 +238,13 @@ impl RedisConn {
 
     /// Subscribes to `channel` and forwards each payload to `f` until `f` returns false;
     /// reconnects with backoff when the subscription breaks, calling `on_resubscribe`
-    /// after each reconnection (messages may have been missed: reload). Runs forever
-    /// (spawn it; abort the task to stop).
+    /// after each reconnection (messages may have been missed: reload), and after the
+    /// first subscription too when `resync_first`. Runs forever (spawn it; abort the task
+    /// to stop).
     pub(crate) async fn subscribe_loop(
         &self,
         channel: Vec<u8>,
+        resync_first: bool,
         mut f: impl FnMut(&[u8]) -> bool,
         mut on_resubscribe: impl FnMut(),
     ) {
@@ -262,7 +264,7 @@ impl RedisConn {
             };
             if let (true, Some(ps)) = (subscribed, ps) {
                 backoff = Duration::from_millis(50);
-                if !first {
+                if !first || resync_first {
                     on_resubscribe();
                 }
                 first = false;

@@ -251,6 +251,7 @@ impl RedisLocation {
             me.conn
                 .subscribe_loop(
                     chan,
+                    false,
                     |payload| {
                         match decode_event(payload, node.as_bytes()) {
                             Ok(Some(ev)) => {
