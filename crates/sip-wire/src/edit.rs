@@ -133,6 +133,25 @@ impl<'m> Editor<'m> {
             .map_or(self.msg.headers_end(), |h| h.line.start)
     }
 
+    /// Where a new header goes so it never lands inside the Via block: the start of the first
+    /// line after the first run of Via lines (a `push_via` at the top of that block then keeps
+    /// every Via together, whatever order the edits are made in).
+    fn after_first_via_block(&self) -> usize {
+        let mut seen_via = false;
+        for h in self.msg.iter_headers() {
+            if h.name == HeaderName::Via {
+                seen_via = true;
+            } else if seen_via {
+                return h.line.start;
+            }
+        }
+        if seen_via {
+            self.msg.headers_end()
+        } else {
+            self.top_of_headers()
+        }
+    }
+
     fn insert_line_at(&mut self, at: usize, name: &str, value: &[u8]) {
         self.splice_parts(at..at, &[name.as_bytes(), b": ", value, b"\r\n"]);
     }
@@ -225,13 +244,13 @@ impl<'m> Editor<'m> {
     }
 
     /// Adds a Record-Route value on top: a new line before the first Record-Route line, or
-    /// as the first header when there is none.
+    /// right after the first block of Via lines when there is none (never inside it).
     pub fn add_record_route(&mut self, value: &[u8]) {
         let at = self
             .msg
             .iter_headers()
             .find(|h| h.name == HeaderName::RecordRoute)
-            .map_or_else(|| self.top_of_headers(), |h| h.line.start);
+            .map_or_else(|| self.after_first_via_block(), |h| h.line.start);
         self.insert_line_at(at, "Record-Route", value);
     }
 

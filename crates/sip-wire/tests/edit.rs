@@ -166,3 +166,37 @@ fn header_ops_and_overlap() {
         Err(EditError::NoSuchHeader)
     );
 }
+
+#[test]
+fn record_route_never_splits_the_via_block_whatever_the_edit_order() {
+    let raw = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+Via: SIP/2.0/UDP b.example.com;branch=z9hG4bK2\r\n\
+From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: vb@x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let msg = sip_wire::Message::parse_datagram(sip_wire::Bytes::from_static(raw)).unwrap();
+    for via_first in [true, false] {
+        let mut e = sip_wire::edit::Editor::new(&msg);
+        if via_first {
+            e.push_via(b"SIP/2.0/UDP p.example.com;branch=z9hG4bKp");
+            e.add_record_route(b"<sip:p.example.com;lr>");
+        } else {
+            e.add_record_route(b"<sip:p.example.com;lr>");
+            e.push_via(b"SIP/2.0/UDP p.example.com;branch=z9hG4bKp");
+        }
+        let mut out = Vec::new();
+        e.write(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let names: Vec<&str> = text
+            .split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            &names[..4],
+            ["Via", "Via", "Via", "Record-Route"],
+            "via_first={via_first}: {text}"
+        );
+    }
+}
