@@ -24,6 +24,10 @@ if [ "$(id -u)" = 0 ]; then
   # shellcheck source=scripts/test-dbs.sh
   . ./scripts/test-dbs.sh
 fi
+# A throwaway Redis for the shared-state back ends (after test-dbs.sh: it chains onto that
+# script's EXIT trap).
+# shellcheck source=scripts/test-redis.sh
+. ./scripts/test-redis.sh
 
 ./scripts/check-sans-io.sh
 cargo build --workspace --all-targets
