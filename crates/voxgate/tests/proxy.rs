@@ -94,6 +94,10 @@ impl Node {
              [transport]\nudp_shards = {udp_shards}\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n{proxy_section}"
         );
+        Node::start_with(dir, &text)
+    }
+
+    fn start_with(dir: &TempDir, text: &str) -> Node {
         let path = dir.0.join("node.toml");
         std::fs::write(&path, text).expect("write config");
         let mut child = Command::new(BIN)
@@ -591,6 +595,131 @@ fn in_dialog_requests_from_another_port_reach_their_shard() {
     );
     assert!(
         metrics.contains(&format!("voxgate_proxy_dialogs_ended_total {CALLS}")),
+        "{metrics}"
+    );
+}
+
+/// Reads one whole SIP message (Content-Length 0 or as given) from a byte stream.
+fn read_message(stream: &mut impl Read, pending: &mut Vec<u8>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let body: usize = header(&format!("{head}\r\n"), "Content-Length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let total = end + 4 + body;
+            if pending.len() >= total {
+                let msg: Vec<u8> = pending.drain(..total).collect();
+                return String::from_utf8_lossy(&msg).into_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "no whole message within 10 s");
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("connection closed"),
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// A full call over TLS: a Rust UAC (rustls) -> voxgate (TLS listener) -> a Rust UAS over
+/// UDP; ACK and BYE follow the Record-Route set back over the same TLS connection.
+#[test]
+fn tls_full_call_with_a_rust_uac_and_uas() {
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+
+    let dir = TempDir::new("tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    std::fs::write(dir.0.join("cert.pem"), ck.cert.pem()).expect("cert");
+    std::fs::write(dir.0.join("key.pem"), ck.signing_key.serialize_pem()).expect("key");
+    let uas = UdpSocket::bind("127.0.0.1:0").expect("uas");
+    let up = uas.local_addr().expect("addr").port();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let uas_thread = std::thread::spawn(move || rust_uas(uas, stop2));
+    let text = format!(
+        "[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n\
+         [[listen]]\nproto = \"tls\"\naddr = \"127.0.0.1:0\"\n\
+         tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        proxy_to(&[(up, "udp")], "")
+    );
+    let mut node = Node::start_with(&dir, &text);
+    let tls: SocketAddr = node.wait_for("listening tls ").parse().expect("tls addr");
+    let admin = node.wait_for("admin listening ");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(client),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    let sock = TcpStream::connect(tls).expect("connect tls");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    let call = "tls-call-1@test";
+    let invite = format!(
+        "INVITE sip:bob@{tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bKt1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@test>;tag=tt1\r\nTo: <sip:bob@test>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me};transport=tls>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    stream.write_all(invite.as_bytes()).expect("send INVITE");
+    let mut pending = Vec::new();
+    let ok = loop {
+        let m = read_message(&mut stream, &mut pending);
+        if m.starts_with("SIP/2.0 200") {
+            break m;
+        }
+        assert!(m.starts_with("SIP/2.0 1"), "{m}");
+    };
+    let to = header(&ok, "To").expect("To").to_string();
+    let routes: Vec<String> = header_lines(&ok, "Record-Route")
+        .iter()
+        .map(|l| format!("Route:{}", l.split_once(':').map_or("", |x| x.1)))
+        .collect();
+    assert!(!routes.is_empty(), "no Record-Route: {ok}");
+    let route = routes.join("\r\n");
+    let contact = header(&ok, "Contact")
+        .expect("Contact")
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_string();
+    for (method, cseq, branch) in [("ACK", 1, "z9hG4bKt2"), ("BYE", 2, "z9hG4bKt3")] {
+        let req = format!(
+            "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch={branch}\r\n\
+             Max-Forwards: 70\r\n{route}\r\nFrom: <sip:alice@test>;tag=tt1\r\nTo: {to}\r\n\
+             Call-ID: {call}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).expect("send");
+    }
+    let bye_ok = read_message(&mut stream, &mut pending);
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    assert!(
+        header(&bye_ok, "CSeq").is_some_and(|c| c.ends_with("BYE")),
+        "{bye_ok}"
+    );
+    let (_, metrics) = http(&admin, "GET", "/metrics");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(uas_thread.join().expect("uas"), 1);
+    assert!(
+        metrics.contains("voxgate_proxy_dialogs_ended_total 1"),
         "{metrics}"
     );
 }
