@@ -138,7 +138,11 @@ macro_rules! header_names {
 /// candidates at most.
 struct Buckets {
     sorted: [(&'static [u8], HeaderName); N_NAMES],
-    /// `sorted[i]`'s name packed little-endian into words, for a word-at-a-time compare.
+    /// `sorted[i]`'s last byte (lowercase), checked before the full comparison.
+    last: [u8; N_NAMES],
+    /// `sorted[i]`'s name packed little-endian into words the way [`eq_lower_words`] loads a
+    /// candidate: up to 8 bytes, a name shorter than 8 in `[0]`; otherwise the first 8 bytes in
+    /// `[0]`, bytes 8..16 in `[1]` (names longer than 16 only) and the last 8 bytes in `[2]`.
     words: [[u64; 3]; N_NAMES],
     /// `start[(letter * 25 + len)]..start[(letter * 25 + len) + 1]` indexes the names with that
     /// first letter and length (sorted by both), usually one.
@@ -146,6 +150,16 @@ struct Buckets {
 }
 
 const N_NAMES: usize = HeaderName::ALL_NAMES.len();
+
+const fn pack(name: &[u8], from: usize, n: usize) -> u64 {
+    let mut w = 0u64;
+    let mut j = 0;
+    while j < n {
+        w |= (name[from + j] as u64) << (8 * j);
+        j += 1;
+    }
+    w
+}
 
 const fn build_buckets() -> Buckets {
     let all = HeaderName::ALL_NAMES;
@@ -168,19 +182,27 @@ const fn build_buckets() -> Buckets {
     }
     start[26 * 25] = n as u8;
     let mut words = [[0u64; 3]; N_NAMES];
+    let mut last = [0u8; N_NAMES];
     let mut i = 0;
     while i < N_NAMES {
         let name = sorted[i].0;
-        assert!(name.len() <= 24, "known header names fit three words");
-        let mut j = 0;
-        while j < name.len() {
-            words[i][j / 8] |= (name[j] as u64) << (8 * (j % 8));
-            j += 1;
+        let len = name.len();
+        assert!(len <= 24 && len > 0, "known header names fit three words");
+        last[i] = name[len - 1];
+        if len < 8 {
+            words[i][0] = pack(name, 0, len);
+        } else {
+            words[i][0] = pack(name, 0, 8);
+            if len > 16 {
+                words[i][1] = pack(name, 8, 8);
+            }
+            words[i][2] = pack(name, len - 8, 8);
         }
         i += 1;
     }
     Buckets {
         sorted,
+        last,
         words,
         start,
     }
@@ -188,34 +210,61 @@ const fn build_buckets() -> Buckets {
 
 static BUCKETS: Buckets = build_buckets();
 
-/// Compares `name` (any case, at most 24 bytes) with a lowercase known name packed in words,
-/// eight bytes at a time. ORing 0x20 into each byte lowercases ASCII letters; known names hold
-/// only lowercase letters and `-`, so the only other byte that could match is 0x0D (CR) for
-/// `-`, which is excluded explicitly.
+/// Eight bytes of `b` from `i` (caller guarantees `i + 8 <= b.len()`), little-endian.
+#[inline(always)]
+fn le8(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(s) = b.get(i..i + 8) {
+        w.copy_from_slice(s);
+    }
+    u64::from_le_bytes(w)
+}
+
+/// Packs a name of 1 to 7 bytes little-endian with two overlapping loads.
+#[inline(always)]
+fn le_small(b: &[u8]) -> u64 {
+    let n = b.len();
+    match b {
+        [] => 0,
+        [c] => u64::from(*c),
+        [a0, a1, ..] if n < 4 => {
+            let lo = u64::from(u16::from_le_bytes([*a0, *a1]));
+            let hi = match b.get(n - 2..) {
+                Some(&[x, y]) => u64::from(u16::from_le_bytes([x, y])),
+                _ => 0,
+            };
+            lo | (hi << (8 * (n - 2)))
+        }
+        [a0, a1, a2, a3, ..] => {
+            let lo = u64::from(u32::from_le_bytes([*a0, *a1, *a2, *a3]));
+            let hi = match b.get(n - 4..) {
+                Some(&[x, y, z, t]) => u64::from(u32::from_le_bytes([x, y, z, t])),
+                _ => 0,
+            };
+            lo | (hi << (8 * (n - 4)))
+        }
+        _ => 0,
+    }
+}
+
+/// Compares `name` (any case, 1 to 24 bytes, same length as the known name) with a lowercase
+/// known name packed as in [`Buckets::words`]. ORing 0x20 into each byte lowercases ASCII
+/// letters; known names hold only lowercase letters and `-`, so the only other byte that could
+/// match is 0x0D (CR) for `-`, which callers exclude.
+#[inline(always)]
 fn eq_lower_words(name: &[u8], words: &[u64; 3]) -> bool {
-    let mut k = 0;
-    let mut rest = name;
-    while rest.len() >= 8 && k < 3 {
-        let (head, tail) = rest.split_at(8);
-        let mut w = [0u8; 8];
-        w.copy_from_slice(head);
-        if u64::from_le_bytes(w) | 0x2020_2020_2020_2020 != words[k] {
+    const L: u64 = 0x2020_2020_2020_2020;
+    let n = name.len();
+    if n >= 8 {
+        if le8(name, 0) | L != words[0] {
             return false;
         }
-        rest = tail;
-        k += 1;
+        if n > 16 && le8(name, 8) | L != words[1] {
+            return false;
+        }
+        return le8(name, n - 8) | L == words[2];
     }
-    if rest.is_empty() {
-        return true;
-    }
-    if k >= 3 {
-        return false;
-    }
-    let mut w = 0u64;
-    for (j, &c) in rest.iter().enumerate() {
-        w |= u64::from(c | 0x20) << (8 * j);
-    }
-    w == words[k]
+    le_small(name) | (L >> (8 * (8 - n))) == words[0]
 }
 
 macro_rules! lower_const {
@@ -353,30 +402,28 @@ impl HeaderName {
     }
 
     /// [`HeaderName::from_bytes`] for a name known to be a token (no CR).
+    #[inline]
     pub(crate) fn from_token(name: &[u8]) -> HeaderName {
         // Known names are unique by (first letter, length, last letter), so at most one
         // candidate of the first letter's bucket needs the full comparison.
         let (Some(&f), Some(&l)) = (name.first(), name.last()) else {
             return HeaderName::Other;
         };
-        let f = f.to_ascii_lowercase();
-        if !f.is_ascii_lowercase() {
+        let letter = usize::from((f | 0x20).wrapping_sub(b'a'));
+        let n = name.len();
+        if letter >= 26 || n >= 25 {
             return HeaderName::Other;
         }
-        let l = l.to_ascii_lowercase();
-        if name.len() >= 25 {
-            return HeaderName::Other;
-        }
-        let k = usize::from(f - b'a') * 25 + name.len();
+        let l = l | 0x20;
+        let k = letter * 25 + n;
         let (a, b) = (
             usize::from(BUCKETS.start[k]),
             usize::from(BUCKETS.start[k + 1]),
         );
         for i in a..b {
-            let (known, h) = BUCKETS.sorted[i];
-            if known.len() == name.len() && known.last() == Some(&l) {
+            if BUCKETS.last[i] == l {
                 return if eq_lower_words(name, &BUCKETS.words[i]) {
-                    h
+                    BUCKETS.sorted[i].1
                 } else {
                     HeaderName::Other
                 };
@@ -405,6 +452,35 @@ mod tests {
         }
         for other in [&b"x-foo"[..], b"", b"vias", b"zz", b"1", b"-"] {
             assert_eq!(HeaderName::from_bytes(other), HeaderName::Other);
+        }
+        // every one-byte change of every name agrees with the linear lookup
+        for (name, _) in HeaderName::ALL_NAMES {
+            for i in 0..name.len() {
+                for c in [
+                    b'a', b'A', b'-', b'.', b'z', b'Z', b'0', b'~', 0x0e, 0xe1, b'@',
+                ] {
+                    let mut m = name.to_vec();
+                    m[i] = c;
+                    let lower = m.to_ascii_lowercase();
+                    assert_eq!(
+                        HeaderName::from_bytes(&m),
+                        HeaderName::lookup_lower_linear(&lower),
+                        "{m:?}"
+                    );
+                }
+                let mut longer = name.to_vec();
+                longer.insert(i, b'e');
+                assert_eq!(
+                    HeaderName::from_bytes(&longer),
+                    HeaderName::lookup_lower_linear(&longer)
+                );
+                let mut shorter = name.to_vec();
+                shorter.remove(i);
+                assert_eq!(
+                    HeaderName::from_bytes(&shorter),
+                    HeaderName::lookup_lower_linear(&shorter)
+                );
+            }
         }
         assert_eq!(BUCKETS.start[26 * 25] as usize, N_NAMES);
         // the (first, length, last) key is unique, which from_bytes relies on
