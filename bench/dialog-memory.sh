@@ -5,14 +5,15 @@
 # minimal UAS (bench/dialog_memory.py uas, answers every INVITE 200), reads the node's RSS
 # from /proc, sets up DIALOGS long calls (INVITE -> 200 -> ACK, never BYE) with the UAC of
 # the same file, reads RSS again right away and once the INVITE transactions have ended
-# (RFC 6026 Timer L, 32 s, + margin), and prints bytes per dialog from the dialog count the
+# (RFC 6026 Timer L, 64*T1), and prints bytes per dialog from the dialog count the
 # node reports in /stats. Not part of the test run (it takes ~1 minute and ~0.3 GB).
 #
 # Environment: DIALOGS (default 100000), VOXGATE_BIN (default: release build in
-# CARGO_TARGET_DIR or target), SETTLE_S (default 40), KEEP_TMP=1.
+# CARGO_TARGET_DIR or target), SETTLE_S (default 40), T1_MS (default 50), KEEP_TMP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${DIALOGS:-100000}
+T1_MS=${T1_MS:-50}
 SETTLE=${SETTLE_S:-40}
 if [ -z "${VOXGATE_BIN:-}" ]; then
   cargo build -q --release -p voxgate
@@ -45,6 +46,11 @@ max_transactions = $(( 2 * N + 1000 ))
 addr = "127.0.0.1:$UP"
 [transactions]
 max_transactions = $(( 2 * N + 1000 ))
+# T1 = 50 ms makes Timer L/M (64*T1) 3.2 s: the INVITE transactions of earlier calls end
+# while later calls are set up, so the peak of live transactions (which the allocator keeps
+# as RSS) does not mask the dialogs' own memory. ${T1_MS} overrides it.
+t1_ms = ${T1_MS:-50}
+t2_ms = 400
 TOML
 RUST_LOG=info "$VOXGATE_BIN" run --config "$TMP/node.toml" 2> "$TMP/node.log" & NODE=$!; PIDS+=($NODE)
 for _ in $(seq 100); do grep -q " up" "$TMP/node.log" 2>/dev/null && break; sleep 0.1; done

@@ -214,3 +214,38 @@ fn line_col_counts_characters() {
     assert_eq!(l.line_col(9), (2, 1));
     assert_eq!(l.line_col(1000), (3, 1));
 }
+
+#[test]
+fn proxy_section_parses_and_without_upstreams_stays_stateless() {
+    let c = parse(GOOD, "x.toml").expect("valid");
+    assert!(!c.proxy.active(), "no upstreams: stateless");
+    let text = format!(
+        "{GOOD}\n[proxy]\nfr_invite_ms = 1500\nfailover_codes = [486]\n\
+         [[proxy.upstreams]]\naddr = \"127.0.0.1:5080\"\n\
+         [[proxy.upstreams]]\nuri = \"sip:127.0.0.2:5090;transport=tcp\"\n\
+         [transactions]\nt1_ms = 250\n"
+    );
+    let c = parse(&text, "x.toml").expect("valid");
+    assert!(c.proxy.active());
+    assert_eq!(c.proxy.upstreams.len(), 2);
+    let (p, a) = c.proxy.upstreams[1].resolve().expect("uri");
+    assert_eq!(p, Protocol::Tcp);
+    assert_eq!(a, "127.0.0.2:5090".parse().expect("addr"));
+    assert_eq!(c.transactions.t1_ms, 250);
+}
+
+#[test]
+fn proxy_upstream_with_a_host_name_is_refused_at_its_line() {
+    let text =
+        format!("{GOOD}\n[proxy]\n[[proxy.upstreams]]\nuri = \"sip:upstream.example.net\"\n");
+    let d = one_err(&text);
+    assert_eq!(d.kind, DiagnosticKind::OutOfRange);
+    assert_eq!(d.key, "proxy.upstreams[0]", "{d}");
+    assert!(d.line.is_some(), "{d}");
+    let d = one_err(&format!(
+        "{GOOD}\n[proxy]\nfailover_codes = [200]\n[[proxy.upstreams]]\naddr = \"127.0.0.1:5080\"\n"
+    ));
+    assert_eq!(d.key, "proxy.failover_codes", "{d}");
+    let d = one_err(&format!("{GOOD}\n[transactions]\nt1_ms = 0\n"));
+    assert_eq!(d.key, "transactions", "{d}");
+}
