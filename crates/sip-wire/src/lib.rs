@@ -250,6 +250,76 @@ fn line_err(bare: bool) -> ParseError {
     ParseError::new(if bare { K::BadHeaderLine } else { K::Truncated })
 }
 
+/// Splits one (unfolded) header line into name end, value start and value end, and looks the
+/// name up: `None` when it is not `token LWS ':'`. Kept out of line: inside the large parse loop
+/// the byte loops here ran with spilled registers.
+#[inline(never)]
+fn index_line(line: &[u8]) -> Option<(usize, usize, usize, HeaderName)> {
+    // Fast path: find the colon a word at a time and look up the name before it (minus
+    // trailing SP/HT). A known name is made of letters and `-` only (the lookup matches a byte
+    // `b` only when `b | 0x20` is a lowercase letter or `-`, i.e. a letter, `-` or CR, and an
+    // indexed line holds no CR), so it needs no per-byte token check.
+    let (ne, name) = match find_colon(line) {
+        Some(c) => {
+            let mut ne = c;
+            while ne > 0 && is_ws(line[ne - 1]) {
+                ne -= 1;
+            }
+            (ne, HeaderName::from_token(&line[..ne]))
+        }
+        None => (0, HeaderName::Other),
+    };
+    let ne = if name != HeaderName::Other {
+        ne
+    } else {
+        line.iter()
+            .position(|&c| !is_token(c))
+            .unwrap_or(line.len())
+    };
+    let mut k = ne;
+    while k < line.len() && is_ws(line[k]) {
+        k += 1;
+    }
+    if ne == 0 || line.get(k) != Some(&b':') {
+        return None;
+    }
+    k += 1;
+    while k < line.len() && is_ws(line[k]) {
+        k += 1;
+    }
+    let mut ve = line.len();
+    while ve > k && is_ws(line[ve - 1]) {
+        ve -= 1;
+    }
+    Some((ne, k, ve, name))
+}
+
+/// Index of the first `:` in `s`, eight bytes at a time.
+#[inline(always)]
+fn find_colon(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const COLONS: u64 = 0x3a3a_3a3a_3a3a_3a3a;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for ch in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(ch);
+        let x = u64::from_le_bytes(w) ^ COLONS;
+        // the lowest set bit marks the first zero byte exactly (borrows only run upwards)
+        let z = x.wrapping_sub(ONES) & !x & HIGH;
+        if z != 0 {
+            return Some(base + (z.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b':')
+        .map(|p| base + p)
+}
+
 fn is_ws(c: u8) -> bool {
     c == b' ' || c == b'\t'
 }
@@ -332,15 +402,7 @@ impl Message {
                 pos = next;
                 continue;
             }
-            let ne = line
-                .iter()
-                .position(|&c| !is_token(c))
-                .unwrap_or(line.len());
-            let mut k = ne;
-            while k < line.len() && is_ws(line[k]) {
-                k += 1;
-            }
-            if ne == 0 || line.get(k) != Some(&b':') {
+            let Some((ne, k, ve, name)) = index_line(line) else {
                 if mode == Mode::Head {
                     // answering a broken request: skip what cannot be indexed
                     skipped = true;
@@ -349,20 +411,11 @@ impl Message {
                 }
 
                 return Err(fail(ParseError::new(K::BadHeaderLine)));
-            }
-            k += 1;
-            while k < line.len() && is_ws(line[k]) {
-                k += 1;
-            }
-            let mut ve = line.len();
-            while ve > k && is_ws(line[ve - 1]) {
-                ve -= 1;
-            }
+            };
             if headers.len() >= MAX_HEADERS {
                 return Err(fail(ParseError::new(K::TooManyHeaders)));
             }
             skipped = false;
-            let name = HeaderName::from_token(&line[..ne]);
             if let Some(s) = name.slot()
                 && first[s] == u16::MAX
             {
@@ -977,4 +1030,70 @@ fn check_version(v: &[u8]) -> Result<(), ParseErrorKind> {
         return Err(K::VersionNotSupported);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod index_line_tests {
+    use super::*;
+
+    /// The byte-at-a-time reference: `token LWS ':' LWS value LWS`.
+    fn reference(line: &[u8]) -> Option<(usize, usize, usize, HeaderName)> {
+        let ne = line
+            .iter()
+            .position(|&c| !is_token(c))
+            .unwrap_or(line.len());
+        let mut k = ne;
+        while k < line.len() && is_ws(line[k]) {
+            k += 1;
+        }
+        if ne == 0 || line.get(k) != Some(&b':') {
+            return None;
+        }
+        k += 1;
+        while k < line.len() && is_ws(line[k]) {
+            k += 1;
+        }
+        let mut ve = line.len();
+        while ve > k && is_ws(line[ve - 1]) {
+            ve -= 1;
+        }
+        Some((ne, k, ve, HeaderName::from_token(&line[..ne])))
+    }
+
+    #[test]
+    fn fast_index_line_matches_reference() {
+        let names: [&[u8]; 14] = [
+            b"Via",
+            b"v",
+            b"CONTENT-length",
+            b"Max-Forwards",
+            b"X-Foo",
+            b"P-Asserted-Identity",
+            b"Proxy-Authorization",
+            b"Subscription-State",
+            b"Via x",
+            b"V\x0cia",
+            b"",
+            b" Via",
+            b"Call-I\xc4",
+            b"Record-Route;",
+        ];
+        let seps: [&[u8]; 5] = [b":", b" :", b"\t: ", b"", b" ; :"];
+        let values: [&[u8]; 4] = [b" x", b"a:b ", b"", b"  <sip:a@b>;tag=1:2  "];
+        for n in names {
+            for s in seps {
+                for v in values {
+                    let line = [n, s, v].concat();
+                    assert_eq!(index_line(&line), reference(&line), "{line:?}");
+                }
+            }
+        }
+        for i in 0..40 {
+            let mut line = vec![b'a'; i];
+            line.push(b':');
+            assert_eq!(find_colon(&line), Some(i));
+            line.pop();
+            assert_eq!(find_colon(&line), None);
+        }
+    }
 }
