@@ -53,7 +53,7 @@ t1_ms = ${T1_MS:-50}
 t2_ms = 400
 TOML
 RUST_LOG=info "$VOXGATE_BIN" run --config "$TMP/node.toml" 2> "$TMP/node.log" & NODE=$!; PIDS+=($NODE)
-for _ in $(seq 100); do grep -q " up" "$TMP/node.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "node .* up" "$TMP/node.log" 2>/dev/null && break; sleep 0.1; done
 addr_of() { sed -n "s/.*$1 \([0-9.]*:[0-9]*\).*/\1/p" "$TMP/node.log" | head -n1; }
 UDP=$(addr_of "listening udp"); ADMIN=$(addr_of "admin listening")
 rss() { awk '/^VmRSS/{print $2*1024}' "/proc/$NODE/status"; }
