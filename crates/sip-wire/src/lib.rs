@@ -362,8 +362,17 @@ impl Message {
         let start = parse_start_line(&b[..sl_end], mode == Mode::Head)?;
         let is_req = matches!(start, Start::Request { .. });
         let fail = |e: ParseError| e.with_request(is_req);
-        let mut headers = Index::new();
-        let mut first = [u16::MAX; names::KNOWN_HEADERS];
+        // Built in place and returned as is: the index is large (inline entries), and moving
+        // it from locals into the result cost a memcpy per message.
+        let mut msg = Message {
+            buf: Bytes::new(),
+            start,
+            start_end: sl_end as u32,
+            headers: Index::new(),
+            first: [u16::MAX; names::KNOWN_HEADERS],
+            headers_end: 0,
+            body_start: 0,
+        };
         let body_start;
         let headers_end;
         let mut skipped = false;
@@ -377,7 +386,7 @@ impl Message {
             let line = &b[pos..ce];
             if is_ws(line[0]) {
                 // folded continuation of the previous header
-                let prev = match headers.last_mut() {
+                let prev = match msg.headers.last_mut() {
                     // a continuation belongs to the line right above it; in head mode that
                     // line may have been skipped, so skip its continuations too
                     Some(p) if !skipped => p,
@@ -412,16 +421,16 @@ impl Message {
 
                 return Err(fail(ParseError::new(K::BadHeaderLine)));
             };
-            if headers.len() >= MAX_HEADERS {
+            if msg.headers.len() >= MAX_HEADERS {
                 return Err(fail(ParseError::new(K::TooManyHeaders)));
             }
             skipped = false;
             if let Some(s) = name.slot()
-                && first[s] == u16::MAX
+                && msg.first[s] == u16::MAX
             {
-                first[s] = headers.len() as u16;
+                msg.first[s] = msg.headers.len() as u16;
             }
-            headers.push(Entry {
+            msg.headers.push(Entry {
                 line_start: pos as u32,
                 name_end: (pos + ne) as u32,
                 value_start: (pos + k) as u32,
@@ -433,7 +442,8 @@ impl Message {
         }
         // Content-Length
         let mut cl = None;
-        for e in headers
+        for e in msg
+            .headers
             .iter()
             .filter(|e| e.name == HeaderName::ContentLength)
         {
@@ -469,15 +479,10 @@ impl Message {
             (None, _) => b.len(),
         };
         buf.truncate(end);
-        Ok(Message {
-            buf,
-            start,
-            start_end: sl_end as u32,
-            headers,
-            first,
-            headers_end: headers_end as u32,
-            body_start: body_start as u32,
-        })
+        msg.buf = buf;
+        msg.headers_end = headers_end as u32;
+        msg.body_start = body_start as u32;
+        Ok(msg)
     }
 
     /// Exactly the message (trailing datagram octets excluded).
