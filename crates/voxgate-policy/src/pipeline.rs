@@ -389,6 +389,62 @@ impl Pipeline {
         self.reply(raw, call_id, status, reason, None, &[], ctx, st, out);
     }
 
+    /// Proxy mode: the phases that run before the stateful proxy core sees a parsed
+    /// message. Counts it (requests per method, responses per class); answers a request
+    /// that fails a sanity check (ACK: dropped), and OPTIONS (200) or an unknown method
+    /// (501) whose Request-URI is the node itself with no Route. Returns `true` when the
+    /// message is dealt with here (any reply is in `out`), `false` to hand it to the core.
+    pub fn screen(&self, msg: &Message, ctx: &RecvCtx, out: &mut Outbox) -> bool {
+        let st = self.stats.shard(ctx.shard);
+        if !msg.is_request() {
+            // Counted only: the proxy core matches it to its transaction.
+            st.response(msg.status_code().unwrap_or(0));
+            return false;
+        }
+        let method_raw = msg.method_raw().unwrap_or(b"");
+        st.request(method_index(method_raw));
+        let method = Method::from_bytes(method_raw);
+        let raw = Src::Msg(msg);
+        let call_id = msg.call_id().ok();
+        if let Some(r) = self.sanity(msg, method) {
+            if method == Method::Ack {
+                st.drop_msg(DropReason::BadAck);
+            } else {
+                let extra = r.extra.as_deref();
+                self.reply(raw, call_id, r.status, r.reason, extra, &[], ctx, st, out);
+            }
+            return true;
+        }
+        if !matches!(method, Method::Options | Method::Extension)
+            || msg.header(HeaderName::Route).is_some()
+            || !self.ruri_is_local(msg.request_uri().as_ref())
+        {
+            return false;
+        }
+        if method == Method::Options {
+            let extra: [&[u8]; 3] = [
+                &self.allow_line,
+                b"Accept: application/sdp",
+                &self.supported_line,
+            ];
+            self.reply(raw, call_id, 200, "OK", None, &extra, ctx, st, out);
+        } else {
+            let extra: [&[u8]; 1] = [&self.allow_line];
+            self.reply(
+                raw,
+                call_id,
+                501,
+                "Not Implemented",
+                None,
+                &extra,
+                ctx,
+                st,
+                out,
+            );
+        }
+        true
+    }
+
     /// Answers the request at the front of `raw` with `status` (e.g. a stream whose framing
     /// failed: 400 for a bad Content-Length, 513 when too large) when its header section is
     /// complete and it is a request other than ACK; appends the reply to `out`.

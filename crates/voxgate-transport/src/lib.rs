@@ -301,6 +301,8 @@ impl BoundNode {
                     shared: shared.clone(),
                     stop: stop.clone(),
                     max_message: cfg.max_message_size,
+                    pipeline: pipeline.clone(),
+                    outbox: voxgate_policy::Outbox::new(),
                 };
                 let t = std::thread::Builder::new()
                     .name(format!("vg-proxy{i}"))

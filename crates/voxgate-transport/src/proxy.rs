@@ -720,6 +720,8 @@ pub(crate) struct ProxyShard {
     pub(crate) shared: Arc<ProxyShared>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) max_message: usize,
+    pub(crate) pipeline: Arc<voxgate_policy::Pipeline>,
+    pub(crate) outbox: voxgate_policy::Outbox,
 }
 
 impl ProxyShard {
@@ -860,6 +862,9 @@ impl ProxyShard {
     }
 
     fn feed(&mut self, now: Time, msg: Message, src: Source) {
+        if self.screen(&msg, src) {
+            return;
+        }
         let core = &mut self.core;
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             core.on_message(now, msg, src)
@@ -871,6 +876,54 @@ impl ProxyShard {
                 .drop_msg(DropReason::InternalError);
         }
         self.flush(now);
+    }
+
+    /// The policy pipeline's pre-routing phases (counters, sanity, OPTIONS to the node
+    /// itself); `true` when it answered or dropped the message.
+    fn screen(&mut self, msg: &Message, src: Source) -> bool {
+        let transport = match src.transport {
+            PTransport::Udp => Transport::Udp,
+            PTransport::Tcp => Transport::Tcp,
+            PTransport::Tls => Transport::Tls,
+        };
+        let ctx = voxgate_policy::RecvCtx {
+            transport,
+            src: src.addr,
+            local: self.sockets.first().map_or(src.addr, |(l, _)| *l),
+            shard: self.idx,
+        };
+        self.outbox.clear();
+        let pipeline = &self.pipeline;
+        let out = &mut self.outbox;
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pipeline.screen(msg, &ctx, out)
+        }))
+        .unwrap_or(true);
+        if !handled {
+            return false;
+        }
+        let st = self.shared.stats.shard(self.idx);
+        for (dest, data) in self.outbox.iter() {
+            let (t, to) = match dest {
+                voxgate_policy::Dest::Source => (src.transport, src.addr),
+                voxgate_policy::Dest::Addr(t, a) => (to_core(t), a),
+            };
+            let sent = if t == PTransport::Udp {
+                self.sockets
+                    .iter()
+                    .find(|(l, _)| l.is_ipv4() == to.is_ipv4())
+                    .is_some_and(|(_, s)| s.send_to(data, &SockAddr::from(to)).is_ok())
+            } else {
+                self.shared
+                    .send_stream(self.idx, t, to, Bytes::copy_from_slice(data))
+            };
+            if sent {
+                st.packet_out(data.len());
+            } else {
+                st.drop_msg(DropReason::SendFailed);
+            }
+        }
+        true
     }
 
     fn answer(&mut self, now: Time, q: Query) {

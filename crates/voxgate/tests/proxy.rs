@@ -723,3 +723,37 @@ fn tls_full_call_with_a_rust_uac_and_uas() {
         "{metrics}"
     );
 }
+
+/// In proxy mode the pipeline still screens requests first: OPTIONS to the node itself is
+/// answered 200 (not relayed upstream), and requests are counted per method.
+#[test]
+fn options_to_the_node_itself_is_answered_not_relayed() {
+    let dir = TempDir::new("options");
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("upstream");
+    upstream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let up = upstream.local_addr().expect("addr").port();
+    let mut node = Node::start(&dir, &proxy_to(&[(up, "udp")], ""), 2);
+    let (udp, _, admin) = node.addrs();
+    let c = UdpSocket::bind("127.0.0.1:0").expect("client");
+    let me = c.local_addr().expect("addr");
+    let options = format!(
+        "OPTIONS sip:{udp} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKo1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@test>;tag=p1\r\nTo: <sip:{udp}>\r\n\
+         Call-ID: options-1@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.send_to(options.as_bytes(), udp).expect("send");
+    let ok = recv_response(&c, "200", "OPTIONS");
+    assert!(ok.contains("options-1@test"), "{ok}");
+    let mut buf = [0u8; 2048];
+    assert!(
+        upstream.recv_from(&mut buf).is_err(),
+        "OPTIONS to the node was relayed upstream"
+    );
+    let (_, metrics) = http(&admin, "GET", "/metrics");
+    assert!(
+        metrics.contains("voxgate_requests_total{method=\"OPTIONS\"} 1"),
+        "{metrics}"
+    );
+}
