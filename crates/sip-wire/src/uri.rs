@@ -104,50 +104,94 @@ impl<'a> UriParams<'a> {
     }
 }
 
-fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+/// Character classes of the URI grammar, one bit each, in a 256-entry table.
+const C_UNRESERVED: u8 = 1;
+const C_USER: u8 = 2;
+const C_PASSWORD: u8 = 4;
+const C_PARAM: u8 = 8;
+const C_HEADER: u8 = 16;
+const C_EQ: u8 = 32;
+
+/// `unreserved` or one of the user-unreserved marks.
+const USER: u8 = C_UNRESERVED | C_USER;
+/// `unreserved` or one of the password marks.
+const PASSWORD: u8 = C_UNRESERVED | C_PASSWORD;
+/// `paramchar` (unreserved or param-unreserved).
+const PARAM: u8 = C_UNRESERVED | C_PARAM;
+/// `hnv-unreserved` or unreserved.
+const HEADER: u8 = C_UNRESERVED | C_HEADER;
+/// A tel URI parameter: paramchar or `=`.
+const TEL_PARAM: u8 = PARAM | C_EQ;
+
+const fn uri_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let mut k = 0;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            )
+        {
+            k |= C_UNRESERVED;
+        }
+        if matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            k |= C_USER;
+        }
+        if matches!(b, b'&' | b'=' | b'+' | b'$' | b',') {
+            k |= C_PASSWORD;
+        }
+        if matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            k |= C_PARAM;
+        }
+        if matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            k |= C_HEADER;
+        }
+        if b == b'=' {
+            k |= C_EQ;
+        }
+        t[c] = k;
+        c += 1;
+    }
+    t
 }
 
-fn is_user_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+static URI_CLASS: [u8; 256] = uri_class();
+
+/// Whether `c` is in any of the classes of `mask`.
+#[inline(always)]
+fn in_class(c: u8, mask: u8) -> bool {
+    URI_CLASS[usize::from(c)] & mask != 0
 }
 
-fn is_password_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'&' | b'=' | b'+' | b'$' | b',')
-}
-
-fn is_param_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
-}
-
-fn is_header_char(c: u8) -> bool {
-    is_unreserved(c) || matches!(c, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
-}
-
-/// Checks that every byte satisfies `ok` or is part of a valid `%HH` escape.
-fn check_escaped(s: &[u8], ok: fn(u8) -> bool) -> bool {
-    let mut i = 0;
-    while i < s.len() {
-        let c = s[i];
-        if c == b'%' {
+/// Index of the first byte at or after `i` that is neither in `mask` nor part of a `%HH`
+/// escape; `None` when a `%` is not followed by two hex digits.
+#[inline]
+fn scan_escaped(s: &[u8], mut i: usize, mask: u8) -> Option<usize> {
+    while let Some(&c) = s.get(i) {
+        if in_class(c, mask) {
+            i += 1;
+        } else if c == b'%' {
             match (
                 s.get(i + 1).copied().and_then(hex_val),
                 s.get(i + 2).copied().and_then(hex_val),
             ) {
                 (Some(_), Some(_)) => i += 3,
-                _ => return false,
+                _ => return None,
             }
-        } else if ok(c) {
-            i += 1;
         } else {
-            return false;
+            break;
         }
     }
-    true
+    Some(i)
+}
+
+/// Checks that every byte is in `mask` or is part of a valid `%HH` escape.
+#[inline]
+fn check_escaped(s: &[u8], mask: u8) -> bool {
+    scan_escaped(s, 0, mask) == Some(s.len())
 }
 
 fn bad_uri() -> ParseError {
@@ -175,20 +219,36 @@ pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
         }
         return Some(HostKind::Ipv6);
     }
-    // one pass: characters, empty labels, and whether it could be an IPv4 address
+    // one pass: characters, empty labels, and (for digits and dots only) the IPv4 shape
     let mut digits_only = true;
     let mut after_dot = true; // at the start, like after a dot: a leading dot is an empty label
+    let mut dots = 0u32;
+    let mut seg_len = 0u32;
+    let mut seg_val = 0u32;
+    let mut ipv4_ok = true;
     for &c in h {
-        match c {
-            b'.' => {
+        match HOST_CLASS[usize::from(c)] {
+            H_DOT => {
                 if after_dot {
                     return None;
                 }
                 after_dot = true;
+                dots += 1;
+                seg_len = 0;
+                seg_val = 0;
             }
-            b'0'..=b'9' => after_dot = false,
+            H_DIGIT => {
+                after_dot = false;
+                seg_len += 1;
+                if seg_len <= 3 {
+                    seg_val = seg_val * 10 + u32::from(c - b'0');
+                }
+                if seg_len > 3 || seg_val > 255 {
+                    ipv4_ok = false;
+                }
+            }
             // '_' is tolerated in names: it is common in the wild
-            b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => {
+            H_NAME => {
                 digits_only = false;
                 after_dot = false;
             }
@@ -196,18 +256,42 @@ pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
         }
     }
     if digits_only {
-        let mut n = 0;
-        for part in h.split(|&c| c == b'.') {
-            n += 1;
-            if part.is_empty() || part.len() > 3 || crate::scan::parse_u32(part)? > 255 {
-                return None;
-            }
-        }
-        return if n == 4 { Some(HostKind::Ipv4) } else { None };
+        // exactly four non-empty parts of at most three digits, each at most 255
+        return if ipv4_ok && dots == 3 && !after_dot {
+            Some(HostKind::Ipv4)
+        } else {
+            None
+        };
     }
     // a name may end with a dot (fully qualified), but not be only dots
     Some(HostKind::Name)
 }
+
+const H_BAD: u8 = 0;
+const H_DIGIT: u8 = 1;
+const H_NAME: u8 = 2;
+const H_DOT: u8 = 3;
+
+const fn host_class() -> [u8; 256] {
+    let mut t = [H_BAD; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_digit() {
+            H_DIGIT
+        } else if b.is_ascii_alphabetic() || b == b'-' || b == b'_' {
+            H_NAME
+        } else if b == b'.' {
+            H_DOT
+        } else {
+            H_BAD
+        };
+        c += 1;
+    }
+    t
+}
+
+static HOST_CLASS: [u8; 256] = host_class();
 
 impl<'a> Uri<'a> {
     /// Parses a URI. The input must be exactly the URI (no surrounding whitespace or `<>`).
@@ -277,11 +361,11 @@ impl<'a> SipUri<'a> {
                     Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                     None => (ui, None),
                 };
-                if u.is_empty() || !check_escaped(u, is_user_char) {
+                if u.is_empty() || !check_escaped(u, USER) {
                     return Err(bad_uri());
                 }
                 if let Some(p) = p
-                    && !check_escaped(p, is_password_char)
+                    && !check_escaped(p, PASSWORD)
                 {
                     return Err(bad_uri());
                 }
@@ -315,18 +399,25 @@ impl<'a> SipUri<'a> {
             if params[0] != b';' {
                 return Err(bad_uri());
             }
-            for p in params[1..].split(|&c| c == b';') {
-                let (n, v) = match memchr::memchr(b'=', p) {
-                    Some(e) => (&p[..e], Some(&p[e + 1..])),
-                    None => (p, None),
-                };
-                if n.is_empty() || !check_escaped(n, is_param_char) {
+            // one pass: `name[=value]` pieces separated by ';', both non-empty paramchars
+            let mut j = 1;
+            loop {
+                let ne = scan_escaped(params, j, PARAM).ok_or_else(bad_uri)?;
+                if ne == j {
                     return Err(bad_uri());
                 }
-                if let Some(v) = v
-                    && (v.is_empty() || !check_escaped(v, is_param_char))
-                {
-                    return Err(bad_uri());
+                j = ne;
+                if params.get(j) == Some(&b'=') {
+                    let ve = scan_escaped(params, j + 1, PARAM).ok_or_else(bad_uri)?;
+                    if ve == j + 1 {
+                        return Err(bad_uri());
+                    }
+                    j = ve;
+                }
+                match params.get(j) {
+                    None => break,
+                    Some(b';') => j += 1,
+                    Some(_) => return Err(bad_uri()),
                 }
             }
         }
@@ -335,8 +426,8 @@ impl<'a> SipUri<'a> {
             for kv in h.split(|&c| c == b'&') {
                 let e = memchr::memchr(b'=', kv).ok_or_else(bad_uri)?;
                 if e == 0
-                    || !check_escaped(&kv[..e], is_header_char)
-                    || !check_escaped(&kv[e + 1..], is_header_char)
+                    || !check_escaped(&kv[..e], HEADER)
+                    || !check_escaped(&kv[e + 1..], HEADER)
                 {
                     return Err(bad_uri());
                 }
@@ -479,7 +570,7 @@ impl<'a> TelUri<'a> {
         let params = &rest[ne..];
         for p in params.split(|&c| c == b';').skip(1) {
             let n = memchr::memchr(b'=', p).map_or(p, |e| &p[..e]);
-            if n.is_empty() || !check_escaped(p, |c| is_param_char(c) || c == b'=' || c == b'%') {
+            if n.is_empty() || !check_escaped(p, TEL_PARAM) {
                 return Err(bad_uri());
             }
         }
@@ -555,5 +646,122 @@ pub fn uri_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
             },
         ) => eq_ic(s1, s2) && r1 == r2,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    /// The previous two-pass implementation, kept as the reference for the one-pass one.
+    fn reference(h: &[u8]) -> Option<HostKind> {
+        if h.is_empty() || h.len() > 255 || h[0] == b'[' {
+            return check_host(h).filter(|_| !h.is_empty() && h[0] == b'[');
+        }
+        let mut digits_only = true;
+        let mut after_dot = true;
+        for &c in h {
+            match c {
+                b'.' => {
+                    if after_dot {
+                        return None;
+                    }
+                    after_dot = true;
+                }
+                b'0'..=b'9' => after_dot = false,
+                b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => {
+                    digits_only = false;
+                    after_dot = false;
+                }
+                _ => return None,
+            }
+        }
+        if digits_only {
+            let mut n = 0;
+            for part in h.split(|&c| c == b'.') {
+                n += 1;
+                if part.is_empty() || part.len() > 3 || crate::scan::parse_u32(part)? > 255 {
+                    return None;
+                }
+            }
+            return if n == 4 { Some(HostKind::Ipv4) } else { None };
+        }
+        Some(HostKind::Name)
+    }
+
+    #[test]
+    fn one_pass_host_check_matches_reference() {
+        let alphabet = b"019.a-5/";
+        let mut buf = Vec::new();
+        for len in 1..=6u32 {
+            for mut k in 0..alphabet.len().pow(len) {
+                buf.clear();
+                for _ in 0..len {
+                    buf.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                assert_eq!(check_host(&buf), reference(&buf), "{buf:?}");
+            }
+        }
+        for h in [
+            &b"127.0.0.1"[..],
+            b"255.255.255.255",
+            b"256.1.1.1",
+            b"1.2.3.4.",
+            b"001.002.003.004",
+            b"0001.2.3.4",
+            b"99999999999.1.1.1",
+            b"1.2.3.4444444444444",
+            b"example.com.",
+            b"a..b",
+            b".a",
+            b"a_b.c-d",
+            b"1.2.3.4a",
+        ] {
+            assert_eq!(check_host(h), reference(h), "{h:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::*;
+
+    /// The previous split-based check of a URI parameter list.
+    fn reference(params: &[u8]) -> bool {
+        if params.is_empty() {
+            return true;
+        }
+        if params[0] != b';' {
+            return false;
+        }
+        params[1..].split(|&c| c == b';').all(|p| {
+            let (n, v) = match memchr::memchr(b'=', p) {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            !n.is_empty()
+                && check_escaped(n, PARAM)
+                && v.is_none_or(|v| !v.is_empty() && check_escaped(v, PARAM))
+        })
+    }
+
+    #[test]
+    fn one_pass_params_match_reference() {
+        let alphabet = b";=a%4 :";
+        let mut buf = Vec::new();
+        for len in 0..=6u32 {
+            for mut k in 0..alphabet.len().pow(len) {
+                buf.clear();
+                buf.push(b';');
+                for _ in 0..len {
+                    buf.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                let mut uri = b"sip:h".to_vec();
+                uri.extend_from_slice(&buf);
+                assert_eq!(Uri::parse(&uri).is_ok(), reference(&buf), "{buf:?}");
+            }
+        }
     }
 }
