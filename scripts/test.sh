@@ -31,12 +31,20 @@ fi
 
 ./scripts/check-sans-io.sh
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast
+summary=$(mktemp /tmp/voxgate-test-summary.XXXXXX)
+cargo test --workspace --no-fail-fast 2>&1 | tee "$summary"
 # Wire-level runs against the built binary (each skips cleanly when what it needs is absent:
-# SIPp, ../shared, permission for `unshare -n`, a TLS SIP client).
+# SIPp, ../shared, permission for `unshare -n`, a TLS SIP client). Each prints a line with
+# "N passed, M failed" and exits non-zero on a failure.
 for s in smoke.sh replay-conformance.sh replay-protos.sh tls-interop.sh; do
   if [ -x "scripts/$s" ]; then
     echo "== scripts/$s"
-    "./scripts/$s"
+    "./scripts/$s" 2>&1 | tee -a "$summary"
   fi
 done
+
+# One closing line over everything above: cargo's "test result:" lines plus the scripts'.
+awk '/^test result:/ { p += $4; f += $6; next }
+     /[0-9]+ passed, [0-9]+ failed/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed,?$/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all: %d passed, %d failed\n", p, f; exit (f > 0) }' "$summary"
+rm -f "$summary"
