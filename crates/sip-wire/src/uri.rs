@@ -354,73 +354,88 @@ impl<'a> SipUri<'a> {
 
     fn parse_rest(raw: &'a [u8], rest: &'a [u8], secure: bool) -> Result<SipUri<'a>, ParseError> {
         // userinfo: everything up to the first '@' ('@' is not allowed unescaped elsewhere).
-        let (user, password, hp) = match memchr::memchr(b'@', rest) {
-            Some(at) => {
-                let ui = &rest[..at];
-                let (u, p) = match memchr::memchr(b':', ui) {
-                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
-                    None => (ui, None),
-                };
-                if u.is_empty() || !check_escaped(u, USER) {
-                    return Err(bad_uri());
-                }
-                if let Some(p) = p
-                    && !check_escaped(p, PASSWORD)
-                {
-                    return Err(bad_uri());
-                }
-                (Some(u), p, &rest[at + 1..])
+        // One scan: the user part (user chars or escapes), then an optional ':' and password.
+        // Ending anywhere but at '@' means no userinfo, provided no '@' follows (if one did,
+        // the byte we stopped at would be an invalid user or password character). A bad
+        // escape is an error wherever it is: no part of a SIP URI accepts a bare '%'.
+        let ue = scan_escaped(rest, 0, USER).ok_or_else(bad_uri)?;
+        let (mut stop, mut pw) = (ue, None);
+        if rest.get(ue) == Some(&b':') {
+            let pe = scan_escaped(rest, ue + 1, PASSWORD).ok_or_else(bad_uri)?;
+            stop = pe;
+            pw = Some(&rest[ue + 1..pe]);
+        }
+        let (user, password, hp) = if rest.get(stop) == Some(&b'@') {
+            if ue == 0 {
+                return Err(bad_uri());
             }
-            None => (None, None, rest),
+            (Some(&rest[..ue]), pw, &rest[stop + 1..])
+        } else {
+            if memchr::memchr(b'@', rest.get(stop..).unwrap_or(b"")).is_some() {
+                return Err(bad_uri());
+            }
+            (None, None, rest)
         };
         // hostport
         let host_end = if hp.first() == Some(&b'[') {
             memchr::memchr(b']', hp).ok_or_else(bad_uri)? + 1
         } else {
-            hp.iter()
-                .position(|&c| matches!(c, b':' | b';' | b'?'))
-                .unwrap_or(hp.len())
+            let e = hp
+                .iter()
+                .position(|&c| HOST_CLASS[usize::from(c)] == H_BAD)
+                .unwrap_or(hp.len());
+            // the host ends at ':', ';', '?' or the end; any other byte is not a host byte
+            if !matches!(hp.get(e), None | Some(b':' | b';' | b'?')) {
+                return Err(bad_uri());
+            }
+            e
         };
         let host = &hp[..host_end];
         let host_kind = check_host(host).ok_or_else(bad_uri)?;
         let mut i = host_end;
         let mut port = None;
         if hp.get(i) == Some(&b':') {
-            let pe = hp[i + 1..]
+            let ds = i + 1;
+            let pe = hp[ds..]
                 .iter()
-                .position(|&c| matches!(c, b';' | b'?'))
-                .map_or(hp.len(), |p| p + i + 1);
-            port = Some(parse_port(&hp[i + 1..pe]).ok_or_else(bad_uri)?);
-            i = pe;
-        }
-        let pe = memchr::memchr(b'?', &hp[i..]).map_or(hp.len(), |p| p + i);
-        let params = &hp[i..pe];
-        if !params.is_empty() {
-            if params[0] != b';' {
+                .position(|c| !c.is_ascii_digit())
+                .map_or(hp.len(), |p| p + ds);
+            if !matches!(hp.get(pe), None | Some(b';' | b'?')) {
                 return Err(bad_uri());
             }
-            // one pass: `name[=value]` pieces separated by ';', both non-empty paramchars
-            let mut j = 1;
+            port = Some(parse_port(&hp[ds..pe]).ok_or_else(bad_uri)?);
+            i = pe;
+        }
+        // parameters: `;name[=value]` pieces, both non-empty paramchars, up to '?' or the end
+        let mut pe = i;
+        if hp.get(i) == Some(&b';') {
+            let mut j = i + 1;
             loop {
-                let ne = scan_escaped(params, j, PARAM).ok_or_else(bad_uri)?;
+                let ne = scan_escaped(hp, j, PARAM).ok_or_else(bad_uri)?;
                 if ne == j {
                     return Err(bad_uri());
                 }
                 j = ne;
-                if params.get(j) == Some(&b'=') {
-                    let ve = scan_escaped(params, j + 1, PARAM).ok_or_else(bad_uri)?;
+                if hp.get(j) == Some(&b'=') {
+                    let ve = scan_escaped(hp, j + 1, PARAM).ok_or_else(bad_uri)?;
                     if ve == j + 1 {
                         return Err(bad_uri());
                     }
                     j = ve;
                 }
-                match params.get(j) {
-                    None => break,
+                match hp.get(j) {
                     Some(b';') => j += 1,
+                    None | Some(b'?') => break,
                     Some(_) => return Err(bad_uri()),
                 }
             }
+            pe = j;
         }
+        match hp.get(pe) {
+            None | Some(b'?') => {}
+            Some(_) => return Err(bad_uri()),
+        }
+        let params = &hp[i..pe];
         let headers = if pe < hp.len() {
             let h = &hp[pe + 1..];
             for kv in h.split(|&c| c == b'&') {
@@ -762,6 +777,152 @@ mod param_tests {
                 uri.extend_from_slice(&buf);
                 assert_eq!(Uri::parse(&uri).is_ok(), reference(&buf), "{buf:?}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sip_uri_tests {
+    use super::*;
+
+    /// The previous implementation (several memchr passes), kept as the reference.
+    fn old_parse_rest<'a>(
+        raw: &'a [u8],
+        rest: &'a [u8],
+        secure: bool,
+    ) -> Result<SipUri<'a>, ParseError> {
+        // userinfo: everything up to the first '@' ('@' is not allowed unescaped elsewhere).
+        let (user, password, hp) = match memchr::memchr(b'@', rest) {
+            Some(at) => {
+                let ui = &rest[..at];
+                let (u, p) = match memchr::memchr(b':', ui) {
+                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+                    None => (ui, None),
+                };
+                if u.is_empty() || !check_escaped(u, USER) {
+                    return Err(bad_uri());
+                }
+                if let Some(p) = p
+                    && !check_escaped(p, PASSWORD)
+                {
+                    return Err(bad_uri());
+                }
+                (Some(u), p, &rest[at + 1..])
+            }
+            None => (None, None, rest),
+        };
+        // hostport
+        let host_end = if hp.first() == Some(&b'[') {
+            memchr::memchr(b']', hp).ok_or_else(bad_uri)? + 1
+        } else {
+            hp.iter()
+                .position(|&c| matches!(c, b':' | b';' | b'?'))
+                .unwrap_or(hp.len())
+        };
+        let host = &hp[..host_end];
+        let host_kind = check_host(host).ok_or_else(bad_uri)?;
+        let mut i = host_end;
+        let mut port = None;
+        if hp.get(i) == Some(&b':') {
+            let pe = hp[i + 1..]
+                .iter()
+                .position(|&c| matches!(c, b';' | b'?'))
+                .map_or(hp.len(), |p| p + i + 1);
+            port = Some(parse_port(&hp[i + 1..pe]).ok_or_else(bad_uri)?);
+            i = pe;
+        }
+        let pe = memchr::memchr(b'?', &hp[i..]).map_or(hp.len(), |p| p + i);
+        let params = &hp[i..pe];
+        if !params.is_empty() {
+            if params[0] != b';' {
+                return Err(bad_uri());
+            }
+            // one pass: `name[=value]` pieces separated by ';', both non-empty paramchars
+            let mut j = 1;
+            loop {
+                let ne = scan_escaped(params, j, PARAM).ok_or_else(bad_uri)?;
+                if ne == j {
+                    return Err(bad_uri());
+                }
+                j = ne;
+                if params.get(j) == Some(&b'=') {
+                    let ve = scan_escaped(params, j + 1, PARAM).ok_or_else(bad_uri)?;
+                    if ve == j + 1 {
+                        return Err(bad_uri());
+                    }
+                    j = ve;
+                }
+                match params.get(j) {
+                    None => break,
+                    Some(b';') => j += 1,
+                    Some(_) => return Err(bad_uri()),
+                }
+            }
+        }
+        let headers = if pe < hp.len() {
+            let h = &hp[pe + 1..];
+            for kv in h.split(|&c| c == b'&') {
+                let e = memchr::memchr(b'=', kv).ok_or_else(bad_uri)?;
+                if e == 0
+                    || !check_escaped(&kv[..e], HEADER)
+                    || !check_escaped(&kv[e + 1..], HEADER)
+                {
+                    return Err(bad_uri());
+                }
+            }
+            Some(h)
+        } else {
+            None
+        };
+        Ok(SipUri {
+            raw,
+            secure,
+            user,
+            password,
+            host,
+            host_kind,
+            port,
+            params: UriParams { raw: params },
+            headers,
+        })
+    }
+
+    #[test]
+    fn one_pass_sip_uri_matches_reference() {
+        let alphabet = b"a@:;=?%1[].&";
+        let mut buf = Vec::new();
+        for len in 0..=5u32 {
+            for mut k in 0..alphabet.len().pow(len) {
+                buf.clear();
+                for _ in 0..len {
+                    buf.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                let new = SipUri::parse_rest(&buf, &buf, false).ok();
+                let old = old_parse_rest(&buf, &buf, false).ok();
+                assert_eq!(new, old, "{buf:?}");
+            }
+        }
+        for u in [
+            &b"alice:secret@example.com:5060;transport=tcp;lr?subject=x&a=b"[..],
+            b"+1415%35550123@gw.example.net;user=phone",
+            b"a@b@c",
+            b"a:b:c@d",
+            b":p@h",
+            b"u:@h",
+            b"[2001:db8::1]:5060;maddr=[::1]",
+            b"[2001:db8::1]x",
+            b"h:5060x",
+            b"h:65536",
+            b"h;a=%zz",
+            b"u%4@h",
+            b"h?x=%41&y=",
+        ] {
+            assert_eq!(
+                SipUri::parse_rest(u, u, true).ok(),
+                old_parse_rest(u, u, true).ok(),
+                "{u:?}"
+            );
         }
     }
 }
