@@ -648,7 +648,26 @@ impl ProxyHandle {
                 .sum();
             out.push_str(&format!("voxgate_proxy_dialogs{{state=\"{name}\"}} {v}\n"));
         }
-        let _ = &self.shared.events;
+        out.push_str("# HELP voxgate_proxy_dialog_events_total dialog state changes seen by the driver\n# TYPE voxgate_proxy_dialog_events_total counter\n");
+        for (k, name) in [
+            "unconfirmed",
+            "early",
+            "confirmed_noack",
+            "confirmed",
+            "ended",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let v = self
+                .shared
+                .events
+                .get(k)
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            out.push_str(&format!(
+                "voxgate_proxy_dialog_events_total{{state=\"{name}\"}} {v}\n"
+            ));
+        }
     }
 
     /// The proxy part of `/stats` (a JSON object).
