@@ -14,8 +14,27 @@ pub struct Params<'a> {
     raw: &'a [u8],
 }
 
+const fn gen_value_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = !matches!(
+            c,
+            b' ' | b'\t' | b'\r' | b'\n' | b';' | b',' | b'"' | b'<' | b'>'
+        ) && c >= 0x20
+            && c != 0x7f;
+        i += 1;
+    }
+    t
+}
+
+static GEN_VALUE: [bool; 256] = gen_value_table();
+
+/// A byte of an unquoted parameter value (not LWS, a separator, a control or DEL).
+#[inline(always)]
 fn is_gen_value(c: u8) -> bool {
-    !is_lws(c) && !matches!(c, b';' | b',' | b'"' | b'<' | b'>') && c >= 0x20 && c != 0x7f
+    GEN_VALUE[usize::from(c)]
 }
 
 /// Reads one `;name[=value]` starting at `s[i] == ';'`; returns `(name, value, end)`.
@@ -36,11 +55,9 @@ fn read_param(s: &[u8], i: usize) -> Option<RawParam<'_>> {
     let ve = if s.get(j) == Some(&b'"') {
         quoted_end(s, j)?
     } else {
-        let mut k = j;
-        while k < s.len() && is_gen_value(s[k]) {
-            k += 1;
-        }
-        k
+        s.get(j..)
+            .and_then(|r| r.iter().position(|&c| !is_gen_value(c)))
+            .map_or(s.len(), |p| p + j)
     };
     if ve == j {
         return None;
@@ -346,10 +363,13 @@ impl<'a> NameAddr<'a> {
             None => {
                 // addr-spec: the URI ends at ';' (its parameters are header parameters), ','
                 // or whitespace; it may not hold '?' (RFC 3261 §20).
-                let mut k = i;
-                while k < s.len() && !matches!(s[k], b';' | b',') && !is_lws(s[k]) {
-                    k += 1;
-                }
+                let k = s
+                    .get(i..)
+                    .and_then(|r| {
+                        r.iter()
+                            .position(|&c| matches!(c, b';' | b',') || is_lws(c))
+                    })
+                    .map_or(s.len(), |p| p + i);
                 let u = &s[i..k];
                 if u.is_empty() || memchr::memchr(b'?', u).is_some() {
                     return None;

@@ -878,19 +878,13 @@ impl Message {
                         return Err(bad);
                     }
                 }
-                H::Require | H::ProxyRequire | H::Unsupported | H::Allow => {
-                    for t in Split::new(v) {
-                        if !scan::is_token_str(t) {
-                            return Err(bad);
-                        }
-                    }
+                H::Require | H::ProxyRequire | H::Unsupported | H::Allow
+                    if !scan::is_token_list(v, b',') =>
+                {
+                    return Err(bad);
                 }
-                H::Supported if !v.is_empty() => {
-                    for t in Split::new(v) {
-                        if !scan::is_token_str(t) {
-                            return Err(bad);
-                        }
-                    }
+                H::Supported if !v.is_empty() && !scan::is_token_list(v, b',') => {
+                    return Err(bad);
                 }
                 H::Authorization
                 | H::ProxyAuthorization
@@ -901,12 +895,8 @@ impl Message {
                         return Err(bad);
                     }
                 }
-                H::Privacy => {
-                    for t in v.split(|&c| c == b';') {
-                        if !scan::is_token_str(trim(t)) {
-                            return Err(bad);
-                        }
-                    }
+                H::Privacy if !scan::is_token_list(v, b';') => {
+                    return Err(bad);
                 }
                 _ => {}
             }

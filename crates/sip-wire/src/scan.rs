@@ -69,6 +69,26 @@ pub(crate) fn is_token_str(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&c| is_token(c))
 }
 
+/// Whether `s` is `LWS* token LWS* (sep LWS* token LWS*)*`: a list of non-empty tokens. In one
+/// pass; the same verdict as splitting at `sep` (or at top-level commas: a quote or `<` is no
+/// token character either way) and checking each trimmed piece with [`is_token_str`].
+pub(crate) fn is_token_list(s: &[u8], sep: u8) -> bool {
+    let mut i = 0;
+    loop {
+        i = skip_lws(s, i);
+        let e = token_end(s, i);
+        if e == i {
+            return false;
+        }
+        i = skip_lws(s, e);
+        match s.get(i) {
+            None => return true,
+            Some(&c) if c == sep => i += 1,
+            Some(_) => return false,
+        }
+    }
+}
+
 /// Given `s[i] == b'"'`, the index just past the closing quote, honouring `\` escapes.
 /// `None` when the string is not terminated.
 pub(crate) fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
@@ -199,5 +219,29 @@ pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
         Some(s - b)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_list_matches_split_and_check() {
+        let alphabet = b"a,; \t\"<>";
+        let mut buf = Vec::new();
+        for len in 0..=6u32 {
+            for mut k in 0..alphabet.len().pow(len) {
+                buf.clear();
+                for _ in 0..len {
+                    buf.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                let commas = CommaSplit::new(&buf).all(is_token_str);
+                assert_eq!(is_token_list(&buf, b','), commas, "{buf:?}");
+                let semis = buf.split(|&c| c == b';').all(|t| is_token_str(trim(t)));
+                assert_eq!(is_token_list(&buf, b';'), semis, "{buf:?}");
+            }
+        }
     }
 }
