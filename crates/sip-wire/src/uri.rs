@@ -219,34 +219,45 @@ pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
         }
         return Some(HostKind::Ipv6);
     }
-    // one pass over the characters and empty labels; a dot right after a dot (or at the
-    // start) is an empty label
-    let mut seen = 0u8;
-    let mut prev = H_DOT;
+    // one pass: characters, empty labels, and (for digits and dots only) the IPv4 shape
+    let mut digits_only = true;
+    let mut after_dot = true; // at the start, like after a dot: a leading dot is an empty label
+    let mut dots = 0u32;
+    let mut seg_len = 0u32;
+    let mut seg_val = 0u32;
+    let mut ipv4_ok = true;
     for &c in h {
-        let k = HOST_CLASS[usize::from(c)];
-        if k == H_BAD || k & prev & H_DOT != 0 {
-            return None;
+        match HOST_CLASS[usize::from(c)] {
+            H_DOT => {
+                if after_dot {
+                    return None;
+                }
+                after_dot = true;
+                dots += 1;
+                seg_len = 0;
+                seg_val = 0;
+            }
+            H_DIGIT => {
+                after_dot = false;
+                seg_len += 1;
+                if seg_len <= 3 {
+                    seg_val = seg_val * 10 + u32::from(c - b'0');
+                }
+                if seg_len > 3 || seg_val > 255 {
+                    ipv4_ok = false;
+                }
+            }
+            // '_' is tolerated in names: it is common in the wild
+            H_NAME => {
+                digits_only = false;
+                after_dot = false;
+            }
+            _ => return None,
         }
-        seen |= k;
-        prev = k;
     }
-    if seen & H_NAME == 0 {
-        // digits and dots only: exactly four parts of one to three digits, each at most 255
-        let mut parts = 0;
-        for part in h.split(|&c| c == b'.') {
-            parts += 1;
-            if part.is_empty() || part.len() > 3 {
-                return None;
-            }
-            let v = part
-                .iter()
-                .fold(0u32, |v, &d| v * 10 + u32::from(d.wrapping_sub(b'0')));
-            if v > 255 {
-                return None;
-            }
-        }
-        return if parts == 4 {
+    if digits_only {
+        // exactly four non-empty parts of at most three digits, each at most 255
+        return if ipv4_ok && dots == 3 && !after_dot {
             Some(HostKind::Ipv4)
         } else {
             None
@@ -256,11 +267,10 @@ pub(crate) fn check_host(h: &[u8]) -> Option<HostKind> {
     Some(HostKind::Name)
 }
 
-// Host character classes, one bit each (0: not a host character).
 const H_BAD: u8 = 0;
 const H_DIGIT: u8 = 1;
 const H_NAME: u8 = 2;
-const H_DOT: u8 = 4;
+const H_DOT: u8 = 3;
 
 const fn host_class() -> [u8; 256] {
     let mut t = [H_BAD; 256];
