@@ -442,9 +442,14 @@ impl Message {
         }
         // Content-Length
         let mut cl = None;
+        // start at the first Content-Length line (the index knows it) instead of filtering all
+        let first_cl = HeaderName::ContentLength
+            .slot()
+            .map_or(usize::MAX, |s| usize::from(msg.first[s]));
         for e in msg
             .headers
             .iter()
+            .skip(first_cl.min(msg.headers.len()))
             .filter(|e| e.name == HeaderName::ContentLength)
         {
             if mode == Mode::Head {
@@ -1008,6 +1013,10 @@ fn parse_start_line(l: &[u8], lenient: bool) -> Result<Start, ParseError> {
 }
 
 fn check_version(v: &[u8]) -> Result<(), ParseErrorKind> {
+    if v == b"SIP/2.0" {
+        // the usual spelling, accepted without the general checks below
+        return Ok(());
+    }
     if v.len() < 4 || !eq_ic(&v[..4], b"SIP/") {
         return Err(K::BadVersion);
     }
