@@ -696,7 +696,7 @@ impl Message {
     /// The Call-ID value.
     pub fn call_id(&self) -> Result<&[u8], ParseError> {
         let v = self.single(HeaderName::CallId)?;
-        if v.is_empty() || v.iter().any(|&c| c <= b' ' || c == 0x7f) {
+        if v.is_empty() || scan::has_space_or_ctl(v) {
             return Err(ParseError::bad(HeaderName::CallId));
         }
         Ok(v)

@@ -89,6 +89,28 @@ pub(crate) fn is_token_list(s: &[u8], sep: u8) -> bool {
     }
 }
 
+/// Whether `s` holds a byte `<= 0x20` (space or control) or DEL (0x7F), eight bytes at a
+/// time. Bytes from 0x80 up are not matched.
+pub(crate) fn has_space_or_ctl(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const DEL: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut chunks = s.chunks_exact(8);
+    for ch in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(ch);
+        let x = u64::from_le_bytes(w);
+        // some byte < 0x21 (exact as an existence test: a borrow only follows a true hit)
+        let low = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+        let d = x ^ DEL;
+        let del = d.wrapping_sub(ONES) & !d & HIGH;
+        if low | del != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c <= b' ' || c == 0x7f)
+}
+
 /// Given `s[i] == b'"'`, the index just past the closing quote, honouring `\` escapes.
 /// `None` when the string is not terminated.
 pub(crate) fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
@@ -225,6 +247,24 @@ pub(crate) fn offset_in(base: &[u8], sub: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swar_space_or_ctl_matches_bytewise() {
+        for c in 0..=255u8 {
+            for pos in 0..20 {
+                for len in pos + 1..21 {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = c;
+                    if pos > 0 {
+                        v[pos - 1] = 0xff;
+                    }
+                    let expect = v.iter().any(|&c| c <= b' ' || c == 0x7f);
+                    assert_eq!(has_space_or_ctl(&v), expect, "{v:?}");
+                }
+            }
+        }
+        assert!(!has_space_or_ctl(b""));
+    }
 
     #[test]
     fn token_list_matches_split_and_check() {
