@@ -574,7 +574,7 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
         push("transactions", DiagnosticKind::OutOfRange, e.to_string());
     }
     for (i, u) in cfg.proxy.upstreams.iter().enumerate() {
-        if let Err(e) = u.resolve() {
+        if let Err(e) = u.check() {
             push(
                 &format!("proxy.upstreams[{i}]"),
                 DiagnosticKind::OutOfRange,

@@ -235,9 +235,11 @@ fn proxy_section_parses_and_without_upstreams_stays_stateless() {
 }
 
 #[test]
-fn proxy_upstream_with_a_host_name_is_refused_at_its_line() {
-    let text =
-        format!("{GOOD}\n[proxy]\n[[proxy.upstreams]]\nuri = \"sip:upstream.example.net\"\n");
+fn proxy_upstream_errors_are_reported_at_their_line() {
+    // a host name is fine (resolved at start); a malformed URI is not
+    let ok = format!("{GOOD}\n[proxy]\n[[proxy.upstreams]]\nuri = \"sip:upstream.example.net\"\n");
+    assert!(parse(&ok, "x.toml").is_ok());
+    let text = format!("{GOOD}\n[proxy]\n[[proxy.upstreams]]\nuri = \"sip:bad host\"\n");
     let d = one_err(&text);
     assert_eq!(d.kind, DiagnosticKind::OutOfRange);
     assert_eq!(d.key, "proxy.upstreams[0]", "{d}");

@@ -74,8 +74,9 @@ pub struct UpstreamConfig {
     /// The upstream's address (`"127.0.0.1:5080"`, `"[::1]:5080"`).
     #[serde(default)]
     pub addr: Option<SocketAddr>,
-    /// The upstream as a SIP URI with an IP literal host (`"sip:127.0.0.1:5080;transport=tcp"`);
-    /// an alternative to `addr`. Host names need DNS, which is not wired yet.
+    /// The upstream as a SIP URI (`"sip:127.0.0.1:5080;transport=tcp"`,
+    /// `"sip:proxy.example.net"`); an alternative to `addr`. A host name is resolved at start
+    /// by RFC 3263 (SRV when no port is given, then A/AAAA).
     #[serde(default)]
     pub uri: Option<String>,
     /// Transport to reach it with (default `udp`; a URI's `transport` parameter wins).
@@ -96,7 +97,16 @@ fn yes() -> bool {
 }
 
 impl UpstreamConfig {
-    /// The resolved address and transport, or why it cannot be used.
+    /// Whether the entry is well formed (a host name is fine: it is resolved at start).
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.addr, &self.uri) {
+            (Some(_), None) => Ok(()),
+            (None, Some(u)) => crate::dns::split_uri(u, self.transport).map(|_| ()),
+            _ => Err("exactly one of addr and uri is required".into()),
+        }
+    }
+
+    /// The address and transport when no DNS is needed, or why it cannot be had so.
     pub fn resolve(&self) -> Result<(Protocol, SocketAddr), String> {
         match (&self.addr, &self.uri) {
             (Some(a), None) => Ok((self.transport.unwrap_or(Protocol::Udp), *a)),
@@ -106,47 +116,19 @@ impl UpstreamConfig {
     }
 }
 
-/// `sip:HOST:PORT[;transport=T]` with an IP literal host (no DNS yet).
+/// `sip:HOST[:PORT][;transport=T]` with an IP literal host.
 fn parse_upstream_uri(
     u: &str,
     default: Option<Protocol>,
 ) -> Result<(Protocol, SocketAddr), String> {
-    let (rest, tls) = if let Some(r) = u.strip_prefix("sips:") {
-        (r, true)
-    } else if let Some(r) = u.strip_prefix("sip:") {
-        (r, false)
-    } else {
-        return Err(format!("{u:?}: not a sip: or sips: URI"));
-    };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let mut parts = rest.split(';');
-    let hostport = parts.next().unwrap_or_default();
-    let mut proto = default.unwrap_or(if tls { Protocol::Tls } else { Protocol::Udp });
-    for p in parts {
-        if let Some(t) = p.strip_prefix("transport=") {
-            proto = match t.to_ascii_lowercase().as_str() {
-                "udp" => Protocol::Udp,
-                "tcp" => Protocol::Tcp,
-                "tls" => Protocol::Tls,
-                _ => return Err(format!("{u:?}: unknown transport {t:?}")),
-            };
-        }
-    }
-    let default_port = if proto == Protocol::Tls { 5061 } else { 5060 };
-    let addr = if let Ok(a) = hostport.parse::<SocketAddr>() {
-        a
-    } else if let Ok(ip) = hostport
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-    {
-        SocketAddr::new(ip, default_port)
-    } else {
-        return Err(format!(
-            "{u:?}: the host must be an IP address (DNS names are not resolved yet)"
-        ));
-    };
-    Ok((proto, addr))
+    let p = crate::dns::split_uri(u, default)?;
+    let ip: std::net::IpAddr = p.host.parse().map_err(|_| {
+        format!("{u:?}: the host is a name: it needs DNS (crate::resolve_upstreams)")
+    })?;
+    let port = p
+        .port
+        .unwrap_or(if p.proto == Protocol::Tls { 5061 } else { 5060 });
+    Ok((p.proto, SocketAddr::new(ip, port)))
 }
 
 /// The stateful proxy (`[proxy]`). With no upstreams (or `enabled = false`) the node stays
@@ -177,6 +159,9 @@ pub struct ProxySection {
     pub max_transactions: Option<usize>,
     /// Most live dialogs per shard (default 100000).
     pub max_dialogs: usize,
+    /// DNS servers for upstreams named by host (`["127.0.0.1:53"]`); empty: the system's
+    /// resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for ProxySection {
@@ -191,6 +176,7 @@ impl Default for ProxySection {
             ping_interval_secs: 0,
             max_transactions: None,
             max_dialogs: 100_000,
+            dns_servers: Vec::new(),
         }
     }
 }

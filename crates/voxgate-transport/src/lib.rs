@@ -48,12 +48,14 @@
 //! does both when the pipeline can be built beforehand (fixed ports).
 
 pub mod config;
+mod dns;
 mod framing;
 mod proxy;
 mod stream;
 mod udp;
 
 pub use config::{ListenerConfig, Protocol, ProxySection, TransportConfig, UpstreamConfig};
+pub use dns::{needs_dns, resolve_upstreams};
 pub use proxy::{DialogView, ProxyHandle, json_str, proxy_config};
 pub use voxgate_policy::Transport;
 

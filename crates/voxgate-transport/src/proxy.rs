@@ -59,7 +59,8 @@ fn proto_core(p: Protocol) -> PTransport {
 }
 
 /// Builds the proxy core's configuration (shard 0; each shard thread sets its own id) from
-/// the `[proxy]` and `[transactions]` sections and the node's bound addresses.
+/// the `[proxy]` and `[transactions]` sections and the node's bound addresses; `resolved`:
+/// the upstreams as [`crate::resolve_upstreams`] found them (`None`: IP literals only).
 ///
 /// # Errors
 /// A message naming the bad key.
@@ -68,6 +69,7 @@ pub fn proxy_config(
     transactions: &sip_txn::TransactionsConfig,
     bound: &[(Transport, SocketAddr)],
     listeners: &[ListenerConfig],
+    resolved: Option<&[(Protocol, SocketAddr)]>,
 ) -> Result<sip_proxy::ProxyConfig, String> {
     let mut timers = transactions.timers().map_err(|e| e.to_string())?;
     // A proxy answers an INVITE with 100 Trying at once (RFC 3261 §16.2).
@@ -75,11 +77,20 @@ pub fn proxy_config(
         timers.trying = sip_txn::TryingPolicy::Immediate;
     }
     let mut upstreams = Vec::new();
-    for (i, u) in section.upstreams.iter().enumerate() {
-        let (p, addr) = u
-            .resolve()
-            .map_err(|e| format!("proxy.upstreams[{i}]: {e}"))?;
-        upstreams.push(sip_proxy::Destination::new(proto_core(p), addr));
+    match resolved {
+        Some(list) => {
+            for &(p, addr) in list {
+                upstreams.push(sip_proxy::Destination::new(proto_core(p), addr));
+            }
+        }
+        None => {
+            for (i, u) in section.upstreams.iter().enumerate() {
+                let (p, addr) = u
+                    .resolve()
+                    .map_err(|e| format!("proxy.upstreams[{i}]: {e}"))?;
+                upstreams.push(sip_proxy::Destination::new(proto_core(p), addr));
+            }
+        }
     }
     for c in &section.failover_codes {
         if !(300..=699).contains(c) {

@@ -104,8 +104,14 @@ fn load_validated(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErro
         }
     }
     if cfg.proxy.active()
-        && let Err(msg) =
-            voxgate_transport::proxy_config(&cfg.proxy, &cfg.transactions, &[], &cfg.listen)
+        && let Err(msg) = voxgate_transport::proxy_config(
+            &cfg.proxy,
+            &cfg.transactions,
+            &[],
+            &cfg.listen,
+            // host names are resolved at start, not by `check`
+            voxgate_transport::needs_dns(&cfg.proxy).then_some(&[][..]),
+        )
     {
         diags.push(voxgate_config::diagnostic_at(
             &text,
@@ -212,11 +218,22 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let pipeline = Pipeline::new(&cfg.sip, &cfg.routing, &local_addrs, Arc::clone(&stats))
         .context("building the pipeline")?;
     let node = if cfg.proxy.active() {
+        let resolved = if voxgate_transport::needs_dns(&cfg.proxy) {
+            let r = voxgate_transport::resolve_upstreams(&cfg.proxy, &cfg.proxy.dns_servers)
+                .map_err(|e| anyhow::anyhow!("resolving upstreams: {e}"))?;
+            for (p, a) in &r {
+                tracing::info!("upstream {p:?} {a}");
+            }
+            Some(r)
+        } else {
+            None
+        };
         let pcfg = voxgate_transport::proxy_config(
             &cfg.proxy,
             &cfg.transactions,
             &local_addrs,
             &cfg.listen,
+            resolved.as_deref(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(upstreams = pcfg.upstreams.len(), "stateful proxy mode");

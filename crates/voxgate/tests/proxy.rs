@@ -757,3 +757,102 @@ fn options_to_the_node_itself_is_answered_not_relayed() {
         "{metrics}"
     );
 }
+
+/// RFC 3263 upstream resolution against a DNS server on loopback (dnsmasq): the upstream
+/// is named by host with no port, its SRV records give two targets, the first (lower
+/// priority value) is silent, so the call fails over to the second. Skips when dnsmasq is
+/// absent.
+#[test]
+fn upstream_by_srv_fails_over_in_priority_order() {
+    if Command::new("dnsmasq")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("dnsmasq not installed: skipping");
+        return;
+    }
+    let dir = TempDir::new("dns");
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("silent");
+    let p1 = silent.local_addr().expect("addr").port();
+    let uas = UdpSocket::bind("127.0.0.1:0").expect("uas");
+    let p2 = uas.local_addr().expect("addr").port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let uas_thread = std::thread::spawn(move || rust_uas(uas, stop2));
+    let dns_port = free_port();
+    let dns = Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--port",
+            &dns_port.to_string(),
+        ])
+        .arg(format!(
+            "--pid-file={}",
+            dir.0.join("dnsmasq.pid").display()
+        ))
+        .arg(format!(
+            "--srv-host=_sip._udp.voxgate.test,a.voxgate.test,{p1},10,100"
+        ))
+        .arg(format!(
+            "--srv-host=_sip._udp.voxgate.test,b.voxgate.test,{p2},20,100"
+        ))
+        .arg("--host-record=a.voxgate.test,127.0.0.1")
+        .arg("--host-record=b.voxgate.test,127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(dns) = dns else {
+        eprintln!("dnsmasq did not start: skipping");
+        return;
+    };
+    let _dns = Sipp(dns);
+    std::thread::sleep(Duration::from_millis(300));
+    let section = format!(
+        "[proxy]\nfr_invite_ms = 800\ndns_servers = [\"127.0.0.1:{dns_port}\"]\n\
+         [[proxy.upstreams]]\nuri = \"sip:voxgate.test\"\n"
+    );
+    let mut node = Node::start_with(
+        &dir,
+        &format!(
+            "[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n{section}"
+        ),
+    );
+    let first = node.wait_for("upstream Udp ");
+    assert_eq!(first, format!("127.0.0.1:{p1}"), "SRV priority order");
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let admin = node.wait_for("admin listening ");
+    let a = UdpSocket::bind("127.0.0.1:0").expect("a");
+    let la = a.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:bob@{udp} SIP/2.0\r\nVia: SIP/2.0/UDP {la};branch=z9hG4bKdns1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@test>;tag=d1\r\nTo: <sip:bob@test>\r\n\
+         Call-ID: dns-1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{la}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    a.send_to(invite.as_bytes(), udp).expect("send");
+    let ok = recv_response(&a, "200", "INVITE");
+    assert!(ok.contains("dns-1@test"), "{ok}");
+    let mut buf = [0u8; 4096];
+    silent
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    assert!(
+        silent.recv_from(&mut buf).is_ok(),
+        "the first SRV target was not tried first"
+    );
+    let (_, metrics) = http(&admin, "GET", "/metrics");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = uas_thread.join();
+    assert!(
+        metrics.contains("voxgate_proxy_failovers_total 1"),
+        "{metrics}"
+    );
+}
