@@ -245,9 +245,7 @@ pub mod wire {
         let mut tmp = [0u8; 10];
         let digits = fmt_u32(f.max_forwards.saturating_sub(1), &mut tmp);
         e.replace_header_value(mf.index, digits).ok()?;
-        // Record-Route first: when the message has none it goes at the top of the headers, the
-        // same offset as the first Via, and edits at one offset are written in call order;
-        // the other order would split the Via block (new Via, Record-Route, old Vias).
+        // With no Record-Route in the message, the editor puts the new one after the Via block.
         e.add_record_route(ADDED_RR.as_bytes());
         e.push_via(PUSHED_VIA.as_bytes());
         let r = e.write(out);
@@ -342,10 +340,18 @@ pub mod peer {
             .position(|h| matches!(h, Header::Via(_)))
             .unwrap_or(0);
         hs.insert(via_at, Header::Via(rsip::headers::Via::new(PUSHED_VIA)));
+        // Same placement as sip-wire's editor: before the first Record-Route, or right after
+        // the Via block when there is none.
         let rr_at = hs
             .iter()
             .position(|h| matches!(h, Header::RecordRoute(_)))
-            .unwrap_or(0);
+            .unwrap_or_else(|| {
+                via_at
+                    + hs[via_at..]
+                        .iter()
+                        .take_while(|h| matches!(h, Header::Via(_)))
+                        .count()
+            });
         hs.insert(
             rr_at,
             Header::RecordRoute(rsip::headers::RecordRoute::new(ADDED_RR)),
