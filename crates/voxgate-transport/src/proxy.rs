@@ -194,18 +194,21 @@ pub(crate) struct OwnedFilter {
     callee: Option<String>,
 }
 
+/// Most messages waiting in one shard's mailbox; past it a handover is dropped (counted
+/// as `unroutable`), so a flood cannot grow memory without bound.
+const MAILBOX_CAP: usize = 65_536;
+
 /// A shard's channel plus its wake-up.
 pub(crate) struct Mailbox {
-    tx: Mutex<mpsc::Sender<ShardMsg>>,
+    tx: mpsc::SyncSender<ShardMsg>,
     pub(crate) fd: EventFd,
 }
 
 impl Mailbox {
+    /// Queues `m` without blocking and wakes the shard; `false` when the mailbox is full
+    /// (or the shard is gone): the message is dropped.
     fn send(&self, m: ShardMsg) -> bool {
-        let ok = match self.tx.lock() {
-            Ok(tx) => tx.send(m).is_ok(),
-            Err(_) => false,
-        };
+        let ok = self.tx.try_send(m).is_ok();
         self.fd.wake();
         ok
     }
@@ -248,8 +251,12 @@ impl ProxyShared {
             .map(usize::from)
             .filter(|&s| s < n)
             .unwrap_or_else(|| self.shard_of_call(&msg));
-        if let Some(b) = self.boxes.get(owner) {
-            b.send(ShardMsg::Inbound(msg, src));
+        if !self
+            .boxes
+            .get(owner)
+            .is_some_and(|b| b.send(ShardMsg::Inbound(msg, src)))
+        {
+            self.stats.shard(0).drop_msg(DropReason::Unroutable);
         }
     }
 
@@ -716,9 +723,9 @@ pub(crate) fn new_shared(
     let mut boxes = Vec::new();
     let mut rxs = Vec::new();
     for _ in 0..shards.max(1) {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(MAILBOX_CAP);
         boxes.push(Mailbox {
-            tx: Mutex::new(tx),
+            tx,
             fd: EventFd::new()?,
         });
         rxs.push(rx);
@@ -851,8 +858,13 @@ impl ProxyShard {
                     let owner = owner_shard(&msg).map(usize::from);
                     match owner {
                         Some(o) if o != self.idx && o < self.shared.boxes.len() => {
-                            if let Some(b) = self.shared.boxes.get(o) {
-                                b.send(ShardMsg::Inbound(msg, src));
+                            let sent = self
+                                .shared
+                                .boxes
+                                .get(o)
+                                .is_some_and(|b| b.send(ShardMsg::Inbound(msg, src)));
+                            if !sent {
+                                st.drop_msg(DropReason::Unroutable);
                             }
                         }
                         _ => {
