@@ -427,6 +427,7 @@ fn resolve_paths(cfg: &mut Config, base: Option<&Path>) {
         fix(&mut l.tls_cert);
         fix(&mut l.tls_key);
     }
+    fix(&mut cfg.proxy.tls_ca);
 }
 
 fn from_toml_error(e: &toml::de::Error, text: &str, file: &str) -> Diagnostic {

@@ -159,6 +159,9 @@ pub struct ProxySection {
     pub max_transactions: Option<usize>,
     /// Most live dialogs per shard (default 100000).
     pub max_dialogs: usize,
+    /// PEM file of the CA certificates trusted for TLS upstreams (none: a TLS upstream
+    /// cannot be used and fails over at once). Relative to the config file.
+    pub tls_ca: Option<PathBuf>,
     /// DNS servers for upstreams named by host (`["127.0.0.1:53"]`); empty: the system's
     /// resolv.conf.
     pub dns_servers: Vec<SocketAddr>,
@@ -177,6 +180,7 @@ impl Default for ProxySection {
             max_transactions: None,
             max_dialogs: 100_000,
             dns_servers: Vec::new(),
+            tls_ca: None,
         }
     }
 }

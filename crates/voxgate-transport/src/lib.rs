@@ -56,7 +56,7 @@ mod udp;
 
 pub use config::{ListenerConfig, Protocol, ProxySection, TransportConfig, UpstreamConfig};
 pub use dns::{needs_dns, resolve_upstreams};
-pub use proxy::{DialogView, ProxyHandle, json_str, proxy_config};
+pub use proxy::{DialogView, ProxyHandle, json_str, proxy_config, tls_client_config};
 pub use voxgate_policy::Transport;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -126,6 +126,7 @@ pub struct BoundNode {
     streams: Vec<StreamListener>,
     cfg: TransportConfig,
     stats: Arc<Stats>,
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The number of UDP shards `cfg` asks for (`udp_shards`, or one per core when 0).
@@ -214,6 +215,12 @@ impl BoundNode {
         self.serve_inner(pipeline, None)
     }
 
+    /// Proxy mode: the TLS client configuration for TLS upstreams (see
+    /// [`tls_client_config`]); without one, a TLS destination fails over at once.
+    pub fn set_tls_client(&mut self, cfg: rustls::ClientConfig) {
+        self.tls_client = Some(Arc::new(cfg));
+    }
+
     /// Starts serving as a stateful proxy: each shard thread owns a
     /// [`sip_proxy::ProxyCore`] built from `proxy` (its `shard` set per thread) and the
     /// socket of its index on every UDP listener (see the `proxy` module docs). Stream
@@ -278,6 +285,7 @@ impl BoundNode {
                 limits,
                 self.stats.clone(),
                 stop_rx.clone(),
+                self.tls_client.clone(),
             )
             .map_err(|source| TransportError::Spawn {
                 what: "proxy shard eventfd",
@@ -447,6 +455,7 @@ impl Node {
             streams,
             cfg: cfg.clone(),
             stats,
+            tls_client: None,
         })
     }
 

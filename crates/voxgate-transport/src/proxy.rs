@@ -140,6 +140,29 @@ pub fn proxy_config(
     })
 }
 
+/// A TLS client configuration (ring provider, TLS 1.2/1.3) trusting the CA certificates
+/// of the PEM file `ca`, for TLS upstreams (reached by IP: their certificate must carry it).
+///
+/// # Errors
+/// The file cannot be read or holds no usable certificate.
+pub fn tls_client_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    let f = std::fs::File::open(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::io::BufReader::new(f)) {
+        let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate found", ca.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// An eventfd that wakes a shard's `poll`.
 pub(crate) struct EventFd(OwnedFd);
 
@@ -226,6 +249,7 @@ pub(crate) struct ProxyShared {
     stats: Arc<Stats>,
     stop: watch::Receiver<bool>,
     events: [AtomicU64; 5],
+    tls_client: Option<tokio_rustls::TlsConnector>,
 }
 
 impl ProxyShared {
@@ -279,8 +303,16 @@ impl ProxyShared {
             conns.remove(&(t, dest));
             return false;
         }
-        if t != PTransport::Tcp || conns.len() >= self.limits.max_connections {
-            // Outbound TLS needs a client trust configuration: not yet.
+        let tls = match t {
+            PTransport::Tcp => None,
+            PTransport::Tls => match &self.tls_client {
+                Some(c) => Some(c.clone()),
+                // No trust configuration (`proxy.tls_ca`): a TLS upstream cannot be used.
+                None => return false,
+            },
+            PTransport::Udp => return false,
+        };
+        if conns.len() >= self.limits.max_connections {
             return false;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -291,23 +323,44 @@ impl ProxyShared {
         drop(conns);
         let shared = Arc::clone(self);
         self.rt.spawn(async move {
+            let fail = |shared: &ProxyShared, tx: &tokio::sync::mpsc::Sender<Bytes>| {
+                shared.forget(t, dest, tx);
+                if let Some(b) = shared.boxes.get(shard) {
+                    b.send(ShardMsg::SendError(t, dest));
+                }
+            };
             let c = tokio::time::timeout(
                 shared.limits.handshake,
                 tokio::net::TcpStream::connect(dest),
             )
             .await;
-            match c {
-                Ok(Ok(tcp)) => {
-                    let _ = tcp.set_nodelay(true);
-                    shared.stats.conn_accepted(Transport::Tcp);
-                    conn_task(tcp, dest, PTransport::Tcp, Arc::clone(&shared), rx, tx).await;
-                    shared.stats.conn_closed(Transport::Tcp);
+            let Ok(Ok(tcp)) = c else {
+                return fail(&shared, &tx);
+            };
+            let _ = tcp.set_nodelay(true);
+            let nt = if t == PTransport::Tls {
+                Transport::Tls
+            } else {
+                Transport::Tcp
+            };
+            match tls {
+                None => {
+                    shared.stats.conn_accepted(nt);
+                    conn_task(tcp, dest, t, Arc::clone(&shared), rx, tx).await;
+                    shared.stats.conn_closed(nt);
                 }
-                _ => {
-                    shared.forget(t, dest, &tx);
-                    if let Some(b) = shared.boxes.get(shard) {
-                        b.send(ShardMsg::SendError(t, dest));
-                    }
+                Some(connector) => {
+                    // The upstream is reached by address: its certificate must name that IP.
+                    let name = rustls::pki_types::ServerName::IpAddress(dest.ip().into());
+                    let hs =
+                        tokio::time::timeout(shared.limits.handshake, connector.connect(name, tcp))
+                            .await;
+                    let Ok(Ok(stream)) = hs else {
+                        return fail(&shared, &tx);
+                    };
+                    shared.stats.conn_accepted(nt);
+                    conn_task(stream, dest, t, Arc::clone(&shared), rx, tx).await;
+                    shared.stats.conn_closed(nt);
                 }
             }
         });
@@ -719,6 +772,7 @@ pub(crate) fn new_shared(
     limits: crate::stream::Limits,
     stats: Arc<Stats>,
     stop: watch::Receiver<bool>,
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 ) -> std::io::Result<(Arc<ProxyShared>, Vec<mpsc::Receiver<ShardMsg>>)> {
     let mut boxes = Vec::new();
     let mut rxs = Vec::new();
@@ -740,6 +794,7 @@ pub(crate) fn new_shared(
             stats,
             stop,
             events: Default::default(),
+            tls_client: tls_client.map(tokio_rustls::TlsConnector::from),
         }),
         rxs,
     ))

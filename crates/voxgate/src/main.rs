@@ -212,7 +212,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let shards = voxgate_transport::shard_count(&cfg.transport);
     let stats = Arc::new(Stats::new(shards));
-    let bound =
+    let mut bound =
         Node::bind(&cfg.listen, &cfg.transport, Arc::clone(&stats)).context("binding listeners")?;
     let local_addrs = bound.local_addrs();
     let pipeline = Pipeline::new(&cfg.sip, &cfg.routing, &local_addrs, Arc::clone(&stats))
@@ -236,6 +236,11 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             resolved.as_deref(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(ca) = &cfg.proxy.tls_ca {
+            let c = voxgate_transport::tls_client_config(ca)
+                .map_err(|e| anyhow::anyhow!("proxy.tls_ca: {e}"))?;
+            bound.set_tls_client(c);
+        }
         tracing::info!(upstreams = pcfg.upstreams.len(), "stateful proxy mode");
         bound.serve_proxy(Arc::new(pipeline), pcfg)
     } else {

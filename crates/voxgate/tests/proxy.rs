@@ -466,6 +466,39 @@ fn header_lines<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The minimal UAS's answer to `msg` (200 to INVITE and BYE; `None` otherwise).
+fn uas_reply(msg: &str, me: SocketAddr) -> Option<String> {
+    let is_invite = msg.starts_with("INVITE ");
+    let is_bye = msg.starts_with("BYE ");
+    if !is_invite && !is_bye {
+        return None;
+    }
+    let mut r = String::from("SIP/2.0 200 OK\r\n");
+    for l in header_lines(msg, "Via") {
+        r.push_str(l);
+        r.push_str("\r\n");
+    }
+    if is_invite {
+        for l in header_lines(msg, "Record-Route") {
+            r.push_str(l);
+            r.push_str("\r\n");
+        }
+    }
+    let to = header(msg, "To").unwrap_or("");
+    let to = if to.contains("tag=") {
+        to.to_string()
+    } else {
+        format!("{to};tag=uas1")
+    };
+    r.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:uas@{me}>\r\nContent-Length: 0\r\n\r\n",
+        header(msg, "From").unwrap_or(""),
+        header(msg, "Call-ID").unwrap_or(""),
+        header(msg, "CSeq").unwrap_or(""),
+    ));
+    Some(r)
+}
+
 /// A minimal UAS: 200 to INVITE (copying Via, Record-Route, From, To + tag, Call-ID,
 /// CSeq), 200 to BYE, silence to ACK. Returns the number of BYEs it answered.
 fn rust_uas(sock: UdpSocket, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
@@ -479,35 +512,11 @@ fn rust_uas(sock: UdpSocket, stop: std::sync::Arc<std::sync::atomic::AtomicBool>
             continue;
         };
         let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let is_invite = msg.starts_with("INVITE ");
-        let is_bye = msg.starts_with("BYE ");
-        if !is_invite && !is_bye {
+        let Some(r) = uas_reply(&msg, me) else {
             continue;
-        }
-        let mut r = String::from("SIP/2.0 200 OK\r\n");
-        for l in header_lines(&msg, "Via") {
-            r.push_str(l);
-            r.push_str("\r\n");
-        }
-        if is_invite {
-            for l in header_lines(&msg, "Record-Route") {
-                r.push_str(l);
-                r.push_str("\r\n");
-            }
-        }
-        let to = header(&msg, "To").unwrap_or("");
-        let to = if to.contains("tag=") {
-            to.to_string()
-        } else {
-            format!("{to};tag=uas1")
         };
-        r.push_str(&format!(
-            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:uas@{me}>\r\nContent-Length: 0\r\n\r\n",
-            header(&msg, "From").unwrap_or(""),
-            header(&msg, "Call-ID").unwrap_or(""),
-            header(&msg, "CSeq").unwrap_or(""),
-        ));
         let _ = sock.send_to(r.as_bytes(), from);
+        let is_bye = msg.starts_with("BYE ");
         if is_bye {
             byes += 1;
         }
@@ -855,4 +864,84 @@ fn upstream_by_srv_fails_over_in_priority_order() {
         metrics.contains("voxgate_proxy_failovers_total 1"),
         "{metrics}"
     );
+}
+
+/// Outbound TLS: the upstream is reached over TLS (a rustls UAS whose certificate names
+/// 127.0.0.1, trusted through `proxy.tls_ca`); a UDP caller's call goes through and ends.
+#[test]
+fn tls_upstream_over_an_outbound_connection() {
+    use std::sync::Arc;
+    let dir = TempDir::new("tls-up");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("rcgen");
+    std::fs::write(dir.0.join("ca.pem"), ck.cert.pem()).expect("ca");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let up = listener.local_addr().expect("addr");
+    let cert = ck.cert.der().clone();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    let server = Arc::new(server);
+    let uas = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let conn = rustls::ServerConnection::new(server).expect("conn");
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let mut pending = Vec::new();
+        let mut byes = 0;
+        while byes == 0 {
+            let m = read_message(&mut stream, &mut pending);
+            if let Some(r) = uas_reply(&m, up) {
+                stream.write_all(r.as_bytes()).expect("write");
+                if m.starts_with("BYE ") {
+                    byes += 1;
+                }
+            }
+        }
+        byes
+    });
+    let text = format!(
+        "[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [proxy]\ntls_ca = \"ca.pem\"\n\
+         [[proxy.upstreams]]\naddr = \"{up}\"\ntransport = \"tls\"\n"
+    );
+    let mut node = Node::start_with(&dir, &text);
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let a = UdpSocket::bind("127.0.0.1:0").expect("a");
+    let la = a.local_addr().expect("addr");
+    let call = "tls-up-1@test";
+    let invite = format!(
+        "INVITE sip:bob@{udp} SIP/2.0\r\nVia: SIP/2.0/UDP {la};branch=z9hG4bKtu1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@test>;tag=u1\r\nTo: <sip:bob@test>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{la}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    a.send_to(invite.as_bytes(), udp).expect("send");
+    let ok = recv_response(&a, "200", "INVITE");
+    let to = header(&ok, "To").expect("To").to_string();
+    let route = header_lines(&ok, "Record-Route")
+        .iter()
+        .map(|l| format!("Route:{}", l.split_once(':').map_or("", |x| x.1)))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let contact = header(&ok, "Contact")
+        .expect("Contact")
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_string();
+    for (method, cseq, branch) in [("ACK", 1, "z9hG4bKtu2"), ("BYE", 2, "z9hG4bKtu3")] {
+        let req = format!(
+            "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {la};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n{route}\r\nFrom: <sip:alice@test>;tag=u1\r\nTo: {to}\r\n\
+             Call-ID: {call}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        a.send_to(req.as_bytes(), udp).expect("send");
+    }
+    recv_response(&a, "200", "BYE");
+    assert_eq!(uas.join().expect("uas"), 1);
 }
