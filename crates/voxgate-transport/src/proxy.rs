@@ -7,7 +7,7 @@
 //! message to the core (or to its owner shard), fires due timers and writes the core's
 //! outputs: UDP from the shard's own socket of the destination's address family, TCP/TLS
 //! through the connection registry (the connection a peer came in on, else a new outbound
-//! TCP connection opened on the stream runtime; a failed connect comes back to the core as
+//! TCP/TLS connection opened on the stream runtime; a failed connect comes back to the core as
 //! `on_send_error`).
 //!
 //! Handover: a message whose owner ([`sip_proxy::owner_shard`]: our Via branch on
