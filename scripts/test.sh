@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what the wire tests need (when run as
-# root), then runs every Rust test (unit, property, conformance, wire tests that start the
+# The whole test suite, on a fresh machine: installs what the tests need (when run as root:
+# SIPp, sipsak, dnsmasq, Redis, PostgreSQL, MariaDB; their servers are started on free
+# loopback ports and stopped at the end), then runs every Rust test (unit, property, conformance, wire tests that start the
 # binary on loopback) and the SIPp smoke test against the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,12 @@ need_apt=()
 command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v sipsak >/dev/null 2>&1 || need_apt+=(sipsak)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v dnsmasq >/dev/null 2>&1 || need_apt+=(dnsmasq-base)
+command -v mariadb-install-db >/dev/null 2>&1 || need_apt+=(mariadb-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
