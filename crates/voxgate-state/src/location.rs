@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use sip_auth::registrar::{Binding, BindingEvent, Registrar};
 use tokio::sync::mpsc;
+use voxgate_subscribers::BindingSink;
+pub use voxgate_subscribers::{LocationWriter, WriterStats};
 
 use crate::codec::{self, Reader, put_bytes};
 use crate::{RedisConn, StateError};
@@ -298,84 +300,12 @@ fn decode_event(payload: &[u8], me: &[u8]) -> Result<Option<RemoteBinding>, Stat
     }
 }
 
-/// Counters of a [`LocationWriter`].
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Events written.
-    pub written: AtomicU64,
-    /// Events dropped because the queue was full.
-    pub dropped_full: AtomicU64,
-    /// Events dropped after Redis kept failing.
-    pub dropped_failed: AtomicU64,
-}
+/// Redis is written behind by the shared [`LocationWriter`]: pipelines of up to 1000 events,
+/// a failed batch retried with backoff (four attempts).
+impl BindingSink for RedisLocation {
+    const RETRY: (u32, Duration) = (4, Duration::from_millis(100));
 
-/// Write-behind of registrar events: the registrar side hands batches over without
-/// waiting; a task writes them in pipelines of up to 1000 events, retrying a failed batch
-/// with backoff (four attempts).
-#[derive(Debug, Clone)]
-pub struct LocationWriter {
-    tx: mpsc::Sender<Vec<BindingEvent>>,
-    stats: Arc<WriterStats>,
-}
-
-impl LocationWriter {
-    /// Starts the writer task on the current runtime with a queue of `queue` batches; it
-    /// ends when every clone is dropped, after writing what is queued.
-    pub fn spawn(
-        loc: RedisLocation,
-        queue: usize,
-    ) -> (LocationWriter, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Vec<BindingEvent>>(queue.max(1));
-        let stats = Arc::new(WriterStats::default());
-        let st = stats.clone();
-        let h = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(first) = rx.recv().await {
-                batch.clear();
-                batch.extend(first);
-                while batch.len() < 1000 {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend(more),
-                        Err(_) => break,
-                    }
-                }
-                let mut ok = false;
-                for attempt in 0..4u32 {
-                    if loc.apply(&batch).await.is_ok() {
-                        ok = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                let n = batch.len() as u64;
-                if ok {
-                    st.written.fetch_add(n, Ordering::Relaxed);
-                } else {
-                    st.dropped_failed.fetch_add(n, Ordering::Relaxed);
-                }
-            }
-        });
-        (LocationWriter { tx, stats }, h)
-    }
-
-    /// Queues events without waiting; `false` (counted as dropped) when the queue is full
-    /// or the writer ended.
-    pub fn send(&self, events: Vec<BindingEvent>) -> bool {
-        if events.is_empty() {
-            return true;
-        }
-        let n = events.len() as u64;
-        match self.tx.try_send(events) {
-            Ok(()) => true,
-            Err(_) => {
-                self.stats.dropped_full.fetch_add(n, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> &WriterStats {
-        &self.stats
+    async fn write_batch(&self, events: &[BindingEvent]) -> bool {
+        self.apply(events).await.is_ok()
     }
 }

@@ -32,12 +32,14 @@ mod config;
 mod db;
 mod location;
 mod subscribers;
+mod writer;
 
 pub use cache::{CacheConfig, CacheStats, CredentialCache};
 pub use config::{DEFAULT_DATABASE_URL, StoreConfig};
 pub use db::{Backend, Database, SCHEMA_VERSION};
-pub use location::{LocationStore, LocationWriter, WriterStats};
+pub use location::LocationStore;
 pub use subscribers::{MAX_NAME_LEN, StoredCredentials, Subscriber, SubscriberStore};
+pub use writer::{BindingSink, LocationWriter, MAX_BATCH, WriterStats};
 
 /// Why a store operation failed.
 #[non_exhaustive]

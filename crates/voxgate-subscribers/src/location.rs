@@ -1,16 +1,14 @@
 //! The `location` table: registrar bindings persisted so they survive a restart.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sip_auth::Algorithm;
 use sip_auth::registrar::{Binding, BindingEvent, Received, Registrar, Transport};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tokio::sync::mpsc;
 
+use crate::writer::BindingSink;
 use crate::{Database, StoreError};
 
 /// Row id of a binding: SHA-256 of `aor NUL contact`, hex.
@@ -174,85 +172,10 @@ impl LocationStore {
     }
 }
 
-/// Counters of a [`LocationWriter`].
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Events written.
-    pub written: AtomicU64,
-    /// Events dropped because the queue was full.
-    pub dropped_full: AtomicU64,
-    /// Events dropped after the database kept failing.
-    pub dropped_failed: AtomicU64,
-}
+impl BindingSink for LocationStore {
+    const RETRY: (u32, Duration) = (3, Duration::from_millis(200));
 
-/// Write-behind of registrar events: the registrar side hands batches over without waiting
-/// (never blocking a shard); a task writes them in transactions, retrying a failed batch a
-/// few times.
-#[derive(Debug, Clone)]
-pub struct LocationWriter {
-    tx: mpsc::Sender<Vec<BindingEvent>>,
-    stats: Arc<WriterStats>,
-}
-
-impl LocationWriter {
-    /// Starts the writer task on the current tokio runtime with a queue of `queue`
-    /// batches. The task ends when every `LocationWriter` clone is dropped, after writing
-    /// what is queued.
-    pub fn spawn(
-        store: LocationStore,
-        queue: usize,
-    ) -> (LocationWriter, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Vec<BindingEvent>>(queue.max(1));
-        let stats = Arc::new(WriterStats::default());
-        let st = stats.clone();
-        let h = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(first) = rx.recv().await {
-                batch.clear();
-                batch.extend(first);
-                while batch.len() < 1000 {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend(more),
-                        Err(_) => break,
-                    }
-                }
-                let mut ok = false;
-                for attempt in 0..3u32 {
-                    if store.apply(&batch).await.is_ok() {
-                        ok = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                let n = batch.len() as u64;
-                if ok {
-                    st.written.fetch_add(n, Ordering::Relaxed);
-                } else {
-                    st.dropped_failed.fetch_add(n, Ordering::Relaxed);
-                }
-            }
-        });
-        (LocationWriter { tx, stats }, h)
-    }
-
-    /// Queues events without waiting; `false` (and the events counted as dropped) when the
-    /// queue is full or the writer ended.
-    pub fn send(&self, events: Vec<BindingEvent>) -> bool {
-        if events.is_empty() {
-            return true;
-        }
-        let n = events.len() as u64;
-        match self.tx.try_send(events) {
-            Ok(()) => true,
-            Err(_) => {
-                self.stats.dropped_full.fetch_add(n, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> &WriterStats {
-        &self.stats
+    async fn write_batch(&self, events: &[BindingEvent]) -> bool {
+        self.apply(events).await.is_ok()
     }
 }
