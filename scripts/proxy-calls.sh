@@ -94,16 +94,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q "node proxy-calls up" "$TMP/node.log" || { cat "$TMP/node.log" >&2; exit 1; }
-addr_of() { sed -n "s/.*$1 \([0-9.]*:[0-9]*\).*/\1/p" "$TMP/node.log" | head -n1; }
+# shellcheck source=scripts/lib-node.sh
+. "$(dirname "$0")/lib-node.sh"
 UDP_ADDR=$(addr_of "listening udp")
 TCP_ADDR=$(addr_of "listening tcp")
 ADMIN_ADDR=$(addr_of "admin listening")
 echo "proxy-calls: voxgate up: udp $UDP_ADDR, tcp $TCP_ADDR, admin $ADMIN_ADDR; upstream 127.0.0.1:$UP"
-
-csv_last() {
-  awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next}
-                         {v=$c} END{print (c ? v : "NA")}' "$1"
-}
 
 run_sipp() {
   local name=$1 tflag=$2 target=$3 rc port
@@ -132,12 +128,8 @@ status=0
 run_sipp udp u1 "$UDP_ADDR" || status=1
 run_sipp tcp t1 "$TCP_ADDR" || status=1
 
-metrics=""
-if exec 3<>"/dev/tcp/${ADMIN_ADDR%:*}/${ADMIN_ADDR##*:}"; then
-  printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$ADMIN_ADDR" >&3
-  metrics=$(timeout 5 cat <&3 || true)
-  exec 3<&-
-fi
+# The node counted the calls.
+metrics=$(fetch_metrics "$ADMIN_ADDR")
 dialogs=$(printf '%s\n' "$metrics" | sed -n 's/^voxgate_proxy_dialogs_created_total \([0-9]*\).*/\1/p')
 echo "proxy-calls: voxgate_proxy_dialogs_created_total = ${dialogs:-missing}"
 if [ "${dialogs:-0}" -lt $(( 2 * CALLS )) ]; then
@@ -145,18 +137,7 @@ if [ "${dialogs:-0}" -lt $(( 2 * CALLS )) ]; then
   status=1
 fi
 
-kill -TERM "$NODE_PID"
-node_rc=0
-for _ in $(seq 100); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$NODE_PID" 2>/dev/null; then
-  echo "proxy-calls: voxgate still running 10 s after SIGTERM" >&2
-  status=1
-else
-  wait "$NODE_PID" || node_rc=$?
-  NODE_PID=""
-  echo "proxy-calls: voxgate stopped on SIGTERM, exit $node_rc"
-  [ "$node_rc" = 0 ] || status=1
-fi
+stop_node proxy-calls || status=1
 
 if [ "$status" = 0 ]; then
   echo "proxy-calls: 2 passed, 0 failed"

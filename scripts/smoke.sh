@@ -114,16 +114,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q "node smoke up" "$TMP/node.log" || { cat "$TMP/node.log" >&2; echo "smoke: voxgate not up in 10 s" >&2; exit 1; }
-addr_of() { sed -n "s/.*$1 \([0-9.]*:[0-9]*\).*/\1/p" "$TMP/node.log" | head -n1; }
+# shellcheck source=scripts/lib-node.sh
+. "$(dirname "$0")/lib-node.sh"
 UDP_ADDR=$(addr_of "listening udp")
 TCP_ADDR=$(addr_of "listening tcp")
 ADMIN_ADDR=$(addr_of "admin listening")
 echo "smoke: voxgate up: udp $UDP_ADDR, tcp $TCP_ADDR, admin $ADMIN_ADDR; scenario $SCENARIO"
-
-csv_last() {  # csv_last FILE COLUMN -> the column's value in the last row
-  awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next}
-                         {v=$c} END{print (c ? v : "NA")}' "$1"
-}
 
 # run_sipp NAME TRANSPORT-FLAG TARGET: SIPp's own port is random, retried when taken.
 run_sipp() {
@@ -159,13 +155,8 @@ status=0
 run_sipp udp u1 "$UDP_ADDR" || status=1
 run_sipp tcp t1 "$TCP_ADDR" || status=1
 
-# The node counted the calls (bash's /dev/tcp: no HTTP client needed).
-metrics=""
-if exec 3<>"/dev/tcp/${ADMIN_ADDR%:*}/${ADMIN_ADDR##*:}"; then
-  printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$ADMIN_ADDR" >&3
-  metrics=$(timeout 5 cat <&3 || true)
-  exec 3<&-
-fi
+# The node counted the calls.
+metrics=$(fetch_metrics "$ADMIN_ADDR")
 invites=$(printf '%s\n' "$metrics" | sed -n 's/^voxgate_requests_total{method="INVITE"} \([0-9]*\).*/\1/p')
 echo "smoke: voxgate_requests_total{method=\"INVITE\"} = ${invites:-missing}"
 if [ "${invites:-0}" -lt $(( 2 * CALLS )) ]; then
@@ -173,18 +164,7 @@ if [ "${invites:-0}" -lt $(( 2 * CALLS )) ]; then
   status=1
 fi
 
-kill -TERM "$NODE_PID"
-node_rc=0
-for _ in $(seq 100); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$NODE_PID" 2>/dev/null; then
-  echo "smoke: voxgate still running 10 s after SIGTERM" >&2
-  status=1
-else
-  wait "$NODE_PID" || node_rc=$?
-  NODE_PID=""
-  echo "smoke: voxgate stopped on SIGTERM, exit $node_rc"
-  [ "$node_rc" = 0 ] || status=1
-fi
+stop_node smoke || status=1
 
 # Proxied calls (stateful mode) with the same binary.
 if [ "$status" = 0 ]; then
