@@ -286,8 +286,10 @@ pub struct RegisterOutcome {
 }
 
 /// Writes the normalised AOR key of a SIP/SIPS URI into `out` (cleared first): scheme
-/// (`sip:`/`sips:`), the user part unescaped, `@`, the host lower-cased, and `:port` when
-/// present. URI parameters and headers are not part of an AOR.
+/// (`sip:`/`sips:`), the user part unescaped, `@`, and the host lower-cased. The port, URI
+/// parameters and headers are not part of an AOR: a REGISTER for `sip:alice@example.com`
+/// and a call to `sip:alice@example.com:5060` name the same user (as OpenSIPS's usrloc with
+/// `use_domain` keys them: user and domain).
 pub fn aor_key_sip(u: &SipUri<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(if u.secure { b"sips:" } else { b"sip:" });
@@ -296,10 +298,6 @@ pub fn aor_key_sip(u: &SipUri<'_>, out: &mut Vec<u8>) {
         out.push(b'@');
     }
     out.extend(u.host.iter().map(u8::to_ascii_lowercase));
-    if let Some(p) = u.port {
-        out.push(b':');
-        out.extend_from_slice(p.to_string().as_bytes());
-    }
 }
 
 /// Like [`aor_key_sip`] for any URI: `false` (and `out` empty) when it is not SIP/SIPS.
@@ -1064,7 +1062,7 @@ mod tests {
         let mut k = Vec::new();
         let u = Uri::parse(b"sip:%61lice@EXAMPLE.com:5070;transport=tcp").expect("uri");
         assert!(aor_key(&u, &mut k));
-        assert_eq!(k, b"sip:alice@example.com:5070");
+        assert_eq!(k, b"sip:alice@example.com");
         let u = Uri::parse(b"sips:Bob@Example.COM").expect("uri");
         assert!(aor_key(&u, &mut k));
         assert_eq!(k, b"sips:Bob@example.com");

@@ -16,7 +16,8 @@ use sip_wire::edit::Editor;
 use sip_wire::{HeaderName, Message, Method, NameAddr, Uri};
 
 use crate::dialog::{
-    Dialog, DialogEvent, DialogFilter, DialogId, DialogInfo, DialogState, EndReason, F, Profiles,
+    Dialog, DialogEvent, DialogFilter, DialogId, DialogInfo, DialogState, EndReason, Extensions, F,
+    Profiles,
 };
 use crate::types::{Destination, LocalAddr, Output, ProxyConfig, Routing, Source, Transport};
 use crate::util::{
@@ -534,7 +535,24 @@ impl ProxyCore {
     /// A request arrived; `routing` is the policy's decision for an initial request.
     pub fn on_request_routed(&mut self, now: Time, msg: Message, src: Source, routing: &Routing) {
         self.clock = now;
-        self.request(now, msg, src, routing);
+        self.request(now, msg, src, routing, None);
+        self.refresh();
+    }
+
+    /// As [`ProxyCore::on_request_routed`], with data for the dialog the request creates
+    /// (an initial INVITE): `ext` becomes [`Dialog::ext`] and is dropped when the dialog
+    /// ends, or at once when no dialog is created, so a guard in it (a concurrent-call slot)
+    /// is released exactly once whatever way the call ends.
+    pub fn on_request_with(
+        &mut self,
+        now: Time,
+        msg: Message,
+        src: Source,
+        routing: &Routing,
+        ext: Option<Box<Extensions>>,
+    ) {
+        self.clock = now;
+        self.request(now, msg, src, routing, ext);
         self.refresh();
     }
 
@@ -953,7 +971,9 @@ impl ProxyCore {
         });
         let scratch = core::mem::take(&mut self.scratch);
         let mut e = Editor::with_scratch(req, scratch);
-        if let Some(u) = &plan.new_ruri {
+        if let Some(u) = &dest.ruri {
+            let _ = e.set_request_uri(u);
+        } else if let Some(u) = &plan.new_ruri {
             let _ = e.set_request_uri(u);
         } else if let Some(h) = &dest.host_for_ruri {
             if let Some(Ok(Uri::Sip(u))) = req.request_uri() {
@@ -993,6 +1013,18 @@ impl ProxyCore {
                 let _ = e.insert_header_before(i, "Route", r);
             }
         }
+        if let Some(route) = &dest.route {
+            let first = req
+                .iter_headers()
+                .find(|h| h.name == HeaderName::Route)
+                .map(|h| h.index);
+            match first {
+                Some(i) if plan.route_rewrite.is_none() => {
+                    let _ = e.insert_header_before(i, "Route", route);
+                }
+                _ => e.add_header("Route", route),
+            }
+        }
         if let Some((top, bottom)) = &rr {
             e.add_record_route(top);
             if let Some(b) = bottom {
@@ -1015,7 +1047,14 @@ impl ProxyCore {
 
     // ----- requests -----
 
-    fn request(&mut self, now: Time, msg: Message, src: Source, routing: &Routing) {
+    fn request(
+        &mut self,
+        now: Time,
+        msg: Message,
+        src: Source,
+        routing: &Routing,
+        ext: Option<Box<Extensions>>,
+    ) {
         let Some(method) = msg.method() else { return };
         if method != Method::Ack && msg.max_forwards().ok().flatten() == Some(0) {
             self.reply_stateless(&msg, src, 483, &[]);
@@ -1028,7 +1067,7 @@ impl ProxyCore {
         match method {
             Method::Ack => self.ack(now, &msg, &key),
             Method::Cancel => self.cancel(now, msg, src, &key),
-            _ => self.other_request(now, msg, src, method, key, routing),
+            _ => self.other_request(now, msg, src, method, key, routing, ext),
         }
     }
 
@@ -1222,6 +1261,7 @@ impl ProxyCore {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn other_request(
         &mut self,
         now: Time,
@@ -1230,6 +1270,7 @@ impl ProxyCore {
         method: Method,
         key: TransactionKey,
         routing: &Routing,
+        ext: Option<Box<Extensions>>,
     ) {
         match self.table.receive_request(now, &key) {
             RequestMatch::Matched(step) => {
@@ -1387,7 +1428,7 @@ impl ProxyCore {
             s.ctx = Some(r);
         }
         if make_dialog {
-            self.create_dialog(now, r, routing);
+            self.create_dialog(now, r, routing, ext);
         }
         self.start_branch(now, r);
         if method == Method::Bye {
@@ -1858,7 +1899,13 @@ impl ProxyCore {
         }
     }
 
-    fn create_dialog(&mut self, now: Time, r: CtxRef, routing: &Routing) {
+    fn create_dialog(
+        &mut self,
+        now: Time,
+        r: CtxRef,
+        routing: &Routing,
+        ext: Option<Box<Extensions>>,
+    ) {
         let Some(c) = self.ctx(r) else { return };
         let req = c.request.clone();
         let src = c.upstream;
@@ -1896,6 +1943,7 @@ impl ProxyCore {
             }
         };
         let mut d = Dialog::new(src, now);
+        d.ext = ext;
         d.set(&[
             (F::CallId, call_id),
             (F::CallerTag, tag),

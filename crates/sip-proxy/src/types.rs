@@ -81,6 +81,12 @@ pub struct Destination {
     /// When set, the Request-URI's host (and port) is replaced by this text when the
     /// request is sent here (e.g. the upstream's domain); `None` keeps the Request-URI.
     pub host_for_ruri: Option<String>,
+    /// When set, the whole Request-URI sent here (e.g. a registered contact, or the number
+    /// with a gateway's digits stripped and prefix added); wins over `host_for_ruri`.
+    pub ruri: Option<Bytes>,
+    /// Route header values put in front of the request sent here (a registered contact's
+    /// Path, RFC 3327), first hop first, comma separated.
+    pub route: Option<Bytes>,
 }
 
 impl Destination {
@@ -91,6 +97,8 @@ impl Destination {
             transport,
             addr,
             host_for_ruri: None,
+            ruri: None,
+            route: None,
         }
     }
 }
