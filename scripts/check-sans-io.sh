@@ -4,7 +4,7 @@
 # arguments, sends and timer changes go out as values.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SANS_IO_CRATES=(sip-wire sip-sdp sip-txn sip-proxy sip-auth voxgate-policy voxgate-security voxgate-routing)
+SANS_IO_CRATES=(sip-wire sip-sdp sip-txn sip-proxy sip-auth voxgate-policy voxgate-security voxgate-routing voxgate-engine)
 FORBIDDEN='^(tokio|mio|socket2|async-std|smol|quinn-udp|nix)$'
 status=0
 for c in "${SANS_IO_CRATES[@]}"; do

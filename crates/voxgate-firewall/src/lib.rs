@@ -8,8 +8,8 @@
 //!     set banned6 { type ipv6_addr; flags timeout; }
 //!     chain input {
 //!         type filter hook input priority -10; policy accept;
-//!         ip saddr @banned4 drop
-//!         ip6 saddr @banned6 drop
+//!         ip saddr @banned4 counter drop
+//!         ip6 saddr @banned6 counter drop
 //!     }
 //! }
 //! ```

@@ -72,10 +72,18 @@ pub fn setup(cfg: &FirewallConfig) -> String {
     );
     let _ = writeln!(s, "flush chain {f} {t} input");
     if cfg.family.has_v4() {
-        let _ = writeln!(s, "add rule {f} {t} input ip saddr @{} drop", cfg.set4);
+        let _ = writeln!(
+            s,
+            "add rule {f} {t} input ip saddr @{} counter drop",
+            cfg.set4
+        );
     }
     if cfg.family.has_v6() {
-        let _ = writeln!(s, "add rule {f} {t} input ip6 saddr @{} drop", cfg.set6);
+        let _ = writeln!(
+            s,
+            "add rule {f} {t} input ip6 saddr @{} counter drop",
+            cfg.set6
+        );
     }
     s
 }
@@ -186,8 +194,8 @@ mod tests {
              add set inet voxgate banned6 { type ipv6_addr; flags timeout; }\n\
              add chain inet voxgate input { type filter hook input priority -10; policy accept; }\n\
              flush chain inet voxgate input\n\
-             add rule inet voxgate input ip saddr @banned4 drop\n\
-             add rule inet voxgate input ip6 saddr @banned6 drop\n"
+             add rule inet voxgate input ip saddr @banned4 counter drop\n\
+             add rule inet voxgate input ip6 saddr @banned6 counter drop\n"
         );
     }
 

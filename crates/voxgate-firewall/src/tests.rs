@@ -304,3 +304,21 @@ fn replace_all_counts_bans_and_skips() {
         "{s:?}"
     );
 }
+
+#[test]
+fn contrib_file_matches_the_setup() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/nftables/voxgate.nft");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipping: {} absent", path.display());
+        return;
+    };
+    let file: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let setup = script::setup(&FirewallConfig::default());
+    let ours: Vec<&str> = setup.lines().collect();
+    assert_eq!(file, ours);
+}

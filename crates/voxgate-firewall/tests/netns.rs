@@ -188,8 +188,8 @@ fn netns_inner() {
         .expect("nft");
     let ruleset = String::from_utf8_lossy(&ruleset.stdout);
     println!("{ruleset}");
-    assert!(ruleset.contains("ip saddr @banned4 drop"));
-    assert!(ruleset.contains("ip6 saddr @banned6 drop"));
+    assert!(ruleset.contains("ip saddr @banned4 counter packets 0 bytes 0 drop"));
+    assert!(ruleset.contains("ip6 saddr @banned6 counter packets 0 bytes 0 drop"));
 
     let mut p = Probe {
         rx: bind("127.0.0.1"),
@@ -210,6 +210,16 @@ fn netns_inner() {
         assert!(!p.delivered(&a, DROPPED), "banned 127.0.0.2 got through");
     }
     assert!(p.delivered(&b, ARRIVE), "127.0.0.3 must still pass");
+    // the rule's counter saw the five dropped datagrams
+    let chain = Command::new("nft")
+        .args(["list", "chain", "inet", "voxgate", "input"])
+        .output()
+        .expect("nft");
+    let chain = String::from_utf8_lossy(&chain.stdout);
+    assert!(
+        chain.contains("ip saddr @banned4 counter packets 5 "),
+        "{chain}"
+    );
 
     // a second start of the hand-off (a restart) keeps the bans and adds no duplicate rule
     let fw2 = Firewall::start(&cfg).expect("start");
@@ -223,7 +233,7 @@ fn netns_inner() {
         .expect("nft");
     assert_eq!(
         String::from_utf8_lossy(&rules.stdout)
-            .matches("saddr @banned4 drop")
+            .matches("saddr @banned4 counter")
             .count(),
         1
     );

@@ -1,0 +1,77 @@
+//! The engine's counters (relaxed atomics; read by the management API and `/metrics`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// The value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! engine_stats {
+    ($($field:ident => $metric:literal, $help:literal;)*) => {
+        /// Counters of the engine's phases.
+        #[derive(Debug, Default)]
+        pub struct EngineStats {
+            $(
+                #[doc = $help]
+                pub $field: Counter,
+            )*
+        }
+
+        impl EngineStats {
+            /// Every counter as `(metric name, help, value)`.
+            pub fn all(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$(($metric, $help, self.$field.get()),)*]
+            }
+        }
+    };
+}
+
+engine_stats! {
+    dropped_banned => "voxgate_access_dropped_banned_total", "Requests dropped: source on the ban list.";
+    dropped_acl => "voxgate_access_dropped_acl_total", "Requests dropped by the access list.";
+    dropped_pike => "voxgate_access_dropped_pike_total", "Requests dropped by flood protection (pike).";
+    dropped_scanner => "voxgate_access_dropped_scanner_total", "Requests dropped: SIP scanner detected.";
+    dropped_bruteforce => "voxgate_access_dropped_bruteforce_total", "Requests dropped: source tarpitted for brute force.";
+    tarpit_fake_ok => "voxgate_tarpit_fake_ok_total", "REGISTERs answered 200 without storing (tarpit).";
+    auth_ok => "voxgate_auth_success_total", "Successful digest authentications.";
+    auth_challenged => "voxgate_auth_challenges_total", "Challenges sent (no credentials, stale nonce, replay).";
+    auth_failed => "voxgate_auth_failures_total", "Failed authentications (wrong password or unknown user).";
+    auth_forbidden => "voxgate_auth_forbidden_total", "Requests refused 403 (too many failures, foreign AOR).";
+    auth_bad_request => "voxgate_auth_bad_request_total", "Malformed credentials (400).";
+    auth_db_unavailable => "voxgate_auth_db_unavailable_total", "Requests answered 500: credentials not cached and the database away.";
+    registers_ok => "voxgate_registrar_accepted_total", "REGISTERs answered 200.";
+    registers_rejected => "voxgate_registrar_rejected_total", "REGISTERs refused (423, 403, 400, 503...).";
+    bindings_expired => "voxgate_registrar_expired_total", "Bindings that reached their expiry.";
+    lookups_found => "voxgate_location_found_total", "Calls routed to registered bindings.";
+    lookups_missing => "voxgate_location_not_found_total", "Calls to a user of ours with no binding (404/480).";
+    contacts_fixed => "voxgate_nat_contacts_fixed_total", "INVITE Contacts rewritten to the NATed source.";
+    keepalives => "voxgate_nat_keepalives_total", "Keep-alives sent to NATed bindings.";
+    limited_rate => "voxgate_limits_rate_rejected_total", "Requests refused by a rate-limit pipe.";
+    limited_calls => "voxgate_limits_concurrent_rejected_total", "Calls refused by a concurrent-call limit.";
+    emergency => "voxgate_limits_emergency_total", "Emergency calls let past the limits.";
+}
+
+impl EngineStats {
+    /// Appends the counters in Prometheus text format.
+    pub fn write_prometheus(&self, out: &mut String) {
+        for (name, help, v) in self.all() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+    }
+}
