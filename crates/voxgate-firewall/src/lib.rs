@@ -22,6 +22,27 @@
 //! (`voxgate-fw`) takes what queued up, writes one nft script for all of it and runs
 //! `nft -f -` once: a burst of bans is one process and one kernel transaction.
 //!
+//! # Wiring
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use voxgate_firewall::{Firewall, FirewallConfig};
+//! use voxgate_security::banlist::{BanList, BanListConfig, BanReason, BanStore, BanTargetRef};
+//!
+//! let fw = Firewall::start(&FirewallConfig { enabled: true, ..Default::default() })
+//!     .expect("valid [security.firewall]");
+//! let mut bans = BanList::new(&BanListConfig { record_changes: true, ..Default::default() });
+//! let now = Duration::from_secs(1);
+//! fw.resync(&bans.list(now)); // start-up: the sets hold exactly the bans in force
+//! bans.ban(BanTargetRef::Ip("203.0.113.9".parse().unwrap()), BanReason::Scanner, None, now);
+//! bans.expire(now);
+//! let mut changes = Vec::new();
+//! bans.drain_changes(&mut changes); // wherever the node already drains them
+//! for c in &changes {
+//!     fw.apply(c); // never blocks; user bans are ignored
+//! }
+//! ```
+//!
 //! # Failures
 //!
 //! `nft` missing, no permission (`CAP_NET_ADMIN`), a timeout or a refused script are
@@ -48,7 +69,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use config::{Family, FirewallConfig, FirewallConfigError, is_nft_identifier};
-use voxgate_security::banlist::{BanChange, BanTarget};
+use voxgate_security::banlist::{BanChange, BanEntry, BanTarget};
 
 /// stderr kept from one `nft` run, bytes.
 const STDERR_KEEP: usize = 2048;
@@ -473,6 +494,16 @@ impl Firewall {
             return false;
         }
         self.send(Op::Replace(bans.into_iter().collect()))
+    }
+
+    /// Queues replacing the sets' contents with the IP bans of a ban-list listing
+    /// ([`voxgate_security::banlist::BanStore::list`]): at start-up, and after
+    /// [`FirewallStats::drops`] or [`FirewallStats::failures`] moved. User bans are ignored.
+    pub fn resync(&self, bans: &[BanEntry]) -> bool {
+        self.replace_all(bans.iter().filter_map(|b| match b.target {
+            BanTarget::Ip(ip) => Some((ip, Duration::from_secs(b.remaining_secs.max(1)))),
+            BanTarget::User(_) => None,
+        }))
     }
 
     /// Queues a ban-list change ([`voxgate_security::banlist::BanList::drain_changes`]):

@@ -322,3 +322,27 @@ fn contrib_file_matches_the_setup() {
     let ours: Vec<&str> = setup.lines().collect();
     assert_eq!(file, ours);
 }
+
+#[test]
+fn resync_takes_ip_bans_of_a_listing() {
+    use voxgate_security::banlist::{BanList, BanListConfig, BanReason, BanStore, BanTargetRef};
+    let f = fakes();
+    let fw = Firewall::start(&FirewallConfig {
+        create: false,
+        ..cfg(&f.slow_ok)
+    })
+    .unwrap();
+    let mut bans = BanList::new(&BanListConfig::default());
+    let now = Duration::from_secs(100);
+    bans.ban(
+        BanTargetRef::Ip(ip("192.0.2.1")),
+        BanReason::Pike,
+        Some(Duration::from_secs(30)),
+        now,
+    );
+    bans.ban(BanTargetRef::User("bob"), BanReason::BruteForce, None, now);
+    assert!(fw.resync(&bans.list(now)));
+    assert!(fw.sync(Duration::from_secs(5)));
+    let s = fw.stats();
+    assert_eq!((s.bans, s.flushes, s.skipped), (1, 1, 0), "{s:?}");
+}
