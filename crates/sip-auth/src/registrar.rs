@@ -525,6 +525,23 @@ impl Registrar {
         true
     }
 
+    /// Removes the binding of `aor` (an AOR key) with this contact, e.g. one another node
+    /// removed (replication). True if there was one.
+    pub fn remove(&mut self, aor: &[u8], contact: &[u8]) -> bool {
+        let Some(v) = self.aors.get_mut(aor) else {
+            return false;
+        };
+        let before = v.len();
+        v.retain(|b| *b.contact != *contact);
+        let removed = before - v.len();
+        let empty = v.is_empty();
+        if empty {
+            self.aors.remove(aor);
+        }
+        self.total -= removed;
+        removed > 0
+    }
+
     /// Removes every binding whose expiry is at or before `now`, pushing
     /// [`BindingEvent::Expired`] for each. Linear in the number of AORs (57 ms for 1M):
     /// a shard should prefer [`Registrar::expire_step`] (lookups already skip expired

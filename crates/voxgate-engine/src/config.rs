@@ -43,9 +43,16 @@ impl Default for AuthSection {
             enabled: true,
             realm: String::new(),
             secret: String::new(),
-            methods: ["REGISTER", "INVITE", "MESSAGE", "SUBSCRIBE", "REFER", "PUBLISH"]
-                .map(String::from)
-                .to_vec(),
+            methods: [
+                "REGISTER",
+                "INVITE",
+                "MESSAGE",
+                "SUBSCRIBE",
+                "REFER",
+                "PUBLISH",
+            ]
+            .map(String::from)
+            .to_vec(),
             max_failures: 5,
             failure_window_secs: 300,
             nonce_expiry: 300,

@@ -117,7 +117,9 @@ impl CredentialSource for StaticCredentials {
         self.users
             .iter()
             .find(|(u, d, _)| u == user && d.eq_ignore_ascii_case(domain))
-            .map_or(CredLookup::Unknown, |(_, _, c)| CredLookup::Found(c.clone()))
+            .map_or(CredLookup::Unknown, |(_, _, c)| {
+                CredLookup::Found(c.clone())
+            })
     }
     fn fetch(&self, _user: String, _domain: String, _force: bool, done: Box<dyn FnOnce() + Send>) {
         done();
@@ -306,7 +308,10 @@ fn sec_transport(t: Transport) -> voxgate_security::Transport {
 
 impl Engine {
     /// Builds the engine; `creds` answers digest authentication.
-    pub fn new(cfg: &EngineConfig, creds: Arc<dyn CredentialSource>) -> Result<Engine, EngineError> {
+    pub fn new(
+        cfg: &EngineConfig,
+        creds: Arc<dyn CredentialSource>,
+    ) -> Result<Engine, EngineError> {
         let auth = match &cfg.auth {
             Some(a) if a.enabled => {
                 let digest_cfg = a.digest().map_err(EngineError::Auth)?;
@@ -567,7 +572,8 @@ impl Engine {
             self.stats.dropped_banned.inc();
             return Some(Verdict::Drop);
         }
-        let mut q = voxgate_security::acl::AclQuery::new(ip, src.addr.port(), sec_transport(src.transport));
+        let mut q =
+            voxgate_security::acl::AclQuery::new(ip, src.addr.port(), sec_transport(src.transport));
         q.ruri = msg.request_uri_raw();
         if !s.acl.check_query(&q).is_allow() {
             self.stats.dropped_acl.inc();
@@ -585,7 +591,12 @@ impl Engine {
                     self.stats.dropped_pike.inc();
                     tracing::warn!(target: "voxgate::security", "pike: blocked {ip} (request density over the limit)");
                     if let Some(ttl) = self.pike_ban {
-                        let o = s.banlist.ban(BanTargetRef::Ip(ip), BanReason::Pike, Some(ttl), now.mono);
+                        let o = s.banlist.ban(
+                            BanTargetRef::Ip(ip),
+                            BanReason::Pike,
+                            Some(ttl),
+                            now.mono,
+                        );
                         if let Some(line) = o.log_line {
                             tracing::warn!(target: "voxgate::ban", "{line}");
                         }
@@ -600,16 +611,19 @@ impl Engine {
             let from = msg.from_hdr().ok();
             let ua = msg.header(HeaderName::UserAgent);
             let display = from.as_ref().and_then(|f| f.display_name);
-            let from_user = from
-                .as_ref()
-                .and_then(|f| match Uri::parse(f.uri_raw) {
-                    Ok(Uri::Sip(u)) => u.user,
-                    _ => None,
-                });
+            let from_user = from.as_ref().and_then(|f| match Uri::parse(f.uri_raw) {
+                Ok(Uri::Sip(u)) => u.user,
+                _ => None,
+            });
             if let Some(hit) = s.scanner.check(ua, display, from_user) {
                 self.stats.dropped_scanner.inc();
                 let ttl = self.scanner_ban;
-                let o = s.banlist.ban(BanTargetRef::Ip(ip), BanReason::Scanner, Some(ttl), now.mono);
+                let o = s.banlist.ban(
+                    BanTargetRef::Ip(ip),
+                    BanReason::Scanner,
+                    Some(ttl),
+                    now.mono,
+                );
                 tracing::warn!(target: "voxgate::security", "scanner ({:?}) from {ip}", hit.field);
                 if let Some(line) = o.log_line {
                     tracing::warn!(target: "voxgate::ban", "{line}");
@@ -632,7 +646,8 @@ impl Engine {
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
+    // The message moves through by value (no allocation); the large variant is the point.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
     fn identify(
         &self,
         a: &AuthPart,
@@ -691,18 +706,32 @@ impl Engine {
             }
             CredLookup::Miss | CredLookup::Unavailable => {
                 self.stats.auth_db_unavailable.inc();
-                reply(&msg, 500, "Server Internal Error", &[("Retry-After", b"5")], out);
+                reply(
+                    &msg,
+                    500,
+                    "Server Internal Error",
+                    &[("Retry-After", b"5")],
+                    out,
+                );
                 return Err(Verdict::Reply);
             }
         };
-        let verdict = lock(&a.digest).verify(&msg, &creds, &realm, stored.as_ref().map(|c| &c.ha1), now.unix);
+        let verdict = lock(&a.digest).verify(
+            &msg,
+            &creds,
+            &realm,
+            stored.as_ref().map(|c| &c.ha1),
+            now.unix,
+        );
         match verdict {
             AuthVerdict::Authenticated(_) => {
                 lock(&a.failures).success(user_key.as_bytes());
                 if let Some(sec) = &self.security {
                     lock(sec).bruteforce.on_auth_success(&user);
                 }
-                if method == Method::Register && !sip_auth::registrar::may_register(&msg, &creds.username, &realm) {
+                if method == Method::Register
+                    && !sip_auth::registrar::may_register(&msg, &creds.username, &realm)
+                {
                     self.stats.auth_forbidden.inc();
                     reply(&msg, 403, "Forbidden", &[], out);
                     return Err(Verdict::Reply);
@@ -807,7 +836,14 @@ impl Engine {
         }
     }
 
-    fn register(&self, r: &RegistrarPart, now: Now, msg: &Message, src: Source, out: &mut Vec<u8>) -> Verdict {
+    fn register(
+        &self,
+        r: &RegistrarPart,
+        now: Now,
+        msg: &Message,
+        src: Source,
+        out: &mut Vec<u8>,
+    ) -> Verdict {
         let mut tag = [0u8; 16];
         let tn = to_tag(msg, &mut tag);
         let ctx = RegisterContext {
@@ -834,7 +870,7 @@ impl Engine {
         Verdict::Reply
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
     fn limits(
         &self,
         sec: &Arc<Mutex<SecurityEngines>>,
@@ -873,7 +909,13 @@ impl Engine {
                 RejectReply::Drop => Verdict::Drop,
                 _ => {
                     let ra = retry_after_secs.to_string();
-                    reply(msg, 503, "Service Unavailable", &[("Retry-After", ra.as_bytes())], out);
+                    reply(
+                        msg,
+                        503,
+                        "Service Unavailable",
+                        &[("Retry-After", ra.as_bytes())],
+                        out,
+                    );
                     Verdict::Reply
                 }
             });
@@ -903,14 +945,24 @@ impl Engine {
             Err(full) => {
                 self.stats.limited_calls.inc();
                 let status = full.reply.status();
-                let reason = if status == 486 { "Busy Here" } else { "Forbidden" };
+                let reason = if status == 486 {
+                    "Busy Here"
+                } else {
+                    "Forbidden"
+                };
                 reply(msg, status, reason, &[], out);
                 Err(Verdict::Reply)
             }
         }
     }
 
-    fn locate(&self, r: &RegistrarPart, now: Now, msg: &Message, targets: &mut Vec<Destination>) -> location::Located {
+    fn locate(
+        &self,
+        r: &RegistrarPart,
+        now: Now,
+        msg: &Message,
+        targets: &mut Vec<Destination>,
+    ) -> location::Located {
         let Some(Ok(uri)) = msg.request_uri() else {
             return location::Located::NotOurs;
         };
@@ -944,7 +996,10 @@ impl Engine {
         if self.aliases.iter().any(|a| a.eq_ignore_ascii_case(host)) {
             return true;
         }
-        let Some(ip) = std::str::from_utf8(host).ok().and_then(|h| h.parse::<IpAddr>().ok()) else {
+        let Some(ip) = std::str::from_utf8(host)
+            .ok()
+            .and_then(|h| h.parse::<IpAddr>().ok())
+        else {
             return false;
         };
         self.locals
@@ -960,7 +1015,14 @@ impl Engine {
     pub fn tick(&self, now: Now, keepalives: &mut Vec<(SocketAddr, Bytes)>) {
         if let Some(r) = &self.registrar {
             let mut events = Vec::new();
-            lock(&r.reg).expire_step(now.unix, &mut events);
+            {
+                // a sixteenth of the partitions per tick: every binding is looked at
+                // within 16 s of its expiry, without stalling a shard on a big table
+                let mut reg = lock(&r.reg);
+                for _ in 0..sip_auth::registrar::PARTITIONS / 16 {
+                    reg.expire_step(now.unix, &mut events);
+                }
+            }
             if !events.is_empty() {
                 self.stats.bindings_expired.add(events.len() as u64);
                 if let Some(sink) = &self.sink {
@@ -984,7 +1046,10 @@ impl Engine {
                     if rcv.transport != sip_auth::registrar::Transport::Udp {
                         continue;
                     }
-                    let local = self.locals.iter().find(|l| l.is_ipv4() == rcv.addr.is_ipv4());
+                    let local = self
+                        .locals
+                        .iter()
+                        .find(|l| l.is_ipv4() == rcv.addr.is_ipv4());
                     let bytes = match self.nat.keepalive_method {
                         config::KeepaliveMethod::Crlf => Bytes::from_static(b"\r\n\r\n"),
                         config::KeepaliveMethod::Options => {
@@ -1023,8 +1088,12 @@ impl Engine {
 
     /// Bans `ip` over the management API (`ttl` `None`: the default).
     pub fn ban_ip(&self, ip: IpAddr, ttl: Option<Duration>, now: Now) -> bool {
-        let Some(sec) = &self.security else { return false };
-        let o = lock(sec).banlist.ban(BanTargetRef::Ip(ip), BanReason::Manual, ttl, now.mono);
+        let Some(sec) = &self.security else {
+            return false;
+        };
+        let o = lock(sec)
+            .banlist
+            .ban(BanTargetRef::Ip(ip), BanReason::Manual, ttl, now.mono);
         if let Some(line) = o.log_line {
             tracing::warn!(target: "voxgate::ban", "{line}");
         }
@@ -1033,7 +1102,9 @@ impl Engine {
 
     /// Lifts a ban on `ip`; true if there was one.
     pub fn unban_ip(&self, ip: IpAddr) -> bool {
-        let Some(sec) = &self.security else { return false };
+        let Some(sec) = &self.security else {
+            return false;
+        };
         let mut s = lock(sec);
         let had = s.banlist.unban(BanTargetRef::Ip(ip));
         if had {
@@ -1049,7 +1120,7 @@ impl Engine {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x766f_7867_6174_65);
+    h.write_u64(0x0076_6f78_6761_7465);
     h.finish()
 }
 

@@ -43,7 +43,9 @@ pub(crate) fn fix_contact(msg: &Message, src: Source, mode: FixContact) -> Optio
         return None;
     };
     let host = u.host_unbracketed();
-    let host_ip = std::str::from_utf8(host).ok().and_then(|h| h.parse::<IpAddr>().ok());
+    let host_ip = std::str::from_utf8(host)
+        .ok()
+        .and_then(|h| h.parse::<IpAddr>().ok());
     let port = u.port.unwrap_or(if u.secure { 5061 } else { 5060 });
     let differs = host_ip != Some(src.addr.ip()) || port != src.addr.port();
     let fix = differs
@@ -135,7 +137,10 @@ mod tests {
         let m = invite("\"Al\" <sip:alice@192.168.1.10:5062;transport=udp>;expires=60");
         let f = fix_contact(&m, src(), FixContact::Private).expect("fixed");
         let c: Vec<u8> = f.header(HeaderName::Contact).expect("contact").to_vec();
-        assert_eq!(c, b"\"Al\" <sip:alice@203.0.113.5:40000;transport=udp>;expires=60");
+        assert_eq!(
+            c,
+            b"\"Al\" <sip:alice@203.0.113.5:40000;transport=udp>;expires=60"
+        );
         let m = invite("<sip:alice@192.168.1.10>");
         let f = fix_contact(&m, src(), FixContact::Private).expect("fixed");
         assert_eq!(
@@ -155,7 +160,12 @@ mod tests {
 
     #[test]
     fn keepalive_is_a_valid_options() {
-        let b = keepalive_options(b"sip:alice@example.com", b"sip:alice@192.168.1.10:5062", Some("127.0.0.1:5060".parse().expect("a")), 77);
+        let b = keepalive_options(
+            b"sip:alice@example.com",
+            b"sip:alice@192.168.1.10:5062",
+            Some("127.0.0.1:5060".parse().expect("a")),
+            77,
+        );
         let m = Message::parse_datagram(b).expect("parse");
         assert_eq!(m.method(), Some(sip_wire::Method::Options));
         assert!(m.validate().is_ok());
@@ -163,7 +173,13 @@ mod tests {
 
     #[test]
     fn private_ranges() {
-        for ip in ["10.1.2.3", "172.16.0.1", "192.168.0.1", "100.64.0.1", "fd00::1"] {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.1",
+            "100.64.0.1",
+            "fd00::1",
+        ] {
             assert!(is_private(ip.parse().expect("ip")), "{ip}");
         }
         for ip in ["8.8.8.8", "100.128.0.1", "2001:db8::1", "127.0.0.1"] {

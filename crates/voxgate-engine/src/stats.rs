@@ -71,7 +71,10 @@ impl EngineStats {
     /// Appends the counters in Prometheus text format.
     pub fn write_prometheus(&self, out: &mut String) {
         for (name, help, v) in self.all() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         }
     }
 }
