@@ -1,10 +1,11 @@
 //! The `[subscribers]` config section.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::CacheConfig;
+use crate::{CacheConfig, WriterConfig};
 
 /// Where the default SQLite database lives (relative to the working directory).
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://voxgate.db";
@@ -27,6 +28,12 @@ pub struct StoreConfig {
     pub db_timeout_ms: u64,
     /// Batches of binding events queued for the location writer (default 4096).
     pub location_queue: usize,
+    /// Directory of the location writer's on-disk spool: binding events the store refuses
+    /// are kept there and replayed in order when it is back or on the next start (default
+    /// none: such events are dropped after the retries).
+    pub location_spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may hold; new batches past it are dropped (default 256 MiB).
+    pub location_spool_max_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -38,6 +45,8 @@ impl Default for StoreConfig {
             cache_min_refresh_ms: 1000,
             db_timeout_ms: 2000,
             location_queue: 4096,
+            location_spool_dir: None,
+            location_spool_max_bytes: 256 << 20,
         }
     }
 }
@@ -50,6 +59,16 @@ impl StoreConfig {
             capacity: self.cache_capacity,
             min_refresh: Duration::from_millis(self.cache_min_refresh_ms),
             db_timeout: Duration::from_millis(self.db_timeout_ms),
+        }
+    }
+
+    /// The location writer settings.
+    pub fn writer(&self) -> WriterConfig {
+        WriterConfig {
+            queue: self.location_queue,
+            spool_dir: self.location_spool_dir.clone(),
+            spool_max_bytes: self.location_spool_max_bytes,
+            ..WriterConfig::default()
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   response did not match a cached value.
 //! * [`LocationStore`] / [`LocationWriter`]: the registrar's bindings in a `location` table,
 //!   written behind from [`sip_auth::registrar::BindingEvent`]s and loaded back on start.
+//!   With a spool directory ([`WriterConfig::spool_dir`]) batches the store refuses are kept
+//!   on disk and replayed in order when it is back or on the next start.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), voxgate_subscribers::StoreError> {
@@ -31,6 +33,7 @@ mod cache;
 mod config;
 mod db;
 mod location;
+mod spool;
 mod subscribers;
 mod writer;
 
@@ -38,8 +41,9 @@ pub use cache::{CacheConfig, CacheStats, CredentialCache};
 pub use config::{DEFAULT_DATABASE_URL, StoreConfig};
 pub use db::{Backend, Database, SCHEMA_VERSION};
 pub use location::LocationStore;
+pub use spool::SPOOL_FILE;
 pub use subscribers::{MAX_NAME_LEN, StoredCredentials, Subscriber, SubscriberStore};
-pub use writer::{BindingSink, LocationWriter, MAX_BATCH, WriterStats};
+pub use writer::{BindingSink, LocationWriter, MAX_BATCH, WriterConfig, WriterStats};
 
 /// Why a store operation failed.
 #[non_exhaustive]
