@@ -45,6 +45,8 @@ pub mod bans;
 pub mod codec;
 pub mod counters;
 pub mod location;
+pub mod memcached;
+pub mod portability;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,6 +57,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use bans::{RedisBans, RemoteBan, SharedBanList};
 pub use counters::{CounterSync, RedisCounters, RedisCountersConfig};
 pub use location::{LocationWriter, RedisLocation, RemoteBinding, apply_remote_binding};
+pub use portability::{NpResolver, NpStats, import_csv};
 
 /// Errors of the Redis back ends.
 #[derive(Debug, thiserror::Error)]
