@@ -73,6 +73,33 @@ pub enum SubscriberCmd {
     },
 }
 
+/// `voxgate subscriber [--database PATH|URL] <add|passwd|remove|list> ...`: the arguments of
+/// the `subscriber` command, ready to embed as `Subscriber(subscriber_cli::SubscriberArgs)`.
+#[derive(clap::Args)]
+pub struct SubscriberArgs {
+    /// The subscriber database: a SQLite file path (created when missing) or a URL
+    /// (sqlite://PATH, postgres://USER:PASS@HOST/DB, mysql://USER:PASS@HOST/DB); use the
+    /// same database as the node's `[subscribers] database`.
+    #[arg(
+        long,
+        short = 'd',
+        global = true,
+        value_name = "PATH|URL",
+        default_value = "voxgate.db"
+    )]
+    pub database: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: SubscriberCmd,
+}
+
+impl SubscriberArgs {
+    /// Runs the command (see [`run`]).
+    pub fn run(self) -> anyhow::Result<()> {
+        run(&self.database, self.cmd)
+    }
+}
+
 /// The database URL for a `--database` argument: a URL (`sqlite://`, `postgres://`,
 /// `mysql://`, `mariadb://`) as it is, anything else taken as the path of a SQLite file.
 pub fn database_url(db_url_or_path: &str) -> String {
@@ -513,6 +540,34 @@ mod tests {
             database_url("mariadb://u:p@127.0.0.1/voxgate"),
             "mariadb://u:p@127.0.0.1/voxgate"
         );
+    }
+
+    #[derive(Parser)]
+    struct Top {
+        #[command(subcommand)]
+        cmd: TopCmd,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum TopCmd {
+        Subscriber(SubscriberArgs),
+    }
+
+    #[test]
+    fn embedded_as_a_command() {
+        for argv in [
+            &["voxgate", "subscriber", "--database", "x.db", "list"][..],
+            &["voxgate", "subscriber", "list", "-d", "x.db"][..],
+        ] {
+            let TopCmd::Subscriber(a) = Top::try_parse_from(argv).expect("parse").cmd;
+            assert_eq!(a.database, "x.db");
+            assert!(matches!(a.cmd, SubscriberCmd::List { .. }));
+        }
+        let TopCmd::Subscriber(a) =
+            Top::try_parse_from(["voxgate", "subscriber", "remove", "a", "b"])
+                .expect("parse")
+                .cmd;
+        assert_eq!(a.database, "voxgate.db");
     }
 
     #[test]
