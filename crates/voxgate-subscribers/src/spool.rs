@@ -524,3 +524,81 @@ impl Spool {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_known_answer() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_garbage() {
+        let events = vec![
+            BindingEvent::Removed {
+                aor: b"sip:a@h".to_vec().into(),
+                contact: b"<sip:a@10.0.0.1>".to_vec().into(),
+            },
+            BindingEvent::Added {
+                aor: b"sip:b@h".to_vec().into(),
+                binding: Binding {
+                    contact: b"<sip:b@[2001:db8::1]:5070;transport=tcp>".to_vec().into(),
+                    q: 1000,
+                    expires: u64::MAX,
+                    call_id: b"x".to_vec().into(),
+                    cseq: u32::MAX,
+                    path: None,
+                    received: Some(Received {
+                        addr: "[2001:db8::1]:40000".parse().expect("addr"),
+                        transport: Transport::Wss,
+                    }),
+                    connection: Some(7),
+                    instance: None,
+                    reg_id: Some(0),
+                    user_agent: None,
+                    updated: 0,
+                },
+            },
+        ];
+        let (bytes, kept) = encode_records(&events);
+        assert_eq!(kept, 2);
+        let mut r = &bytes[..];
+        let mut payload = Vec::new();
+        assert!(matches!(
+            read_record(&mut r, &mut payload),
+            Ok(Some(Ok(())))
+        ));
+        let mut out = Vec::new();
+        assert_eq!(decode_payload(&payload, &mut out), Some(2));
+        assert_eq!(out, events);
+        assert!(matches!(read_record(&mut r, &mut payload), Ok(None)));
+        // every truncation of the payload fails to decode, never panics
+        for cut in 0..payload.len() {
+            let mut out = Vec::new();
+            assert_eq!(decode_payload(&payload[..cut], &mut out), None);
+            assert!(out.is_empty());
+        }
+        // trailing bytes, an unknown tag, a huge count
+        let mut extra = payload.clone();
+        extra.push(0);
+        assert_eq!(decode_payload(&extra, &mut Vec::new()), None);
+        let mut bad_tag = payload.clone();
+        bad_tag[4] = 9;
+        assert_eq!(decode_payload(&bad_tag, &mut Vec::new()), None);
+        assert_eq!(
+            decode_payload(&u32::MAX.to_le_bytes(), &mut Vec::new()),
+            None
+        );
+        // an absurd record length is rejected before any allocation
+        let mut hdr = Vec::new();
+        hdr.extend_from_slice(&u32::MAX.to_le_bytes());
+        hdr.extend_from_slice(&0u32.to_le_bytes());
+        assert!(matches!(
+            read_record(&mut &hdr[..], &mut payload),
+            Ok(Some(Err(())))
+        ));
+    }
+}

@@ -257,97 +257,136 @@ async fn on_spool<T: Send + 'static>(
     }
 }
 
-/// Appends `batch` to the spool, or counts it as dropped when the spool is full or failed.
-/// Once a batch did not fit, `full` stays set (every later batch is dropped too, even a
-/// smaller one) until the spool has been replayed: what is spooled stays a gap-free prefix
-/// of the registrar's history.
-async fn spool_batch(
-    spool: &mut Option<Spool>,
-    batch: &[BindingEvent],
-    st: &WriterStats,
+/// The spool and what the writer task knows about it.
+struct SpoolCtx {
+    /// `None` once lost (a panic in its I/O): batches are then counted as dropped.
+    spool: Option<Spool>,
+    /// Set when a batch did not fit: every later batch is dropped too, even a smaller one,
+    /// until the spool has been replayed, so what is spooled stays a gap-free prefix of the
+    /// registrar's history.
+    full: bool,
     max_bytes: u64,
-    full: &mut bool,
-) {
-    let n = batch.len() as u64;
-    if *full {
-        st.dropped_spool.fetch_add(n, Ordering::Relaxed);
-        return;
-    }
-    let (records, kept) = encode_records(batch);
-    let too_big = n - kept as u64;
-    let len = records.len() as u64;
-    let used = st.spool_bytes.load(Ordering::Relaxed);
-    if used.saturating_add(len) > max_bytes {
-        *full = true;
-        st.dropped_spool.fetch_add(n, Ordering::Relaxed);
-        tracing::warn!(
-            events = n,
-            spool_bytes = used,
-            max_bytes,
-            "binding spool full: new batches dropped until the store is back"
-        );
-        return;
-    }
-    match on_spool(spool, move |s| s.append(&records).map(|()| s.data_len())).await {
-        Some(Ok(now)) => {
-            st.spooled.fetch_add(kept as u64, Ordering::Relaxed);
-            st.dropped_spool.fetch_add(too_big, Ordering::Relaxed);
-            st.spool_bytes.store(now, Ordering::Relaxed);
-        }
-        Some(Err(e)) => {
-            st.dropped_spool.fetch_add(n, Ordering::Relaxed);
-            tracing::warn!(events = n, error = %e, "binding spool: append failed, batch dropped");
-        }
-        None => {
-            st.dropped_spool.fetch_add(n, Ordering::Relaxed);
-            tracing::error!(events = n, "binding spool lost: batch dropped");
-        }
-    }
 }
 
-/// Replays the spool into the sink; `true` when it is empty afterwards (fully replayed),
-/// `false` when the sink failed (what went through stays replayed).
-async fn replay<S: BindingSink>(sink: &S, spool: &mut Option<Spool>, st: &WriterStats) -> bool {
-    loop {
-        let Some(pending) = spool.as_ref().map(Spool::pending) else {
-            // the spool was lost (a panic in its I/O): nothing left to replay
-            return true;
-        };
-        if !pending {
-            return true;
+impl SpoolCtx {
+    fn pending(&self) -> bool {
+        self.spool.as_ref().is_some_and(Spool::pending)
+    }
+
+    /// Appends `batch` to the spool, or counts it as dropped when the spool is full or
+    /// failed.
+    async fn append(&mut self, batch: &[BindingEvent], st: &WriterStats) {
+        let n = batch.len() as u64;
+        if !self.pending() {
+            self.full = false;
         }
-        let read = on_spool(spool, |s| {
-            let mut out = Vec::new();
-            s.read_from_replay_point(MAX_BATCH, &mut out)
-                .map(|(end, cut)| (out, end, cut))
+        if self.full {
+            st.dropped_spool.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let (records, kept) = encode_records(batch);
+        let too_big = n - kept as u64;
+        let len = records.len() as u64;
+        let used = st.spool_bytes.load(Ordering::Relaxed);
+        if used.saturating_add(len) > self.max_bytes {
+            self.full = true;
+            st.dropped_spool.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(
+                events = n,
+                spool_bytes = used,
+                max_bytes = self.max_bytes,
+                "binding spool full: new batches dropped until the store is back"
+            );
+            return;
+        }
+        let appended = on_spool(&mut self.spool, move |s| {
+            s.append(&records).map(|()| s.data_len())
         })
         .await;
-        let (events, end, cut) = match read {
-            Some(Ok(x)) => x,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "binding spool: read failed");
-                return false;
-            }
-            None => return true,
-        };
-        if cut > 0 {
-            st.spool_discarded_bytes.fetch_add(cut, Ordering::Relaxed);
-            tracing::warn!(bytes = cut, "binding spool: corrupt records cut off");
-        }
-        if !events.is_empty() && !sink.write_batch(&events).await {
-            return false;
-        }
-        st.replayed
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        match on_spool(spool, move |s| s.replayed_to(end).map(|()| s.data_len())).await {
-            Some(Ok(left)) => {
-                st.spool_bytes.store(left, Ordering::Relaxed);
+        match appended {
+            Some(Ok(now)) => {
+                st.spooled.fetch_add(kept as u64, Ordering::Relaxed);
+                st.dropped_spool.fetch_add(too_big, Ordering::Relaxed);
+                st.spool_bytes.store(now, Ordering::Relaxed);
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "binding spool: truncation failed");
+                st.dropped_spool.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(events = n, error = %e, "binding spool: append failed, batch dropped");
+            }
+            None => {
+                st.dropped_spool.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(events = n, "binding spool lost: batch dropped");
+            }
+        }
+    }
+
+    /// Moves whatever is queued into the spool (behind what it holds), so that a long
+    /// replay does not overflow the queue.
+    async fn absorb_queue(&mut self, rx: &mut mpsc::Receiver<Vec<BindingEvent>>, st: &WriterStats) {
+        let mut batch = Vec::new();
+        loop {
+            next_batch(rx, &mut batch);
+            if batch.is_empty() {
+                return;
+            }
+            self.append(&batch, st).await;
+            batch.clear();
+        }
+    }
+
+    /// Replays the spool into the sink; `true` when it is empty afterwards (fully
+    /// replayed), `false` when the sink failed (what went through stays replayed). Batches
+    /// queued meanwhile are appended behind.
+    async fn replay<S: BindingSink>(
+        &mut self,
+        sink: &S,
+        st: &WriterStats,
+        rx: &mut mpsc::Receiver<Vec<BindingEvent>>,
+    ) -> bool {
+        loop {
+            if !self.pending() {
+                return true;
+            }
+            let read = on_spool(&mut self.spool, |s| {
+                let mut out = Vec::new();
+                s.read_from_replay_point(MAX_BATCH, &mut out)
+                    .map(|(end, cut)| (out, end, cut))
+            })
+            .await;
+            let (events, end, cut) = match read {
+                Some(Ok(x)) => x,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "binding spool: read failed");
+                    return false;
+                }
+                None => return true,
+            };
+            if cut > 0 {
+                st.spool_discarded_bytes.fetch_add(cut, Ordering::Relaxed);
+                tracing::warn!(bytes = cut, "binding spool: corrupt records cut off");
+            }
+            if !events.is_empty() && !sink.write_batch(&events).await {
                 return false;
             }
-            None => return true,
+            st.replayed
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            let done = on_spool(&mut self.spool, move |s| {
+                s.replayed_to(end).map(|()| s.data_len())
+            })
+            .await;
+            match done {
+                Some(Ok(left)) => {
+                    st.spool_bytes.store(left, Ordering::Relaxed);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "binding spool: truncation failed");
+                    return false;
+                }
+                None => return true,
+            }
+            if self.pending() {
+                self.absorb_queue(rx, st).await;
+            }
         }
     }
 }
@@ -362,22 +401,21 @@ async fn run_spooled<S: BindingSink>(
     let first_delay = S::RETRY.1.max(Duration::from_millis(1));
     let max_delay = config.replay_max_delay.max(first_delay);
     let mut delay = first_delay;
-    let mut spool = Some(spool);
+    let mut ctx = SpoolCtx {
+        spool: Some(spool),
+        full: false,
+        max_bytes: config.spool_max_bytes,
+    };
     // when the next replay is due; `Some` while the spool holds records
-    let mut next_replay = spool
-        .as_ref()
-        .filter(|s| s.pending())
-        .map(|_| Instant::now());
+    let mut next_replay = ctx.pending().then(Instant::now);
     let mut batch = Vec::new();
-    let mut full = false;
     loop {
         if let Some(due) = next_replay
             && Instant::now() >= due
         {
-            if replay(&sink, &mut spool, &st).await {
+            if ctx.replay(&sink, &st, &mut rx).await {
                 next_replay = None;
                 delay = first_delay;
-                full = false;
                 tracing::info!("binding spool replayed");
             } else {
                 next_replay = Some(Instant::now() + delay);
@@ -399,7 +437,7 @@ async fn run_spooled<S: BindingSink>(
         next_batch(&mut rx, &mut batch);
         if next_replay.is_some() {
             // older events wait in the spool: queue behind them to keep the order
-            spool_batch(&mut spool, &batch, &st, config.spool_max_bytes, &mut full).await;
+            ctx.append(&batch, &st).await;
         } else if write_with_retries(&sink, &batch).await {
             st.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
         } else {
@@ -407,15 +445,15 @@ async fn run_spooled<S: BindingSink>(
                 events = batch.len(),
                 "binding store failing: spooling to disk until it is back"
             );
-            spool_batch(&mut spool, &batch, &st, config.spool_max_bytes, &mut full).await;
-            if spool.as_ref().is_some_and(Spool::pending) {
+            ctx.append(&batch, &st).await;
+            if ctx.pending() {
                 next_replay = Some(Instant::now() + delay);
                 delay = delay.saturating_mul(2).min(max_delay);
             }
         }
     }
     // closed: one last try, whatever stays is replayed by the next writer on this directory
-    if next_replay.is_some() && !replay(&sink, &mut spool, &st).await {
+    if next_replay.is_some() && !ctx.replay(&sink, &st, &mut rx).await {
         tracing::warn!(
             spool_bytes = st.spool_bytes.load(Ordering::Relaxed),
             "binding store still failing at shutdown: spool kept for the next start"

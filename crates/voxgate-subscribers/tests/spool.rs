@@ -343,3 +343,20 @@ async fn sql_location_outage_is_bridged_by_the_spool() {
     let loaded = store.load(1_000_000).await.expect("load");
     assert_eq!(loaded.len(), 20);
 }
+
+#[tokio::test]
+async fn a_batch_too_big_for_an_empty_spool_does_not_block_later_ones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let down = Flaky::default();
+    down.down.store(true, Ordering::SeqCst);
+    let cfg = WriterConfig {
+        spool_max_bytes: 2048,
+        ..config(dir.path())
+    };
+    let (w, task) = LocationWriter::spawn_with(down.clone(), cfg).expect("spawn");
+    assert!(w.send(events(0, 200)));
+    wait_for(|| w.stats().dropped_spool.load(Ordering::Relaxed) == 200).await;
+    assert!(w.send(events(500, 2)));
+    wait_for(|| w.stats().spooled.load(Ordering::Relaxed) == 2).await;
+    finish(w, task).await;
+}
