@@ -692,6 +692,33 @@ mod tests {
         }
     }
 
+    /// The same commands against PostgreSQL and MariaDB when `VOXGATE_TEST_PG_URL` /
+    /// `VOXGATE_TEST_MYSQL_URL` name a server (`scripts/test-dbs.sh` starts both).
+    #[test]
+    fn cli_against_sql_servers() {
+        for var in ["VOXGATE_TEST_PG_URL", "VOXGATE_TEST_MYSQL_URL"] {
+            let Ok(url) = std::env::var(var) else {
+                eprintln!("{var} not set: skipped");
+                continue;
+            };
+            let d = "cli.test";
+            // leftovers of an earlier run
+            let _ = cli(&url, &["remove", "erin", d], "");
+            assert_eq!(
+                cli(&url, &["add", "erin", d, "--password-stdin"], "pw1\n").expect("add"),
+                "added erin@cli.test\n"
+            );
+            let json = cli(&url, &["list", d, "--json"], "").expect("list");
+            let v: Vec<SubscriberView> = serde_json::from_str(&json).expect("json");
+            assert_eq!(v.len(), 1, "{var}");
+            assert_eq!(v[0].user, "erin");
+            cli(&url, &["passwd", "erin", d, "pw2"], "").expect("passwd");
+            assert!(cli(&url, &["add", "erin", d, "x"], "").is_err(), "{var}");
+            cli(&url, &["remove", "erin", d], "").expect("remove");
+            assert!(cli(&url, &["remove", "erin", d], "").is_err(), "{var}");
+        }
+    }
+
     /// `MD5(user:realm:password)` in hex, computed here independently of the store.
     fn sip_auth_ha1(user: &str, realm: &str, pw: &str) -> String {
         md5_hex(format!("{user}:{realm}:{pw}").as_bytes())
