@@ -384,6 +384,10 @@ impl From<redis::RedisError> for FetchErr {
     }
 }
 
+fn is_postgres(uri: &str) -> bool {
+    uri.starts_with("postgres://") || uri.starts_with("postgresql://")
+}
+
 enum Client {
     Redis(RedisSource),
     Memcached(Memcached),
@@ -580,15 +584,13 @@ impl NpResolver {
     /// source connects on its first query, so a source that is down at start delays
     /// nothing. Look-ups started by [`NpResolver::spawn_resolve`] run on `handle`.
     pub fn new(cfg: PortabilityConfig, handle: Handle) -> Result<NpResolver, NpError> {
+        NpResolver::validate(&cfg)?;
         let _guard = handle.enter(); // sqlx's lazy pool spawns its maintenance task
         let mut sources = Vec::with_capacity(cfg.sources.len());
         for sc in &cfg.sources {
             let timeout = Duration::from_millis(sc.timeout_ms.max(1));
             let client = match sc.kind {
                 NpSourceKind::Redis => {
-                    if !(sc.uri.starts_with("redis://") || sc.uri.starts_with("redis+unix://")) {
-                        return Err(source_err(sc, "uri must be redis://host:port[/db]"));
-                    }
                     let client = redis::Client::open(sc.uri.as_str())
                         .map_err(|e| source_err(sc, format!("bad redis uri: {e}")))?;
                     Client::Redis(RedisSource {
@@ -597,37 +599,11 @@ impl NpResolver {
                         timeout,
                     })
                 }
-                NpSourceKind::Memcached => {
-                    let addr = sc.uri.strip_prefix("memcached://").unwrap_or(&sc.uri);
-                    if !addr.trim_end_matches('/').contains(':') {
-                        return Err(source_err(sc, "uri must be host:port"));
-                    }
-                    if sc.key.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                        return Err(source_err(sc, "memcached key prefix has a space"));
-                    }
-                    Client::Memcached(Memcached::new(addr, timeout, 16))
-                }
+                NpSourceKind::Memcached => Client::Memcached(Memcached::new(&sc.uri, timeout, 16)),
                 NpSourceKind::Sql => {
                     sqlx::any::install_default_drivers();
-                    let pg =
-                        sc.uri.starts_with("postgres://") || sc.uri.starts_with("postgresql://");
-                    let known = pg
-                        || sc.uri.starts_with("sqlite:")
-                        || sc.uri.starts_with("mysql://")
-                        || sc.uri.starts_with("mariadb://");
-                    if !known {
-                        return Err(source_err(
-                            sc,
-                            "uri must be sqlite://, postgres:// or mysql://",
-                        ));
-                    }
+                    let pg = is_postgres(&sc.uri);
                     let (query, binds) = placeholders(&sc.key, pg);
-                    if binds == 0 {
-                        return Err(source_err(
-                            sc,
-                            "key must be the query text with ? for the number",
-                        ));
-                    }
                     let pool = AnyPoolOptions::new()
                         .max_connections(4)
                         .min_connections(0)
@@ -664,6 +640,59 @@ impl NpResolver {
                 overload: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Checks a configuration without connecting anything (for `voxgate check`): what the
+    /// engine checks (unique names, timeouts) and each source's `uri` and `key`.
+    pub fn validate(cfg: &PortabilityConfig) -> Result<(), NpError> {
+        NumberPortability::new(cfg.clone())?;
+        for sc in &cfg.sources {
+            match sc.kind {
+                NpSourceKind::Redis => {
+                    if !(sc.uri.starts_with("redis://") || sc.uri.starts_with("redis+unix://")) {
+                        return Err(source_err(sc, "uri must be redis://host:port[/db]"));
+                    }
+                    redis::Client::open(sc.uri.as_str())
+                        .map_err(|e| source_err(sc, format!("bad redis uri: {e}")))?;
+                }
+                NpSourceKind::Memcached => {
+                    let addr = sc.uri.strip_prefix("memcached://").unwrap_or(&sc.uri);
+                    if !addr.trim_end_matches('/').contains(':') {
+                        return Err(source_err(sc, "uri must be host:port"));
+                    }
+                    if sc.key.bytes().any(|b| b <= b' ' || b == 0x7f)
+                        || sc.key.len() > crate::memcached::MAX_KEY - 40
+                    {
+                        return Err(source_err(
+                            sc,
+                            "memcached key prefix has a space or is too long",
+                        ));
+                    }
+                }
+                NpSourceKind::Sql => {
+                    let known = is_postgres(&sc.uri)
+                        || sc.uri.starts_with("sqlite:")
+                        || sc.uri.starts_with("mysql://")
+                        || sc.uri.starts_with("mariadb://");
+                    if !known {
+                        return Err(source_err(
+                            sc,
+                            "uri must be sqlite://, postgres:// or mysql://",
+                        ));
+                    }
+                    if placeholders(&sc.key, false).1 == 0 {
+                        return Err(source_err(
+                            sc,
+                            "key must be the query text with ? for the number",
+                        ));
+                    }
+                }
+                NpSourceKind::Http => {
+                    HttpSource::parse(sc)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Looks `number` up: the cache, then each source in order until one answers. Visual
@@ -781,15 +810,35 @@ pub struct ImportReport {
 }
 
 /// [`import_csv`] stopped: reading the input or writing to Redis failed.
-#[derive(Debug, thiserror::Error)]
-#[error("import stopped at line {line} after {written} keys written: {error}")]
+#[derive(Debug)]
 pub struct ImportError {
-    /// Line being read or last line of the batch being written.
+    /// Line being read or last line of the batch being written (0: before any line, i.e.
+    /// connecting).
     pub line: u64,
     /// Keys written (and acknowledged) before the failure.
     pub written: u64,
     /// The cause.
     pub error: ImportCause,
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "import not started: {}", self.error)
+        } else {
+            write!(
+                f,
+                "import stopped at line {} after {} keys written: {}",
+                self.line, self.written, self.error
+            )
+        }
+    }
+}
+
+impl std::error::Error for ImportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 /// Cause of an [`ImportError`].
@@ -1123,6 +1172,56 @@ mod tests {
         assert_eq!(placeholders("SELECT ? , ?", false).1, 2);
         assert_eq!(percent_encode("+49 30"), "%2B49%2030");
         assert_eq!(percent_encode("4930"), "4930");
+    }
+
+    #[test]
+    fn validate_refuses_bad_sources() {
+        let one = |kind: NpSourceKind, uri: &str, key: &str| PortabilityConfig {
+            sources: vec![NpSourceConfig {
+                name: "s".into(),
+                kind,
+                uri: uri.into(),
+                timeout_ms: 100,
+                key: key.into(),
+            }],
+            ..PortabilityConfig::default()
+        };
+        let ok = |c: PortabilityConfig| NpResolver::validate(&c).map_err(|e| e.to_string());
+        assert_eq!(
+            ok(one(NpSourceKind::Redis, "redis://127.0.0.1:6379/0", "np:")),
+            Ok(())
+        );
+        assert_eq!(
+            ok(one(NpSourceKind::Memcached, "127.0.0.1:11211", "np:")),
+            Ok(())
+        );
+        let q = "SELECT rn FROM np WHERE number = ?";
+        assert_eq!(ok(one(NpSourceKind::Sql, "sqlite:///tmp/x.db", q)), Ok(()));
+        assert_eq!(ok(one(NpSourceKind::Sql, "postgres://u@h/db", q)), Ok(()));
+        for (kind, uri, key, msg) in [
+            (NpSourceKind::Redis, "http://x", "", "redis://"),
+            (NpSourceKind::Memcached, "localhost", "", "host:port"),
+            (NpSourceKind::Memcached, "h:1", "a b", "key prefix"),
+            (NpSourceKind::Sql, "oracle://x", q, "sqlite://"),
+            (
+                NpSourceKind::Sql,
+                "sqlite://x.db",
+                "SELECT 1",
+                "? for the number",
+            ),
+            (
+                NpSourceKind::Http,
+                "https://x/{number}",
+                "",
+                "https is not supported",
+            ),
+        ] {
+            let e = ok(one(kind, uri, key)).unwrap_err();
+            assert!(e.contains(msg) && e.contains("\"s\""), "{uri}: {e}");
+        }
+        let mut dup = one(NpSourceKind::Redis, "redis://h:1/", "");
+        dup.sources.push(dup.sources[0].clone());
+        assert!(ok(dup).is_err());
     }
 
     #[test]
