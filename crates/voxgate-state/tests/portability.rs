@@ -569,3 +569,147 @@ async fn csv_import_loads_redis() {
         .unwrap_err();
     assert_eq!(e.written, 0);
 }
+
+/// The SQL source on a real PostgreSQL or MariaDB (`scripts/test-dbs.sh`): `?` in the query
+/// is the number on both (sent as `$1` to PostgreSQL).
+async fn sql_server_source(var: &str) {
+    let Ok(url) = std::env::var(var) else {
+        eprintln!("skipped: {var} not set (source scripts/test-dbs.sh)");
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let table = format!(
+        "np_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (number VARCHAR(40) PRIMARY KEY, rn VARCHAR(40))"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (number, rn) VALUES ('+4930800', '+4939008'), ('+4930801', NULL)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let cfg = config(vec![source(
+        "sql",
+        NpSourceKind::Sql,
+        &url,
+        &format!("SELECT rn FROM {table} WHERE number = ? AND rn <> '?'"),
+        2000,
+    )]);
+    let np = NpResolver::new(cfg, tokio::runtime::Handle::current()).unwrap();
+    let r = (
+        np.resolve("+4930800").await,
+        np.resolve("+4930801").await,
+        np.resolve("+4930802").await,
+    );
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        (
+            NpAnswer::Ported("+4939008".into()),
+            NpAnswer::NotPorted,
+            NpAnswer::NotPorted
+        ),
+        "{:?}",
+        np.stats()
+    );
+    // the table is gone: a failure now, not "not ported"
+    np.clear_cache();
+    assert_eq!(np.resolve("+4930800").await, NpAnswer::Unavailable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_source_on_postgres() {
+    sql_server_source("VOXGATE_TEST_PG_URL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_source_on_mariadb() {
+    sql_server_source("VOXGATE_TEST_MYSQL_URL").await;
+}
+
+/// A Redis that stops answering (SIGSTOP) costs one timeout, then is left out; once it answers
+/// again (SIGCONT) it is used again after the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_times_out_then_recovers() {
+    let test = "hung_redis_times_out_then_recovers";
+    let Some(redis) = Server::redis(test) else {
+        return;
+    };
+    let Some(mc) = Server::memcached(test) else {
+        return;
+    };
+    redis_set(redis.port, "np:+4930900", "+4939009").await;
+    let mcc = Memcached::new(&format!("127.0.0.1:{}", mc.port), Duration::from_secs(2), 1);
+    mcc.set(b"np:+4930900", b"+4939010", 0).await.unwrap();
+    let cfg = config(vec![
+        source(
+            "redis",
+            NpSourceKind::Redis,
+            &format!("redis://127.0.0.1:{}/", redis.port),
+            "np:",
+            150,
+        ),
+        source(
+            "memcached",
+            NpSourceKind::Memcached,
+            &format!("127.0.0.1:{}", mc.port),
+            "np:",
+            150,
+        ),
+    ]);
+    let np = NpResolver::new(cfg, tokio::runtime::Handle::current()).unwrap();
+    assert_eq!(
+        np.resolve("+4930900").await,
+        NpAnswer::Ported("+4939009".into())
+    );
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP");
+    np.clear_cache();
+    let t = Instant::now();
+    let a = np.resolve("+4930900").await;
+    let took = t.elapsed();
+    signal("-CONT");
+    assert_eq!(a, NpAnswer::Ported("+4939010".into()));
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_millis(600),
+        "{took:?}"
+    );
+    assert_eq!(np.stats().sources[0].timeouts, 1);
+    eprintln!("hung redis: answered by memcached after {took:?}");
+    // back: after the 100 ms pause Redis is asked and answers again
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    np.clear_cache();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        np.clear_cache();
+        if np.resolve("+4930900").await == NpAnswer::Ported("+4939009".into()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", np.stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!np.stats().sources[0].down);
+}
