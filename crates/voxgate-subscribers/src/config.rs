@@ -29,8 +29,9 @@ pub struct StoreConfig {
     /// Batches of binding events queued for the location writer (default 4096).
     pub location_queue: usize,
     /// Directory of the location writer's on-disk spool: binding events the store refuses
-    /// are kept there and replayed in order when it is back or on the next start (default
-    /// none: such events are dropped after the retries).
+    /// are kept there and replayed in order when it is back or on the next start. Unset (the
+    /// default), the node picks one beside the SQLite database file; [`StoreConfig::writer`]
+    /// leaves it `None` for the caller to fill.
     pub location_spool_dir: Option<PathBuf>,
     /// Most bytes the spool may hold; new batches past it are dropped (default 256 MiB).
     pub location_spool_max_bytes: u64,
