@@ -25,6 +25,7 @@
 //! command).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -47,8 +48,8 @@ use crate::memcached::Memcached;
 
 /// Longest routing number accepted from a source.
 pub const MAX_ROUTING_NUMBER: usize = 64;
-/// Look-ups started by [`NpResolver::spawn_resolve`] and not finished, at most; past it a
-/// look-up is answered [`NpAnswer::Unavailable`] at once.
+/// [`NpResolver::spawn_resolve`] calls waiting for their answer, at most; past it a call is
+/// answered [`NpAnswer::Unavailable`] at once.
 pub const MAX_INFLIGHT: usize = 4096;
 /// Longest HTTP reply read.
 const MAX_HTTP_REPLY: usize = 8192;
@@ -119,8 +120,10 @@ pub struct NpStats {
     pub cache_hits: u64,
     /// Look-ups where every source failed.
     pub unavailable: u64,
-    /// spawn_resolve calls refused because [`MAX_INFLIGHT`] look-ups were running.
+    /// spawn_resolve calls refused because [`MAX_INFLIGHT`] calls were waiting.
     pub overload: u64,
+    /// spawn_resolve calls that joined a look-up of the same number already running.
+    pub coalesced: u64,
     /// Cached numbers.
     pub cache_entries: usize,
     /// Per source, in chain order.
@@ -457,8 +460,39 @@ pub fn parse_routing_number(value: &[u8]) -> Result<Option<String>, &'static str
     Ok(Some(s))
 }
 
+/// A callback waiting for a look-up.
+type Waiter = Box<dyn FnOnce(NpAnswer) + Send>;
+
+/// One spawned look-up; dropping it (done, or cancelled) answers its waiters.
+struct Flight {
+    inner: Arc<Inner>,
+    key: Box<str>,
+    answer: Option<NpAnswer>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let waiters = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key)
+            .unwrap_or_default();
+        self.inner
+            .inflight
+            .fetch_sub(waiters.len(), Ordering::AcqRel);
+        let answer = self.answer.take().unwrap_or(NpAnswer::Unavailable);
+        for w in waiters {
+            w(answer.clone());
+        }
+    }
+}
+
 struct Inner {
     engine: NumberPortability,
+    pending: Mutex<HashMap<Box<str>, Vec<Waiter>>>,
+    coalesced: AtomicU64,
     sources: Box<[Source]>,
     handle: Handle,
     epoch: Instant,
@@ -630,6 +664,8 @@ impl NpResolver {
         Ok(NpResolver {
             inner: Arc::new(Inner {
                 engine,
+                pending: Mutex::new(HashMap::new()),
+                coalesced: AtomicU64::new(0),
                 sources: sources.into_boxed_slice(),
                 handle,
                 epoch: Instant::now(),
@@ -709,9 +745,11 @@ impl NpResolver {
     }
 
     /// Resolves `number` in a task on the resolver's runtime and calls `done` with the
-    /// answer there; the caller never waits. When [`MAX_INFLIGHT`] look-ups are already
-    /// running, `done` is called at once, on the calling thread, with
-    /// [`NpAnswer::Unavailable`]. A shard checks [`NpResolver::try_cached`] first.
+    /// answer there; the caller never waits. Concurrent calls for the same number share one
+    /// look-up (counted as `coalesced`). When [`MAX_INFLIGHT`] calls are already waiting,
+    /// `done` is called at once, on the calling thread, with [`NpAnswer::Unavailable`].
+    /// `done` is called exactly once, also if the runtime shuts down first (then with
+    /// `Unavailable`). A shard checks [`NpResolver::try_cached`] first.
     pub fn spawn_resolve(&self, number: String, done: impl FnOnce(NpAnswer) + Send + 'static) {
         let inner = &self.inner;
         if inner.inflight.fetch_add(1, Ordering::AcqRel) >= MAX_INFLIGHT {
@@ -720,18 +758,28 @@ impl NpResolver {
             done(NpAnswer::Unavailable);
             return;
         }
-        let inner = Arc::clone(inner);
-        self.inner.handle.spawn(async move {
-            struct Release(Arc<Inner>);
-            impl Drop for Release {
-                fn drop(&mut self) {
-                    self.0.inflight.fetch_sub(1, Ordering::AcqRel);
-                }
+        let key: Box<str> = match np_key(&number) {
+            Cow::Borrowed(_) => number.into_boxed_str(),
+            Cow::Owned(k) => k.into_boxed_str(),
+        };
+        {
+            let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(waiters) = pending.get_mut(&key) {
+                waiters.push(Box::new(done));
+                inner.coalesced.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            let guard = Release(inner);
-            let answer = guard.0.resolve(&number).await;
-            drop(guard);
-            done(answer);
+            pending.insert(key.clone(), vec![Box::new(done)]);
+        }
+        let mut flight = Flight {
+            inner: Arc::clone(inner),
+            key,
+            answer: None,
+        };
+        self.inner.handle.spawn(async move {
+            let answer = flight.inner.resolve(&flight.key).await;
+            flight.answer = Some(answer);
+            drop(flight); // answers every waiter
         });
     }
 
@@ -744,6 +792,7 @@ impl NpResolver {
             cache_hits: i.cache_hits.load(Ordering::Relaxed),
             unavailable: i.unavailable.load(Ordering::Relaxed),
             overload: i.overload.load(Ordering::Relaxed),
+            coalesced: i.coalesced.load(Ordering::Relaxed),
             cache_entries: i.engine.cache_len(),
             sources: i
                 .sources
@@ -770,7 +819,7 @@ impl NpResolver {
         self.inner.engine.clear_cache();
     }
 
-    /// Look-ups started by [`NpResolver::spawn_resolve`] and not finished.
+    /// [`NpResolver::spawn_resolve`] calls whose `done` has not been called yet.
     pub fn inflight(&self) -> usize {
         self.inner.inflight.load(Ordering::Relaxed)
     }

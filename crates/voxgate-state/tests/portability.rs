@@ -713,3 +713,61 @@ async fn hung_redis_times_out_then_recovers() {
     }
     assert!(!np.stats().sources[0].down);
 }
+
+/// Concurrent spawn_resolve calls for one number share one query; each callback runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_resolve_coalesces_and_never_blocks() {
+    let (http_port, http_hits) = http_server().await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = config(vec![
+        source(
+            "silent",
+            NpSourceKind::Memcached,
+            &format!("127.0.0.1:{}", silent.local_addr().unwrap().port()),
+            "np:",
+            200,
+        ),
+        source(
+            "http",
+            NpSourceKind::Http,
+            &format!("http://127.0.0.1:{http_port}/np/{{number}}"),
+            "",
+            500,
+        ),
+    ]);
+    let np = NpResolver::new(cfg, tokio::runtime::Handle::current()).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // called from a plain thread, as a shard would: each call returns at once
+    let np2 = np.clone();
+    let t = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        for i in 0..100 {
+            let tx = tx.clone();
+            let n = if i % 2 == 0 { "+4930555" } else { "+49-30-555" };
+            np2.spawn_resolve(n.to_owned(), move |a| {
+                let _ = tx.send(a);
+            });
+        }
+        t0.elapsed()
+    });
+    let spent = t.join().unwrap();
+    assert!(spent < Duration::from_millis(50), "{spent:?}");
+    for _ in 0..100 {
+        let a = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a, NpAnswer::Ported("+4939004".into()));
+    }
+    let s = np.stats();
+    assert_eq!(s.coalesced, 99, "{s:?}");
+    assert_eq!((s.sources[0].queries, s.sources[1].queries), (1, 1));
+    assert_eq!(http_hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(np.inflight(), 0);
+    // now cached: answered on the caller's side without a task
+    assert_eq!(
+        np.try_cached("+4930555", Instant::now()),
+        Some(NpAnswer::Ported("+4939004".into()))
+    );
+    drop(silent);
+}
