@@ -28,6 +28,23 @@ pub struct AuthConfig {
     /// Accept credentials without `qop` (RFC 2069 clients); such a nonce is then single-use.
     /// Default true.
     pub allow_no_qop: bool,
+    /// How the digest `uri` must match the Request-URI (default `host`).
+    pub uri_check: UriCheck,
+}
+
+/// How the `uri` of credentials is compared with the Request-URI (RFC 3261 §22.4 asks for
+/// equality; deployed clients differ: SIPp, for one, writes the proxy's `host:port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UriCheck {
+    /// Equivalent URIs (RFC 3261 §19.1.4), else 400.
+    Strict,
+    /// Same scheme and host; user, port and parameters may differ (default: SIPp writes
+    /// `sip:proxy:port` for every request; OpenSIPS and Kamailio check no URI at all).
+    #[default]
+    Host,
+    /// Not compared (the response still covers the `uri` the client sent).
+    Off,
 }
 
 impl Default for AuthConfig {
@@ -38,6 +55,7 @@ impl Default for AuthConfig {
             opaque: None,
             replay_table_size: 100_000,
             allow_no_qop: true,
+            uri_check: UriCheck::Host,
         }
     }
 }
@@ -166,14 +184,20 @@ pub fn default_realm(msg: &Message) -> Option<&[u8]> {
 
 /// Whether the digest-uri names the Request-URI: byte-equal, or equivalent by RFC 3261
 /// §19.1.4 (clients may re-escape or reorder parameters).
-fn uri_matches(digest_uri: &[u8], msg: &Message) -> bool {
+fn uri_matches(digest_uri: &[u8], msg: &Message, check: UriCheck) -> bool {
     let Some(ruri) = msg.request_uri_raw() else {
         return false;
     };
-    if digest_uri == ruri {
+    if digest_uri == ruri || check == UriCheck::Off {
         return true;
     }
     match (Uri::parse(digest_uri), Uri::parse(ruri)) {
+        (Ok(a), Ok(b)) if check == UriCheck::Strict => uri_equivalent(&a, &b),
+        (Ok(Uri::Sip(a)), Ok(Uri::Sip(b))) => {
+            a.secure == b.secure
+                && a.host_unbracketed()
+                    .eq_ignore_ascii_case(b.host_unbracketed())
+        }
         (Ok(a), Ok(b)) => uri_equivalent(&a, &b),
         _ => false,
     }
@@ -260,7 +284,7 @@ impl DigestAuth {
             NonceCheck::Fresh(id) => Ok(id),
             NonceCheck::Expired(id) => Err(id),
         };
-        if !uri_matches(&creds.uri, msg) {
+        if !uri_matches(&creds.uri, msg, self.cfg.uri_check) {
             return Verdict::BadRequest(AuthError::UriMismatch);
         }
         if let (Some(want), got) = (&self.cfg.opaque, &creds.opaque)

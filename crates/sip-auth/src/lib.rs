@@ -51,7 +51,9 @@ pub mod nonce;
 pub mod registrar;
 
 pub use credentials::{ClientAlgorithm, Credentials};
-pub use digest::{AuthConfig, ChallengeKind, DigestAuth, Failure, Verdict, consume_credentials};
+pub use digest::{
+    AuthConfig, ChallengeKind, DigestAuth, Failure, UriCheck, Verdict, consume_credentials,
+};
 pub use hash::{Algorithm, Ha1, HexDigest};
 pub use limit::FailureLimiter;
 pub use registrar::{Registrar, RegistrarConfig};

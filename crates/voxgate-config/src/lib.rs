@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 
 pub use sip_txn::TransactionsConfig;
 pub use voxgate_admin::AdminConfig;
+pub use voxgate_engine::{AuthSection, NatSection, RegistrarSection};
 pub use voxgate_policy::{RoutingConfig, SipConfig};
+pub use voxgate_security::SecurityConfig;
+pub use voxgate_subscribers::StoreConfig;
 pub use voxgate_transport::{
     ListenerConfig, Protocol, ProxySection, TransportConfig, UpstreamConfig,
 };
@@ -35,7 +38,7 @@ pub const MAX_CONFIG_SIZE: u64 = 4 * 1024 * 1024;
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1024 * 1024;
 
 /// The whole configuration of one node, as read from TOML.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Node identity and lifecycle (`[node]`).
@@ -60,6 +63,24 @@ pub struct Config {
     /// Transaction timers and limits of the proxy (`[transactions]`, from `sip-txn`).
     #[serde(default)]
     pub transactions: TransactionsConfig,
+    /// Digest authentication (`[auth]`): present = on.
+    #[serde(default)]
+    pub auth: Option<AuthSection>,
+    /// Registrar and location service (`[registrar]`): present = on.
+    #[serde(default)]
+    pub registrar: Option<RegistrarSection>,
+    /// NAT traversal (`[nat]`).
+    #[serde(default)]
+    pub nat: NatSection,
+    /// Subscriber database and credential cache (`[subscribers]`, SQLite by default).
+    #[serde(default)]
+    pub subscribers: Option<StoreConfig>,
+    /// Edge security (`[security]`): present = on.
+    #[serde(default)]
+    pub security: Option<SecurityConfig>,
+    /// Bans pushed into an nftables set (`[firewall]`).
+    #[serde(default)]
+    pub firewall: Option<voxgate_firewall::FirewallConfig>,
     /// HTTP management API (`[admin]`).
     #[serde(default)]
     pub admin: AdminConfig,
@@ -526,6 +547,32 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
             } else {
                 seen.push((k, l.addr, i));
             }
+        }
+    }
+    if let Some(a) = &cfg.auth {
+        if let Err(e) = a.digest() {
+            push("auth.algorithms", DiagnosticKind::OutOfRange, e);
+        }
+        if a.enabled && cfg.subscribers.is_none() {
+            push(
+                "auth",
+                DiagnosticKind::OutOfRange,
+                "[auth] needs a [subscribers] section (the database of users; `database = \"sqlite://voxgate.db\"`)".to_string(),
+            );
+        }
+    }
+    if let Some(sec) = &cfg.security {
+        if let Err(e) = sec.build() {
+            push("security", DiagnosticKind::OutOfRange, e.to_string());
+        }
+    }
+    if let Some(s) = &cfg.subscribers {
+        if voxgate_subscribers::Backend::from_url(&s.database).is_none() {
+            push(
+                "subscribers.database",
+                DiagnosticKind::OutOfRange,
+                "must be a sqlite://, postgres:// or mysql:// URL".to_string(),
+            );
         }
     }
     let t = &cfg.transport;

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use sip_auth::registrar::{TooBrief, TooManyContacts};
-use sip_auth::{Algorithm, AuthConfig, RegistrarConfig};
+use sip_auth::{Algorithm, AuthConfig, RegistrarConfig, UriCheck};
 
 /// Digest authentication (`[auth]`): who must authenticate, in which realm, with which
 /// secret. Subscribers come from `[subscribers]`.
@@ -35,6 +35,9 @@ pub struct AuthSection {
     pub allow_no_qop: bool,
     /// Nonces remembered for replay protection.
     pub replay_table_size: usize,
+    /// How the credentials' `uri` must match the Request-URI: `strict`, `host` (same
+    /// host, any user and port: SIPp writes `sip:proxy:port`) or `off`.
+    pub uri_check: UriCheck,
 }
 
 impl Default for AuthSection {
@@ -59,6 +62,7 @@ impl Default for AuthSection {
             algorithms: vec!["SHA-256".into(), "MD5".into()],
             allow_no_qop: true,
             replay_table_size: 100_000,
+            uri_check: UriCheck::Host,
         }
     }
 }
@@ -82,6 +86,7 @@ impl AuthSection {
             opaque: None,
             replay_table_size: self.replay_table_size.max(16),
             allow_no_qop: self.allow_no_qop,
+            uri_check: self.uri_check,
         })
     }
 }

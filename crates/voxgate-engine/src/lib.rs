@@ -254,6 +254,7 @@ pub struct Engine {
     last_keepalive: Mutex<u64>,
     pike_ban: Option<Duration>,
     scanner_ban: Duration,
+    epoch: std::time::Instant,
     stats: EngineStats,
 }
 
@@ -383,8 +384,73 @@ impl Engine {
                     .as_ref()
                     .map_or(3600, |s| s.scanner.ban_ttl_secs.max(1)),
             ),
+            epoch: std::time::Instant::now(),
             stats: EngineStats::default(),
         })
+    }
+
+    /// The current time in the engine's clocks (for drivers: the phases themselves only use
+    /// the `now` they are given). The monotonic clock starts when the engine is built.
+    pub fn now(&self) -> Now {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Now {
+            unix,
+            mono: self.epoch.elapsed(),
+        }
+    }
+
+    /// The security engines' state as JSON (management API): pike blocks, rate-limit
+    /// pipes, concurrent-call limits, tarpitted sources, ban counts.
+    pub fn security_json(&self) -> String {
+        use std::fmt::Write as _;
+        let Some(sec) = &self.security else {
+            return "{\"enabled\":false}".to_owned();
+        };
+        let now = self.now().mono;
+        let s = lock(sec);
+        let mut out = String::from("{\"enabled\":true,\"pike_blocked\":[");
+        for (i, b) in s.pike.blocked().iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"ip\":\"{}\",\"blocked_secs\":{},\"current\":{}}}",
+                if i > 0 { "," } else { "" },
+                b.ip,
+                now.saturating_sub(b.since).as_secs(),
+                b.current
+            );
+        }
+        out.push_str("],\"pipes\":[");
+        for (i, p) in s.ratelimit.pipes().iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"name\":{:?},\"limit\":{},\"allowed\":{},\"rejected\":{}}}",
+                if i > 0 { "," } else { "" },
+                p.name,
+                p.limit,
+                p.allowed,
+                p.rejected
+            );
+        }
+        out.push_str("],\"concurrent_calls\":[");
+        for (i, l) in s.concurrency.sizes().iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"limit\":{:?},\"value\":{:?},\"calls\":{}}}",
+                if i > 0 { "," } else { "" },
+                l.name,
+                l.value.as_deref().unwrap_or(""),
+                l.calls
+            );
+        }
+        let _ = write!(
+            out,
+            "],\"tarpitted\":{},\"bans\":{}}}",
+            s.bruteforce.tarpitted_list(now).len(),
+            s.banlist.len()
+        );
+        out
     }
 
     /// Sends every batch of binding changes to `sink` (the location writer).
@@ -1087,10 +1153,11 @@ impl Engine {
     }
 
     /// Bans `ip` over the management API (`ttl` `None`: the default).
-    pub fn ban_ip(&self, ip: IpAddr, ttl: Option<Duration>, now: Now) -> bool {
+    pub fn ban_ip(&self, ip: IpAddr, ttl: Option<Duration>) -> bool {
         let Some(sec) = &self.security else {
             return false;
         };
+        let now = self.now();
         let o = lock(sec)
             .banlist
             .ban(BanTargetRef::Ip(ip), BanReason::Manual, ttl, now.mono);

@@ -114,11 +114,13 @@ pub enum DropReason {
     Unroutable,
     /// Handling the message hit a bug (a panic caught by the driver); the shard goes on.
     InternalError,
+    /// Dropped silently by policy (ban list, ACL, pike, scanner, tarpit, rate limit).
+    Policy,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::BadAck,
         DropReason::AckAbsorbed,
@@ -131,6 +133,7 @@ impl DropReason {
         DropReason::SendFailed,
         DropReason::Unroutable,
         DropReason::InternalError,
+        DropReason::Policy,
     ];
 
     /// Label value.
@@ -148,6 +151,7 @@ impl DropReason {
             DropReason::SendFailed => "send_failed",
             DropReason::Unroutable => "unroutable",
             DropReason::InternalError => "internal_error",
+            DropReason::Policy => "policy",
         }
     }
 }

@@ -127,6 +127,7 @@ pub struct BoundNode {
     cfg: TransportConfig,
     stats: Arc<Stats>,
     tls_client: Option<Arc<rustls::ClientConfig>>,
+    engine: Option<Arc<voxgate_engine::Engine>>,
 }
 
 /// The number of UDP shards `cfg` asks for (`udp_shards`, or one per core when 0).
@@ -221,6 +222,12 @@ impl BoundNode {
         self.tls_client = Some(Arc::new(cfg));
     }
 
+    /// Proxy mode: the request phases (access, auth, registrar, limits, location) every
+    /// request passes between the pipeline's screening and the proxy core.
+    pub fn set_engine(&mut self, engine: Arc<voxgate_engine::Engine>) {
+        self.engine = Some(engine);
+    }
+
     /// Starts serving as a stateful proxy: each shard thread owns a
     /// [`sip_proxy::ProxyCore`] built from `proxy` (its `shard` set per thread) and the
     /// socket of its index on every UDP listener (see the `proxy` module docs). Stream
@@ -313,6 +320,9 @@ impl BoundNode {
                     max_message: cfg.max_message_size,
                     pipeline: pipeline.clone(),
                     outbox: voxgate_policy::Outbox::new(),
+                    engine: self.engine.clone(),
+                    reply: Vec::with_capacity(1024),
+                    next_tick: 0,
                 };
                 let t = std::thread::Builder::new()
                     .name(format!("vg-proxy{i}"))
@@ -456,6 +466,7 @@ impl Node {
             cfg: cfg.clone(),
             stats,
             tls_client: None,
+            engine: None,
         })
     }
 

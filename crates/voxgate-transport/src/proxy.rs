@@ -205,6 +205,8 @@ pub(crate) enum Query {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum ShardMsg {
     Inbound(Message, Source),
+    /// A request back from a credential fetch (the engine's `Verdict::Fetch`).
+    Resumed(Message, Source),
     SendError(PTransport, SocketAddr),
     Query(Query),
 }
@@ -814,6 +816,12 @@ pub(crate) struct ProxyShard {
     pub(crate) max_message: usize,
     pub(crate) pipeline: Arc<voxgate_policy::Pipeline>,
     pub(crate) outbox: voxgate_policy::Outbox,
+    /// The request phases (auth, registrar, security, location), when configured.
+    pub(crate) engine: Option<Arc<voxgate_engine::Engine>>,
+    /// The engine's replies are written here.
+    pub(crate) reply: Vec<u8>,
+    /// When shard 0 next runs the engine's housekeeping (µs on the shard clock).
+    pub(crate) next_tick: u64,
 }
 
 impl ProxyShard {
@@ -844,9 +852,15 @@ impl ProxyShard {
         let st = stats.shard(self.idx);
         while !self.stop.load(Ordering::Relaxed) {
             let now = self.shared.now();
-            let timeout = match self.core.next_deadline() {
-                Some(Time(t)) if t <= now.0 => 0,
-                Some(Time(t)) => ((t - now.0).div_ceil(1000)).min(i32::MAX as u64) as i32,
+            let ticking = self.idx == 0 && self.engine.is_some();
+            let deadline = match (self.core.next_deadline(), ticking) {
+                (Some(Time(t)), true) => Some(t.min(self.next_tick)),
+                (None, true) => Some(self.next_tick),
+                (d, false) => d.map(|t| t.0),
+            };
+            let timeout = match deadline {
+                Some(t) if t <= now.0 => 0,
+                Some(t) => ((t - now.0).div_ceil(1000)).min(i32::MAX as u64) as i32,
                 None => -1,
             };
             if timeout != 0 {
@@ -938,6 +952,7 @@ impl ProxyShard {
                 let now = self.shared.now();
                 match m {
                     ShardMsg::Inbound(msg, src) => self.feed(now, msg, src),
+                    ShardMsg::Resumed(msg, src) => self.feed_request(now, msg, src, true),
                     ShardMsg::SendError(t, d) => {
                         self.core.on_send_error(now, t, d);
                         self.flush(now);
@@ -946,6 +961,10 @@ impl ProxyShard {
                 }
             }
             let now = self.shared.now();
+            if ticking && now.0 >= self.next_tick {
+                self.next_tick = now.0 + 1_000_000;
+                self.engine_tick();
+            }
             if self.core.next_deadline().is_some_and(|t| t <= now) {
                 let core = &mut self.core;
                 let ok =
@@ -962,6 +981,10 @@ impl ProxyShard {
         if self.screen(&msg, src) {
             return;
         }
+        if self.engine.is_some() && msg.is_request() {
+            self.feed_request(now, msg, src, false);
+            return;
+        }
         let core = &mut self.core;
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             core.on_message(now, msg, src)
@@ -973,6 +996,114 @@ impl ProxyShard {
                 .drop_msg(DropReason::InternalError);
         }
         self.flush(now);
+    }
+
+    /// A request through the engine's phases, then (when it says forward) the core.
+    /// `resumed`: it comes back from a credential fetch (screened already).
+    fn feed_request(&mut self, now: Time, msg: Message, src: Source, resumed: bool) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let mut reply = std::mem::take(&mut self.reply);
+        reply.clear();
+        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.on_request(engine.now(), msg, src, resumed, &mut reply)
+        }));
+        let st = self.shared.stats.shard(self.idx);
+        match verdict {
+            Ok(voxgate_engine::Verdict::Forward(f)) => {
+                let routing = sip_proxy::Routing {
+                    targets: &f.targets,
+                    ..sip_proxy::Routing::default()
+                };
+                let core = &mut self.core;
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    core.on_request_with(now, f.msg, src, &routing, f.ext)
+                }));
+                if ok.is_err() {
+                    st.drop_msg(DropReason::InternalError);
+                }
+                self.flush(now);
+            }
+            Ok(voxgate_engine::Verdict::Reply) => {
+                self.send_to(src, &reply);
+            }
+            Ok(voxgate_engine::Verdict::Drop) => st.drop_msg(DropReason::Policy),
+            Ok(voxgate_engine::Verdict::Fetch {
+                msg,
+                user,
+                domain,
+                force,
+            }) => {
+                let shared = Arc::clone(&self.shared);
+                let idx = self.idx;
+                engine.credentials().fetch(
+                    user,
+                    domain,
+                    force,
+                    Box::new(move || {
+                        let sent = shared
+                            .boxes
+                            .get(idx)
+                            .is_some_and(|b| b.send(ShardMsg::Resumed(msg, src)));
+                        if !sent {
+                            shared.stats.shard(idx).drop_msg(DropReason::Unroutable);
+                        }
+                    }),
+                );
+            }
+            Err(_) => st.drop_msg(DropReason::InternalError),
+        }
+        self.reply = reply;
+    }
+
+    /// The engine's housekeeping (shard 0, once a second) and its keep-alives.
+    fn engine_tick(&mut self) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let mut keepalives = Vec::new();
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.tick(engine.now(), &mut keepalives)
+        }));
+        if ok.is_err() {
+            self.shared
+                .stats
+                .shard(self.idx)
+                .drop_msg(DropReason::InternalError);
+        }
+        for (dest, bytes) in keepalives {
+            self.send_to(
+                Source {
+                    transport: PTransport::Udp,
+                    addr: dest,
+                },
+                &bytes,
+            );
+        }
+    }
+
+    /// Sends `data` to `to` (UDP on this shard's socket of its family, else its stream).
+    fn send_to(&self, to: Source, data: &[u8]) {
+        let st = self.shared.stats.shard(self.idx);
+        let sent = if to.transport == PTransport::Udp {
+            self.sockets
+                .iter()
+                .find(|(l, _)| l.is_ipv4() == to.addr.is_ipv4())
+                .is_some_and(|(_, s)| s.send_to(data, &SockAddr::from(to.addr)).is_ok())
+        } else {
+            self.shared.send_stream(
+                self.idx,
+                to.transport,
+                to.addr,
+                Bytes::copy_from_slice(data),
+            )
+        };
+        if sent {
+            st.packet_out(data.len());
+        } else {
+            st.drop_msg(DropReason::SendFailed);
+        }
     }
 
     /// The policy pipeline's pre-routing phases (counters, sanity, OPTIONS to the node

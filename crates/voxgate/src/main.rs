@@ -1,7 +1,10 @@
 //! `voxgate`: the node binary. `voxgate run` starts a node in the foreground,
 //! `voxgate check` validates a config, `voxgate --version` prints the version.
 
+mod engine_setup;
 mod mgmt;
+mod np_cli;
+mod subscriber_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -44,12 +47,22 @@ enum Cmd {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Provision subscribers (users who authenticate): add, passwd, remove, list.
+    Subscriber(subscriber_cli::SubscriberArgs),
+    /// Number portability data: import a CSV into Redis, look a number up.
+    Np {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: np_cli::NpCmd,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check { config } => check(&config),
+        Cmd::Subscriber(args) => exit_of(args.run()),
+        Cmd::Np { cmd } => exit_of(np_cli::run(cmd)),
         Cmd::Run { config } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -57,6 +70,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Exit status of a subcommand: its error, if any, on stderr.
+fn exit_of(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("voxgate: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -217,7 +241,12 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let local_addrs = bound.local_addrs();
     let pipeline = Pipeline::new(&cfg.sip, &cfg.routing, &local_addrs, Arc::clone(&stats))
         .context("building the pipeline")?;
-    let node = if cfg.proxy.active() {
+    let local_socks: Vec<std::net::SocketAddr> = local_addrs.iter().map(|(_, a)| *a).collect();
+    let engine = engine_setup::build(&cfg, &local_socks).context("building the request engine")?;
+    if let Some(e) = &engine {
+        bound.set_engine(Arc::clone(&e.engine));
+    }
+    let node = if cfg.proxy.active() || engine.is_some() {
         let resolved = if voxgate_transport::needs_dns(&cfg.proxy) {
             let r = voxgate_transport::resolve_upstreams(&cfg.proxy, &cfg.proxy.dns_servers)
                 .map_err(|e| anyhow::anyhow!("resolving upstreams: {e}"))?;
@@ -256,8 +285,16 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 let src = Arc::new(mgmt::NodeMetrics {
                     stats: Arc::clone(&stats),
                     proxy: p.clone(),
+                    engine: engine.as_ref().map(|e| Arc::clone(&e.engine)),
                 });
-                voxgate_admin::serve_with(&cfg.admin, src, mgmt::router(p))
+                let mut router = mgmt::router(p);
+                if let Some(e) = &engine {
+                    router = router.merge(mgmt::engine_router(Arc::clone(&e.engine)));
+                    if let Some(store) = &e.store {
+                        router = router.merge(subscriber_cli::subscriber_routes(store.clone()));
+                    }
+                }
+                voxgate_admin::serve_with(&cfg.admin, src, router)
             }
             None => voxgate_admin::serve(&cfg.admin, Arc::clone(&stats) as _),
         }
@@ -305,6 +342,9 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     node.shutdown(drain);
     if let Some(h) = admin {
         h.shutdown();
+    }
+    if let Some(e) = engine {
+        e.shutdown();
     }
     tracing::info!("stopped");
     Ok(())

@@ -18,12 +18,22 @@ pub struct NodeMetrics {
     pub stats: Arc<Stats>,
     /// The proxy shards.
     pub proxy: ProxyHandle,
+    /// The request engine (auth, registrar, security), when configured.
+    pub engine: Option<Arc<voxgate_engine::Engine>>,
 }
 
 impl StatsSource for NodeMetrics {
     fn write_prometheus(&self, out: &mut String) {
         StatsSource::write_prometheus(&*self.stats, out);
         self.proxy.write_prometheus(out);
+        if let Some(e) = &self.engine {
+            e.stats().write_prometheus(out);
+            let (bindings, aors) = e.binding_counts();
+            out.push_str(&format!(
+                "# HELP voxgate_registrar_bindings Live bindings.\n# TYPE voxgate_registrar_bindings gauge\nvoxgate_registrar_bindings {bindings}\n\
+                 # HELP voxgate_registrar_aors Addresses-of-record with bindings.\n# TYPE voxgate_registrar_aors gauge\nvoxgate_registrar_aors {aors}\n"
+            ));
+        }
     }
 
     fn write_json(&self, out: &mut String) {
@@ -123,6 +133,141 @@ pub fn router(proxy: ProxyHandle) -> Router {
                     out.push(']');
                     json(out)
                 }
+            }),
+        )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AorQuery {
+    aor: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BanBody {
+    ip: std::net::IpAddr,
+    ttl_secs: Option<u64>,
+}
+
+/// The engine's management routes: `GET /registrations[?aor=sip:user@domain]`,
+/// `GET /bans`, `POST /bans` (`{"ip": "...", "ttl_secs": N}`), `DELETE /bans/{ip}`,
+/// `GET /security` (pike blocks, limits, tarpit).
+pub fn engine_router(engine: Arc<voxgate_engine::Engine>) -> Router {
+    let e1 = Arc::clone(&engine);
+    let e2 = Arc::clone(&engine);
+    let e3 = Arc::clone(&engine);
+    let e4 = Arc::clone(&engine);
+    let e5 = engine;
+    Router::new()
+        .route(
+            "/registrations",
+            get(move |Query(q): Query<AorQuery>| {
+                let e = Arc::clone(&e1);
+                async move {
+                    let now = unix_now();
+                    let regs = e.registrations(q.aor.as_deref(), now);
+                    let mut out = String::from("[");
+                    for (i, (aor, bindings)) in regs.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str("{\"aor\":");
+                        json_str(aor, &mut out);
+                        out.push_str(",\"bindings\":[");
+                        for (j, b) in bindings.iter().enumerate() {
+                            if j > 0 {
+                                out.push(',');
+                            }
+                            out.push_str("{\"contact\":");
+                            json_str(&String::from_utf8_lossy(&b.contact), &mut out);
+                            out.push_str(&format!(
+                                ",\"expires_in\":{},\"q\":{:.3}",
+                                b.remaining(now),
+                                f64::from(b.q) / 1000.0
+                            ));
+                            if let Some(r) = b.received {
+                                out.push_str(",\"received\":");
+                                json_str(
+                                    &format!(
+                                        "{}/{}",
+                                        r.transport.as_str().to_ascii_lowercase(),
+                                        r.addr
+                                    ),
+                                    &mut out,
+                                );
+                            }
+                            if let Some(p) = &b.path {
+                                out.push_str(",\"path\":");
+                                json_str(&String::from_utf8_lossy(p), &mut out);
+                            }
+                            if let Some(ua) = &b.user_agent {
+                                out.push_str(",\"user_agent\":");
+                                json_str(&String::from_utf8_lossy(ua), &mut out);
+                            }
+                            out.push_str(&format!(",\"behind_nat\":{}}}", b.behind_nat()));
+                        }
+                        out.push_str("]}");
+                    }
+                    out.push(']');
+                    json(out)
+                }
+            }),
+        )
+        .route(
+            "/bans",
+            get(move || {
+                let e = Arc::clone(&e2);
+                async move {
+                    let Some(sec) = e.security() else {
+                        return json("[]".to_string());
+                    };
+                    let list = {
+                        let s = sec
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        use voxgate_security::banlist::BanStore;
+                        s.banlist.list(e.now().mono)
+                    };
+                    json(serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))
+                }
+            })
+            .post(move |axum::Json(b): axum::Json<BanBody>| {
+                let e = Arc::clone(&e3);
+                async move {
+                    if e.ban_ip(b.ip, b.ttl_secs.map(std::time::Duration::from_secs)) {
+                        (StatusCode::CREATED, json("{\"banned\":true}".to_string())).into_response()
+                    } else {
+                        (StatusCode::CONFLICT, "security is off on this node\n").into_response()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/bans/{ip}",
+            delete(move |Path(ip): Path<String>| {
+                let e = Arc::clone(&e4);
+                async move {
+                    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+                        return (StatusCode::BAD_REQUEST, "not an IP address\n").into_response();
+                    };
+                    if e.unban_ip(ip) {
+                        StatusCode::NO_CONTENT.into_response()
+                    } else {
+                        (StatusCode::NOT_FOUND, "not banned\n").into_response()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/security",
+            get(move || {
+                let e = Arc::clone(&e5);
+                async move { json(e.security_json()) }
             }),
         )
 }

@@ -1,0 +1,248 @@
+//! Builds the request engine of a node from its config: the subscriber database and its
+//! credential cache (fetches run on a small runtime of their own, never on a shard), the
+//! location store (bindings loaded at start, changes written behind with a disk spool),
+//! the security engines and the nftables hand-off.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use voxgate_config::Config;
+use voxgate_engine::{CredLookup, CredentialSource, Engine, EngineConfig, StoredCreds};
+use voxgate_subscribers::{
+    CredentialCache, Database, LocationStore, LocationWriter, StoreConfig, SubscriberStore,
+    WriterConfig,
+};
+
+/// How long a failed database read answers 500 before the next request tries again.
+const FAILED_FOR: Duration = Duration::from_secs(2);
+/// How long the answer of a fetch stays usable by the request it was made for (the cache
+/// only keeps fresh entries; during an outage a stale one is served this way).
+const SERVED_FOR: Duration = Duration::from_secs(5);
+
+type Key = (String, String);
+/// Answers of recent fetches: what the fetch found, and when.
+type Served = Arc<Mutex<HashMap<Key, (Option<StoredCreds>, Instant)>>>;
+
+/// The credential cache seen from a shard: cached answers now, fetches on the runtime.
+struct SqlCredentials {
+    cache: Arc<CredentialCache>,
+    handle: tokio::runtime::Handle,
+    served: Served,
+    failed: Arc<Mutex<HashMap<Key, Instant>>>,
+}
+
+fn creds(c: voxgate_subscribers::StoredCredentials) -> StoredCreds {
+    StoredCreds {
+        ha1: c.ha1,
+        customer: c.customer,
+    }
+}
+
+impl CredentialSource for SqlCredentials {
+    fn cached(&self, user: &str, domain: &str) -> CredLookup {
+        match self.cache.cached(user, domain) {
+            Some(Some(c)) => return CredLookup::Found(creds(c)),
+            Some(None) => return CredLookup::Unknown,
+            None => {}
+        }
+        let key = (user.to_owned(), domain.to_owned());
+        if let Ok(m) = self.served.lock() {
+            if let Some((c, at)) = m.get(&key) {
+                if at.elapsed() < SERVED_FOR {
+                    return c.clone().map_or(CredLookup::Unknown, CredLookup::Found);
+                }
+            }
+        }
+        if let Ok(m) = self.failed.lock() {
+            if m.get(&key).is_some_and(|at| at.elapsed() < FAILED_FOR) {
+                return CredLookup::Unavailable;
+            }
+        }
+        CredLookup::Miss
+    }
+
+    fn fetch(&self, user: String, domain: String, force: bool, done: Box<dyn FnOnce() + Send>) {
+        let cache = Arc::clone(&self.cache);
+        let served = Arc::clone(&self.served);
+        let failed = Arc::clone(&self.failed);
+        self.handle.spawn(async move {
+            let r = cache.lookup(&user, &domain, force).await;
+            let key = (user, domain);
+            match r {
+                Ok(c) => {
+                    if let Ok(mut m) = served.lock() {
+                        if m.len() > 10_000 {
+                            m.retain(|_, (_, at)| at.elapsed() < SERVED_FOR);
+                        }
+                        m.insert(key, (c.map(creds), Instant::now()));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("subscriber database: {e}");
+                    if let Ok(mut m) = failed.lock() {
+                        if m.len() > 10_000 {
+                            m.retain(|_, at| at.elapsed() < FAILED_FOR);
+                        }
+                        m.insert(key, Instant::now());
+                    }
+                }
+            }
+            done();
+        });
+    }
+}
+
+/// A credential source for a node with no `[auth]`: nobody is known.
+struct NoCredentials;
+
+impl CredentialSource for NoCredentials {
+    fn cached(&self, _: &str, _: &str) -> CredLookup {
+        CredLookup::Unknown
+    }
+    fn fetch(&self, _: String, _: String, _: bool, done: Box<dyn FnOnce() + Send>) {
+        done();
+    }
+}
+
+/// The engine and what keeps it running.
+pub struct EngineSetup {
+    /// The engine, for the shards and the management API.
+    pub engine: Arc<Engine>,
+    /// The subscriber store (management API), when there is a database.
+    pub store: Option<SubscriberStore>,
+    /// The location writer (kept so the writer task lives).
+    pub writer: Option<LocationWriter>,
+    /// The nftables hand-off, when enabled.
+    pub firewall: Option<Arc<voxgate_firewall::Firewall>>,
+    /// The runtime of database work (fetches, writes); dropped last.
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl EngineSetup {
+    /// Stops the location writer after what it holds is written (or spooled).
+    pub fn shutdown(self) {
+        if let Some(fw) = &self.firewall {
+            tracing::info!(stats = ?fw.stats(), "firewall hand-off");
+        }
+        drop(self.writer);
+        self.runtime.shutdown_timeout(Duration::from_secs(3));
+    }
+}
+
+/// The spool directory of the location writer: beside a SQLite file, else in the working
+/// directory.
+fn spool_dir(store: &StoreConfig) -> PathBuf {
+    let url = &store.database;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p));
+    match path {
+        Some(p) if !p.is_empty() && p != ":memory:" => PathBuf::from(format!("{p}.spool")),
+        _ => PathBuf::from("voxgate-location.spool"),
+    }
+}
+
+fn node_id(name: &str) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h & 0xffff) as u16
+}
+
+/// Builds the engine when the config turns any of its phases on (`None` otherwise).
+pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<EngineSetup>> {
+    let ecfg = EngineConfig {
+        auth: cfg.auth.clone(),
+        registrar: cfg.registrar.clone(),
+        nat: cfg.nat.clone(),
+        security: cfg.security.clone(),
+        node_id: node_id(&cfg.node.name),
+        locals: locals.to_vec(),
+        aliases: Vec::new(),
+    };
+    if !ecfg.is_active() {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("vg-db")
+        .enable_all()
+        .build()
+        .context("database runtime")?;
+    let needs_db = ecfg.auth.as_ref().is_some_and(|a| a.enabled)
+        || ecfg.registrar.as_ref().is_some_and(|r| r.enabled);
+    let store_cfg = cfg.subscribers.clone().unwrap_or_default();
+    let db = if needs_db {
+        let url = store_cfg.database.clone();
+        let db = runtime
+            .block_on(Database::connect(&url))
+            .with_context(|| format!("subscribers.database {url}"))?;
+        Some(db)
+    } else {
+        None
+    };
+    let store = db.as_ref().map(|d| SubscriberStore::new(d.clone()));
+    let source: Arc<dyn CredentialSource> = match (&store, &ecfg.auth) {
+        (Some(s), Some(a)) if a.enabled => Arc::new(SqlCredentials {
+            cache: Arc::new(CredentialCache::new(s.clone(), store_cfg.cache())),
+            handle: runtime.handle().clone(),
+            served: Arc::default(),
+            failed: Arc::default(),
+        }),
+        _ => Arc::new(NoCredentials),
+    };
+    let mut engine = Engine::new(&ecfg, source).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut writer = None;
+    if let (Some(db), true) = (&db, engine.has_registrar()) {
+        let loc = LocationStore::new(db.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let loaded = runtime
+            .block_on(loc.load(now))
+            .context("loading registrations")?;
+        let restored = engine.restore_bindings(loaded, now);
+        tracing::info!(restored, "registrations loaded from the location table");
+        let mut wcfg: WriterConfig = store_cfg.writer();
+        if wcfg.spool_dir.is_none() {
+            wcfg.spool_dir = Some(spool_dir(&store_cfg));
+        }
+        let (w, _task) = {
+            let _g = runtime.enter();
+            LocationWriter::spawn_with(loc, wcfg).context("location writer spool")?
+        };
+        let w2 = w.clone();
+        engine.set_binding_sink(Box::new(move |events| {
+            if !w2.send(events) {
+                tracing::warn!("location writer queue full: binding changes not persisted");
+            }
+        }));
+        writer = Some(w);
+    }
+    let mut firewall = None;
+    if let Some(fw) = cfg.firewall.as_ref().filter(|f| f.enabled) {
+        let f = Arc::new(
+            voxgate_firewall::Firewall::start(fw).map_err(|e| anyhow::anyhow!("firewall: {e}"))?,
+        );
+        let f2 = Arc::clone(&f);
+        engine.set_ban_hook(Box::new(move |changes| {
+            for c in changes {
+                f2.apply(c);
+            }
+        }));
+        firewall = Some(f);
+    }
+    Ok(Some(EngineSetup {
+        engine: Arc::new(engine),
+        store,
+        writer,
+        firewall,
+        runtime,
+    }))
+}
