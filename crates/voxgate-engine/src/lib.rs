@@ -42,6 +42,7 @@ use sip_wire::{HeaderName, Message, Method, Uri, build};
 use voxgate_security::banlist::{BanChange, BanReason, BanStore, BanTargetRef};
 use voxgate_security::bruteforce::BruteVerdict;
 use voxgate_security::concurrency::{CallKeys, CallSlots};
+use voxgate_security::fraud::{ActiveCall, FraudEvent, FraudOutcome};
 use voxgate_security::pike::PikeVerdict;
 use voxgate_security::ratelimit::{RateRequest, RateVerdict, RejectReply};
 use voxgate_security::{SecurityConfig, SecurityEngines};
@@ -222,15 +223,44 @@ struct RegistrarPart {
 struct CallGuard {
     sec: Arc<Mutex<SecurityEngines>>,
     slots: Option<CallSlots>,
+    fraud: Option<ActiveCall>,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if let Some(s) = self.slots.take() {
-            lock(&self.sec).concurrency.release(s);
+        let mut s = lock(&self.sec);
+        if let Some(slots) = self.slots.take() {
+            s.concurrency.release(slots);
+        }
+        if let Some(call) = self.fraud.take() {
+            // The answer time is not known here, so the duration rule is not checked at
+            // the end of a call (the dialog lifetime limit bounds long calls).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let _ = s.fraud.on_call_end(call, None, now);
         }
     }
 }
+
+/// Something an operator is told about (log line, metric, webhook).
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// A fraud rule reached its warning or critical level.
+    Fraud {
+        /// The event.
+        event: FraudEvent,
+        /// The customer of the call.
+        customer: String,
+        /// The calling user.
+        user: String,
+        /// The called number.
+        called: String,
+    },
+}
+
+/// Called with every [`EngineEvent`] (the webhook sender).
+pub type EventHookFn = Box<dyn Fn(EngineEvent) + Send + Sync>;
 
 /// Who a request is, once identified.
 #[derive(Debug, Default)]
@@ -249,6 +279,7 @@ pub struct Engine {
     creds: Arc<dyn CredentialSource>,
     sink: Option<BindingSinkFn>,
     ban_hook: Option<BanHookFn>,
+    event_hook: Option<EventHookFn>,
     locals: Vec<SocketAddr>,
     aliases: Vec<Vec<u8>>,
     last_keepalive: Mutex<u64>,
@@ -367,6 +398,7 @@ impl Engine {
             creds,
             sink: None,
             ban_hook: None,
+            event_hook: None,
             locals: cfg.locals.clone(),
             aliases: cfg
                 .aliases
@@ -456,6 +488,11 @@ impl Engine {
     /// Sends every batch of binding changes to `sink` (the location writer).
     pub fn set_binding_sink(&mut self, sink: BindingSinkFn) {
         self.sink = Some(sink);
+    }
+
+    /// Sends every [`EngineEvent`] to `hook` (a webhook).
+    pub fn set_event_hook(&mut self, hook: EventHookFn) {
+        self.event_hook = Some(hook);
     }
 
     /// Sends every ban list change to `hook` (nftables, a shared store).
@@ -989,6 +1026,39 @@ impl Engine {
         if method != Method::Invite {
             return Ok(None);
         }
+        // fraud rules: per customer (its profile), counted per user and matched prefix
+        let mut fraud_call = None;
+        let called_str = std::str::from_utf8(called).unwrap_or("");
+        if let Some(customer) = id.customer.as_deref() {
+            let user = id.user.as_deref().unwrap_or(customer);
+            let profile = s.fraud.profile_for(customer);
+            let outcome = s
+                .fraud
+                .check_call(customer, user, profile, called_str, now.unix);
+            if let Some(ev) = outcome.event() {
+                tracing::warn!(target: "voxgate::fraud", "{ev} customer={customer} user={user} called={called_str}");
+                self.stats.fraud_events.inc();
+                if let Some(h) = &self.event_hook {
+                    h(EngineEvent::Fraud {
+                        event: *ev,
+                        customer: customer.to_owned(),
+                        user: user.to_owned(),
+                        called: called_str.to_owned(),
+                    });
+                }
+            }
+            match outcome {
+                FraudOutcome::Block(_) | FraudOutcome::Suspended => {
+                    self.stats.limited_fraud.inc();
+                    reply(msg, 403, "Forbidden (fraud rule)", &[], out);
+                    return Err(Verdict::Reply);
+                }
+                FraudOutcome::Allow(c) | FraudOutcome::Warning(c, _) => {
+                    fraud_call = Some(s.fraud.on_call_start(c, customer));
+                }
+                FraudOutcome::Emergency | FraudOutcome::NoRule => {}
+            }
+        }
         let keys = CallKeys {
             src_ip: Some(src.addr.ip()),
             customer: id.customer.as_deref(),
@@ -1005,10 +1075,14 @@ impl Engine {
                 ext.insert(CallGuard {
                     sec: Arc::clone(sec),
                     slots: Some(slots),
+                    fraud: fraud_call,
                 });
                 Ok(Some(Box::new(ext)))
             }
             Err(full) => {
+                if let Some(c) = fraud_call {
+                    let _ = s.fraud.on_call_end(c, None, now.unix);
+                }
                 self.stats.limited_calls.inc();
                 let status = full.reply.status();
                 let reason = if status == 486 {
@@ -1139,6 +1213,7 @@ impl Engine {
                 s.pike.tick(now.mono, &mut events);
                 s.ratelimit.tick(now.mono);
                 s.bruteforce.tick(now.mono);
+                s.fraud.tick(now.unix);
                 for line in s.banlist.expire(now.mono) {
                     tracing::info!(target: "voxgate::ban", "{line}");
                 }

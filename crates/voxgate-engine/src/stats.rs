@@ -64,6 +64,8 @@ engine_stats! {
     keepalives => "voxgate_nat_keepalives_total", "Keep-alives sent to NATed bindings.";
     limited_rate => "voxgate_limits_rate_rejected_total", "Requests refused by a rate-limit pipe.";
     limited_calls => "voxgate_limits_concurrent_rejected_total", "Calls refused by a concurrent-call limit.";
+    limited_fraud => "voxgate_fraud_blocked_total", "Calls refused by a fraud rule or a suspended account.";
+    fraud_events => "voxgate_fraud_events_total", "Fraud warnings and critical events raised.";
     emergency => "voxgate_limits_emergency_total", "Emergency calls let past the limits.";
 }
 

@@ -403,3 +403,67 @@ fn bindings_expire_and_the_sink_sees_every_change() {
             .all(|(a, _)| *a == "198.51.100.7:5062".parse().expect("addr"))
     );
 }
+
+#[test]
+fn fraud_burst_to_a_premium_prefix_warns_then_blocks() {
+    use std::sync::Mutex;
+    let sec: voxgate_security::SecurityConfig = toml::from_str(
+        r#"
+        [fraud]
+        default_profile = "default"
+        [[fraud.profiles]]
+        name = "default"
+        [[fraud.profiles.rules]]
+        id = 7
+        prefix = "900"
+        days = "Mon-Sun"
+        start = "00:00"
+        end = "24:00"
+        cpm = { warning = 2, critical = 4 }
+        critical_action = "block"
+        "#,
+    )
+    .expect("security");
+    let mut e = engine(|c| {
+        c.registrar = None;
+        c.security = Some(sec);
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev2 = Arc::clone(&events);
+    e.set_event_hook(Box::new(move |ev| ev2.lock().expect("lock").push(ev)));
+    let mut results = Vec::new();
+    for i in 0..5 {
+        // alice authenticates each call (407, then credentials)
+        let mut out = Vec::new();
+        let _ = e.on_request(
+            now(1),
+            invite("alice", &format!("900555{i}"), None, "x"),
+            src(5070),
+            false,
+            &mut out,
+        );
+        let nonce = nonce_of(&out);
+        let a = answer(
+            "alice",
+            "s3cret",
+            &nonce,
+            "INVITE",
+            &format!("sip:900555{i}@{DOMAIN}"),
+        );
+        out.clear();
+        let m = invite("alice", &format!("900555{i}"), Some(&a), "x");
+        match e.on_request(now(1), m, src(5070), false, &mut out) {
+            Verdict::Forward(f) => {
+                results.push(0);
+                drop(f);
+            }
+            Verdict::Reply => results.push(status(&out)),
+            v => panic!("{v:?}"),
+        }
+    }
+    // warning at the 2nd call (still forwarded), blocked from the 4th
+    assert_eq!(results, [0, 0, 0, 403, 403]);
+    let evs = events.lock().expect("lock");
+    assert!(evs.len() >= 2, "{evs:?}");
+    assert_eq!(e.stats().limited_fraud.get(), 2);
+}
