@@ -14,6 +14,8 @@ command -v sipsak >/dev/null 2>&1 || need_apt+=(sipsak)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v dnsmasq >/dev/null 2>&1 || need_apt+=(dnsmasq-base)
+command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v mariadb-install-db >/dev/null 2>&1 || need_apt+=(mariadb-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
