@@ -141,6 +141,12 @@ pub struct RegistrarSection {
     pub max_bindings: usize,
     /// Keep the Path of a REGISTER (RFC 3327) so calls route back through the edge.
     pub path: bool,
+    /// Share the bindings of a cluster through Redis (`redis://host:port/db`): changes are
+    /// written behind (with the disk spool) and published, every node loads them on start
+    /// and applies the others' changes. Empty (the default): the SQL location table.
+    pub redis_url: String,
+    /// Prefix of the Redis keys (default `vg:`); the nodes of one cluster share it.
+    pub redis_prefix: String,
 }
 
 impl Default for RegistrarSection {
@@ -158,6 +164,8 @@ impl Default for RegistrarSection {
             too_many_contacts: d.too_many_contacts,
             max_bindings: d.max_bindings,
             path: d.path,
+            redis_url: String::new(),
+            redis_prefix: "vg:".into(),
         }
     }
 }

@@ -47,6 +47,24 @@ pub enum RemoteBinding {
     Resync,
 }
 
+impl RemoteBinding {
+    /// The change as the registrar event it replays (`None` for [`RemoteBinding::Resync`]),
+    /// for an engine that applies remote changes in batches.
+    pub fn into_event(self) -> Option<BindingEvent> {
+        match self {
+            RemoteBinding::Upsert { aor, binding } => Some(BindingEvent::Added {
+                aor: aor.into_boxed_slice(),
+                binding,
+            }),
+            RemoteBinding::Remove { aor, contact } => Some(BindingEvent::Removed {
+                aor: aor.into_boxed_slice(),
+                contact: contact.into_boxed_slice(),
+            }),
+            RemoteBinding::Resync => None,
+        }
+    }
+}
+
 /// Applies a change from another node to the local registrar; true if something changed.
 ///
 /// `Registrar` has no removal by contact yet, so a removal re-stores the binding with an

@@ -1,7 +1,8 @@
 //! Builds the request engine of a node from its config: the subscriber database and its
 //! credential cache (fetches run on a small runtime of their own, never on a shard), the
-//! location store (bindings loaded at start, changes written behind with a disk spool),
-//! the security engines and the nftables hand-off.
+//! location store (bindings loaded at start, changes written behind with a disk spool; in
+//! SQL, or in Redis for a cluster, whose nodes then apply each other's changes), the
+//! security engines and the nftables hand-off.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,10 +13,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use voxgate_config::Config;
 use voxgate_engine::{CredLookup, CredentialSource, Engine, EngineConfig, StoredCreds};
+use voxgate_state::{RedisConfig, RedisConn, RedisLocation, RemoteBinding};
 use voxgate_subscribers::{
     CredentialCache, Database, LocationStore, LocationWriter, StoreConfig, SubscriberStore,
     WriterConfig,
 };
+
+/// Remote binding changes queued between the Redis subscription and the engine.
+const REMOTE_QUEUE: usize = 65_536;
+/// Interval of the sweep of expired bindings out of Redis.
+const REDIS_PURGE_EVERY: Duration = Duration::from_secs(15);
 
 /// How long a failed database read answers 500 before the next request tries again.
 const FAILED_FOR: Duration = Duration::from_secs(2);
@@ -199,7 +206,32 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
     };
     let mut engine = Engine::new(&ecfg, source).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut writer = None;
-    if let (Some(db), true) = (&db, engine.has_registrar()) {
+    let redis_url = ecfg
+        .registrar
+        .as_ref()
+        .filter(|r| r.enabled && !r.redis_url.is_empty())
+        .map(|r| (r.redis_url.clone(), r.redis_prefix.clone()));
+    let mut redis_sub = None;
+    if let (Some((url, prefix)), true) = (redis_url, engine.has_registrar()) {
+        let (loc, rx) = redis_location(&runtime, &mut engine, &cfg.node.name, &url, &prefix)
+            .with_context(|| format!("registrar.redis_url {url}"))?;
+        let mut wcfg: WriterConfig = store_cfg.writer();
+        if wcfg.spool_dir.is_none() {
+            wcfg.spool_dir = Some(spool_dir(&store_cfg));
+        }
+        let (w2, _task) = {
+            let _g = runtime.enter();
+            LocationWriter::spawn_with(loc.clone(), wcfg).context("location writer spool")?
+        };
+        let w3 = w2.clone();
+        engine.set_binding_sink(Box::new(move |events| {
+            if !w3.send(events) {
+                tracing::warn!("location writer queue full: binding changes not persisted");
+            }
+        }));
+        writer = Some(w2);
+        redis_sub = Some((loc, rx));
+    } else if let (Some(db), true) = (&db, engine.has_registrar()) {
         let loc = LocationStore::new(db.clone());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -238,11 +270,121 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         }));
         firewall = Some(f);
     }
+    if let Some(ev) = &cfg.events {
+        if let Some(hook) = crate::webhook::start(ev, &cfg.node.name)? {
+            engine.set_event_hook(hook);
+        }
+    }
+    let engine = Arc::new(engine);
+    if let Some((loc, rx)) = redis_sub {
+        let _g = runtime.enter();
+        tokio::spawn(apply_remote(loc.clone(), rx, Arc::downgrade(&engine)));
+        tokio::spawn(purge_expired(loc));
+    }
     Ok(Some(EngineSetup {
-        engine: Arc::new(engine),
+        engine,
         store,
         writer,
         firewall,
         runtime,
     }))
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Connects the cluster location in Redis: subscribes to the other nodes' changes first (so
+/// none made during the load is missed), then loads every live binding into the engine.
+/// Returns the location and the subscription's queue.
+fn redis_location(
+    runtime: &tokio::runtime::Runtime,
+    engine: &mut Engine,
+    node_name: &str,
+    url: &str,
+    prefix: &str,
+) -> anyhow::Result<(RedisLocation, tokio::sync::mpsc::Receiver<RemoteBinding>)> {
+    // unique per process: a node ignores the changes it published itself, and two nodes
+    // that share a name (or a restarted node) must still hear each other
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let node_id = format!("{node_name}/{}/{nanos:08x}", std::process::id());
+    let mut rc = RedisConfig::new(url, node_id);
+    if !prefix.is_empty() {
+        rc.prefix = prefix.to_owned();
+    }
+    let conn = runtime
+        .block_on(RedisConn::connect(rc))
+        .context("connecting")?;
+    let loc = RedisLocation::new(conn);
+    let rx = {
+        let _g = runtime.enter();
+        loc.subscribe(REMOTE_QUEUE).0
+    };
+    let now = unix_secs();
+    let loaded = runtime
+        .block_on(loc.load(now))
+        .context("loading registrations")?;
+    let restored = engine.restore_bindings(loaded, now);
+    tracing::info!(restored, "registrations loaded from redis");
+    Ok((loc, rx))
+}
+
+/// Applies the other nodes' binding changes to the engine, in batches; reloads everything
+/// after the subscription was lost (changes may have been missed). Ends with the engine.
+async fn apply_remote(
+    loc: RedisLocation,
+    mut rx: tokio::sync::mpsc::Receiver<RemoteBinding>,
+    engine: std::sync::Weak<Engine>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while let Some(first) = rx.recv().await {
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let mut resync = false;
+        let mut next = Some(first);
+        while let Some(ev) = next.take() {
+            match ev.into_event() {
+                Some(e) => batch.push(e),
+                None => resync = true,
+            }
+            if batch.len() < 256 {
+                next = rx.try_recv().ok();
+            }
+        }
+        let now = unix_secs();
+        engine.apply_remote_bindings(&batch, now);
+        batch.clear();
+        if resync {
+            match loc.load(now).await {
+                Ok(all) => {
+                    let n = engine.restore_bindings(all, now);
+                    tracing::info!(restored = n, "registrations reloaded from redis");
+                }
+                Err(e) => tracing::warn!("reloading registrations from redis: {e}"),
+            }
+        }
+    }
+}
+
+/// Sweeps expired bindings out of Redis (every node does; the sweep is idempotent).
+async fn purge_expired(loc: RedisLocation) {
+    let mut tick = tokio::time::interval(REDIS_PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        loop {
+            match loc.purge_expired(unix_secs(), 1000).await {
+                Ok(n) if n >= 1000 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!("redis location sweep: {e}");
+                    break;
+                }
+            }
+        }
+    }
 }
