@@ -902,6 +902,9 @@ pub enum ImportCause {
     /// Connecting to Redis took longer than 5 s.
     #[error("redis: connect timed out")]
     ConnectTimeout,
+    /// Redis did not acknowledge a pipeline within 30 s.
+    #[error("redis: no reply within 30 s")]
+    Timeout,
     /// Bad arguments.
     #[error("{0}")]
     Usage(&'static str),
@@ -914,7 +917,7 @@ pub struct ImportOptions {
     pub redis_url: String,
     /// Prepended to each number to make the key (the source's `key`, e.g. `np:`).
     pub key_prefix: String,
-    /// Commands per pipeline (default 1000).
+    /// Commands per pipeline (default 1000, at most [`MAX_IMPORT_BATCH`]).
     pub batch: usize,
     /// Expiry set on each key, if any (seconds).
     pub ttl_secs: Option<u64>,
@@ -1023,6 +1026,21 @@ fn read_bounded_line(
     Ok(any)
 }
 
+/// Largest pipeline [`import_csv`] sends (a larger `batch` is lowered to it).
+pub const MAX_IMPORT_BATCH: usize = 100_000;
+/// Time allowed for one pipeline's replies.
+const IMPORT_BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn send_batch(
+    pipe: &redis::Pipeline,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Result<(), ImportCause> {
+    match tokio::time::timeout(IMPORT_BATCH_TIMEOUT, pipe.query_async::<()>(conn)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ImportCause::Timeout),
+    }
+}
+
 /// Loads `number,routing_number` lines into Redis: `SET <prefix><number> <rn>` (with `EX`
 /// when `ttl_secs` is set), pipelined `batch` commands at a time. A line with an empty
 /// routing number (or one equal to the number) deletes the key: the number was ported
@@ -1048,6 +1066,7 @@ pub async fn import_csv(
     if opts.batch == 0 {
         return Err(fail(0, 0, ImportCause::Usage("batch must be at least 1")));
     }
+    let batch = opts.batch.min(MAX_IMPORT_BATCH);
     let client = redis::Client::open(opts.redis_url.as_str())
         .map_err(|e| fail(0, 0, ImportCause::Redis(e)))?;
     let mut conn = tokio::time::timeout(
@@ -1129,10 +1148,10 @@ pub async fn import_csv(
             }
         }
         in_pipe += 1;
-        if in_pipe >= opts.batch {
-            pipe.query_async::<()>(&mut conn)
+        if in_pipe >= batch {
+            send_batch(&pipe, &mut conn)
                 .await
-                .map_err(|e| fail(n, rep.set + rep.deleted, ImportCause::Redis(e)))?;
+                .map_err(|e| fail(n, rep.set + rep.deleted, e))?;
             pipe.clear();
             in_pipe = 0;
             rep.set += std::mem::take(&mut pending_set);
@@ -1140,9 +1159,9 @@ pub async fn import_csv(
         }
     }
     if in_pipe > 0 {
-        pipe.query_async::<()>(&mut conn)
+        send_batch(&pipe, &mut conn)
             .await
-            .map_err(|e| fail(rep.lines, rep.set + rep.deleted, ImportCause::Redis(e)))?;
+            .map_err(|e| fail(rep.lines, rep.set + rep.deleted, e))?;
         rep.set += pending_set;
         rep.deleted += pending_del;
     }

@@ -771,3 +771,48 @@ async fn spawn_resolve_coalesces_and_never_blocks() {
     );
     drop(silent);
 }
+
+/// Figures (printed): a look-up through Redis, and a cached look-up as a shard does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_figures() {
+    let test = "lookup_figures";
+    let Some(redis) = Server::redis(test) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let mut csv = String::new();
+    for i in 0..2000u32 {
+        csv.push_str(&format!("+4932{i:06},+4938{i:06}\n"));
+    }
+    import_csv(csv.as_bytes(), &ImportOptions::new(url.clone()))
+        .await
+        .unwrap();
+    let mut cfg = config(vec![source("redis", NpSourceKind::Redis, &url, "np:", 300)]);
+    cfg.cache_entries = 10_000;
+    let np = NpResolver::new(cfg, tokio::runtime::Handle::current()).unwrap();
+    let t = Instant::now();
+    for i in 0..2000u32 {
+        let a = np.resolve(&format!("+4932{i:06}")).await;
+        assert_eq!(a, NpAnswer::Ported(format!("+4938{i:06}").into()));
+    }
+    let per_query = t.elapsed() / 2000;
+    let now = Instant::now();
+    let t = Instant::now();
+    let mut hits = 0;
+    for _ in 0..100 {
+        for i in 0..2000u32 {
+            let n = format!("+4932{i:06}");
+            let t1 = Instant::now();
+            if np.try_cached(&n, now).is_some() {
+                hits += 1;
+            }
+            std::hint::black_box(t1);
+        }
+    }
+    let per_cached = t.elapsed() / 200_000;
+    assert_eq!(hits, 200_000);
+    eprintln!(
+        "look-up through Redis: {per_query:?} each (sequential); cached (incl. formatting the number): {per_cached:?} each"
+    );
+    assert_eq!(np.stats().sources[0].queries, 2000);
+}

@@ -28,7 +28,7 @@ pub enum NpCmd {
         /// Key prefix: the Redis source's `key` in the portability config.
         #[arg(long, default_value = "np:", value_name = "PREFIX")]
         key_prefix: String,
-        /// Commands per pipeline.
+        /// Commands per pipeline (at most 100000).
         #[arg(long, default_value_t = 1000, value_name = "N")]
         batch: usize,
         /// Expiry of each key in seconds (default: none).
