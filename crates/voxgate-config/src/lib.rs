@@ -81,12 +81,39 @@ pub struct Config {
     /// Bans pushed into an nftables set (`[firewall]`).
     #[serde(default)]
     pub firewall: Option<voxgate_firewall::FirewallConfig>,
+    /// Operator events (fraud alerts) posted to a webhook (`[events]`).
+    #[serde(default)]
+    pub events: Option<EventsSection>,
     /// HTTP management API (`[admin]`).
     #[serde(default)]
     pub admin: AdminConfig,
     /// Logging (`[log]`).
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// Operator events sent to a webhook (`[events]`): each event (a fraud rule's warning or
+/// critical level) is POSTed as one JSON object. Sending never blocks a shard: events wait
+/// in a bounded queue, and are counted as dropped when it is full or the receiver fails.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Where to POST events: an `http://host[:port]/path` URL (plain HTTP/1.1; empty: off).
+    pub webhook_url: String,
+    /// Events waiting to be sent, at most (default 1024); more are dropped and counted.
+    pub queue_size: usize,
+    /// Connect, write and read timeout of one POST, in milliseconds (default 2000).
+    pub timeout_ms: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            webhook_url: String::new(),
+            queue_size: 1024,
+            timeout_ms: 2000,
+        }
+    }
 }
 
 /// Node identity and lifecycle (`[node]`).
@@ -564,6 +591,30 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
     if let Some(sec) = &cfg.security {
         if let Err(e) = sec.build() {
             push("security", DiagnosticKind::OutOfRange, e.to_string());
+        }
+    }
+    if let Some(ev) = &cfg.events {
+        let u = ev.webhook_url.trim();
+        if !u.is_empty() && !u.starts_with("http://") {
+            push(
+                "events.webhook_url",
+                DiagnosticKind::OutOfRange,
+                "must be an http:// URL (https is not supported; use a local relay)".to_string(),
+            );
+        }
+        if ev.queue_size == 0 || ev.queue_size > 1_000_000 {
+            push(
+                "events.queue_size",
+                DiagnosticKind::OutOfRange,
+                "must be between 1 and 1000000".to_string(),
+            );
+        }
+        if ev.timeout_ms == 0 || ev.timeout_ms > 60_000 {
+            push(
+                "events.timeout_ms",
+                DiagnosticKind::OutOfRange,
+                "must be between 1 and 60000".to_string(),
+            );
         }
     }
     if let Some(s) = &cfg.subscribers {

@@ -5,6 +5,7 @@ mod engine_setup;
 mod mgmt;
 mod np_cli;
 mod subscriber_cli;
+mod webhook;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -28,6 +28,7 @@ impl StatsSource for NodeMetrics {
         self.proxy.write_prometheus(out);
         if let Some(e) = &self.engine {
             e.stats().write_prometheus(out);
+            crate::webhook::write_prometheus(out);
             let (bindings, aors) = e.binding_counts();
             out.push_str(&format!(
                 "# HELP voxgate_registrar_bindings Live bindings.\n# TYPE voxgate_registrar_bindings gauge\nvoxgate_registrar_bindings {bindings}\n\
