@@ -39,8 +39,8 @@ pub enum NpCmd {
     Lookup {
         /// The number (e.g. +4930123456).
         number: String,
-        /// TOML file: a portability config, either at the top level or as the
-        /// `[portability]` table of a node config.
+        /// TOML file: a portability config, at the top level or as the `[portability]`
+        /// (or `[routing.portability]`) table of a node config.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -131,11 +131,16 @@ pub fn run(cmd: NpCmd) -> anyhow::Result<()> {
     }
 }
 
-/// A portability config from TOML: the `[portability]` table when there is one, else the
-/// whole document.
+/// A portability config from TOML: the `[portability]` or `[routing.portability]` table of
+/// a node config when there is one, else the whole document.
 fn parse_config(text: &str) -> anyhow::Result<PortabilityConfig> {
     let doc: toml::Table = toml::from_str(text)?;
-    let cfg = match doc.get("portability") {
+    let table = doc.get("portability").or_else(|| {
+        doc.get("routing")
+            .and_then(|r| r.as_table())
+            .and_then(|r| r.get("portability"))
+    });
+    let cfg = match table {
         Some(t) => t.clone().try_into()?,
         None => toml::Value::Table(doc).try_into()?,
     };
@@ -157,5 +162,11 @@ mod tests {
         let c = parse_config(&node).unwrap();
         assert_eq!((c.positive_ttl_secs, c.sources.len()), (5, 1));
         assert!(parse_config("[portability]\nbogus = 1\n").is_err());
+        let nested = format!(
+            "[routing.portability]\nnegative_ttl_secs = 7\n{}",
+            src.replace("[[sources]]", "[[routing.portability.sources]]")
+        );
+        let c = parse_config(&nested).unwrap();
+        assert_eq!((c.negative_ttl_secs, c.sources.len()), (7, 1));
     }
 }
