@@ -46,6 +46,10 @@ pub use voxgate_routing::portability::{NpAnswer, PortabilityConfig};
 
 use crate::memcached::Memcached;
 
+/// Longest number looked up (after visual separators are removed); a longer one, or one with
+/// a space or control character, is answered [`NpAnswer::Unavailable`] without a query
+/// (counted as `refused`).
+pub const MAX_NUMBER: usize = 64;
 /// Longest routing number accepted from a source.
 pub const MAX_ROUTING_NUMBER: usize = 64;
 /// [`NpResolver::spawn_resolve`] calls waiting for their answer, at most; past it a call is
@@ -124,6 +128,9 @@ pub struct NpStats {
     pub overload: u64,
     /// spawn_resolve calls that joined a look-up of the same number already running.
     pub coalesced: u64,
+    /// Look-ups refused without a query: the number is longer than [`MAX_NUMBER`] or has a
+    /// space or control character.
+    pub refused: u64,
     /// Cached numbers.
     pub cache_entries: usize,
     /// Per source, in chain order.
@@ -387,6 +394,10 @@ impl From<redis::RedisError> for FetchErr {
     }
 }
 
+fn lookup_key_ok(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_NUMBER && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 fn is_postgres(uri: &str) -> bool {
     uri.starts_with("postgres://") || uri.starts_with("postgresql://")
 }
@@ -493,6 +504,7 @@ struct Inner {
     engine: NumberPortability,
     pending: Mutex<HashMap<Box<str>, Vec<Waiter>>>,
     coalesced: AtomicU64,
+    refused: AtomicU64,
     sources: Box<[Source]>,
     handle: Handle,
     epoch: Instant,
@@ -568,6 +580,10 @@ impl Inner {
         let key = np_key(number);
         let key: &str = &key;
         self.lookups.fetch_add(1, Ordering::Relaxed);
+        if !lookup_key_ok(key) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return NpAnswer::Unavailable;
+        }
         let mut step = self.engine.lookup(key, Instant::now());
         if matches!(step, NpStep::Done(_)) && !self.sources.is_empty() {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -666,6 +682,7 @@ impl NpResolver {
                 engine,
                 pending: Mutex::new(HashMap::new()),
                 coalesced: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
                 sources: sources.into_boxed_slice(),
                 handle,
                 epoch: Instant::now(),
@@ -732,7 +749,8 @@ impl NpResolver {
     }
 
     /// Looks `number` up: the cache, then each source in order until one answers. Visual
-    /// separators are removed first ([`np_key`]). Never fails: [`NpAnswer::Unavailable`]
+    /// separators are removed first ([`np_key`]); a number longer than [`MAX_NUMBER`] or with
+    /// a space or control character is not looked up (`Unavailable`). Never fails: [`NpAnswer::Unavailable`]
     /// when every source failed (route on the dialled number).
     pub async fn resolve(&self, number: &str) -> NpAnswer {
         self.inner.resolve(number).await
@@ -752,6 +770,12 @@ impl NpResolver {
     /// `Unavailable`). A shard checks [`NpResolver::try_cached`] first.
     pub fn spawn_resolve(&self, number: String, done: impl FnOnce(NpAnswer) + Send + 'static) {
         let inner = &self.inner;
+        if number.len() > 4 * MAX_NUMBER {
+            inner.lookups.fetch_add(1, Ordering::Relaxed);
+            inner.refused.fetch_add(1, Ordering::Relaxed);
+            done(NpAnswer::Unavailable);
+            return;
+        }
         if inner.inflight.fetch_add(1, Ordering::AcqRel) >= MAX_INFLIGHT {
             inner.inflight.fetch_sub(1, Ordering::AcqRel);
             inner.overload.fetch_add(1, Ordering::Relaxed);
@@ -793,6 +817,7 @@ impl NpResolver {
             unavailable: i.unavailable.load(Ordering::Relaxed),
             overload: i.overload.load(Ordering::Relaxed),
             coalesced: i.coalesced.load(Ordering::Relaxed),
+            refused: i.refused.load(Ordering::Relaxed),
             cache_entries: i.engine.cache_len(),
             sources: i
                 .sources

@@ -478,6 +478,13 @@ async fn memcached_values_are_checked() {
         np.resolve("+4930 700\r\nflush_all").await,
         NpAnswer::Unavailable
     );
+    assert_eq!(np.resolve(&"9".repeat(65)).await, NpAnswer::Unavailable);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    np.spawn_resolve("9".repeat(100_000), move |a| {
+        let _ = tx.send(a);
+    });
+    assert_eq!(rx.await.unwrap(), NpAnswer::Unavailable);
+    assert_eq!(np.stats().refused, 3);
     assert_eq!(
         mcc.get(b"np:+4930700").await.unwrap().as_deref(),
         Some(&b"+4939007"[..])
