@@ -251,3 +251,37 @@ fn proxy_upstream_errors_are_reported_at_their_line() {
     let d = one_err(&format!("{GOOD}\n[transactions]\nt1_ms = 0\n"));
     assert_eq!(d.key, "transactions", "{d}");
 }
+
+#[test]
+fn engine_sections_are_checked_with_file_line_and_key() {
+    // an algorithm we do not offer
+    let d = one_err(&format!(
+        "{GOOD}\n[subscribers]\ndatabase = \"sqlite://x.db\"\n[auth]\nalgorithms = [\"SHA1\"]\n"
+    ));
+    assert_eq!(d.key, "auth.algorithms");
+    assert!(d.line.is_some());
+    assert!(d.message.contains("SHA1"), "{}", d.message);
+    // [auth] without a subscriber database
+    let d = one_err(&format!("{GOOD}\n[auth]\nrealm = \"example.com\"\n"));
+    assert_eq!(d.key, "auth");
+    // a bad CIDR in the access list names the section
+    let d = one_err(&format!(
+        "{GOOD}\n[security.acl]\n[[security.acl.rules]]\ncidr = \"10.0.0.0/33\"\n"
+    ));
+    assert!(d.key.starts_with("security"), "{}", d.key);
+    assert!(d.line.is_some());
+    // an unknown key inside a section is a schema error with its line
+    let d = one_err(&format!("{GOOD}\n[registrar]\ndomain = [\"x\"]\n"));
+    assert!(d.line.is_some());
+    assert!(d.message.contains("domain"), "{}", d.message);
+    // a good engine config parses
+    let c = parse(
+        &format!(
+            "{GOOD}\n[subscribers]\ndatabase = \"sqlite://x.db\"\n[auth]\nsecret = \"s\"\n\
+             [registrar]\ndomains = [\"example.com\"]\nnot_found = \"480\"\n[nat]\nkeepalive_secs = 0\n"
+        ),
+        "x.toml",
+    )
+    .expect("valid");
+    assert_eq!(c.registrar.expect("registrar").domains, ["example.com"]);
+}
