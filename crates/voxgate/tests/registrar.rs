@@ -369,3 +369,105 @@ fn keepalives_reach_a_nated_binding() {
         }
     }
 }
+
+/// Receives datagrams on `sock` until one starts with `start` (3 s at most).
+fn recv_starting(sock: &UdpSocket, start: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "nothing starting with {start:?} arrived");
+        sock.set_read_timeout(Some(left)).expect("timeout");
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with(start) {
+            return text;
+        }
+    }
+}
+
+/// RFC 3327: an edge proxy registers a client on its behalf with `Path: <edge;lr>`; the
+/// registrar echoes the Path in its 200 (the edge supports path), and a call to the user
+/// goes to the edge (the first Path hop) with the Path as its Route, the Request-URI
+/// still the client's Contact.
+#[test]
+fn path_routes_calls_back_through_the_edge() {
+    let dir = TempDir::new("path");
+    let db = dir.0.join("voxgate.db");
+    provision(&db, &[("dave", "dave-pw")]);
+    let cfg = registrar_config(&db, "").replace(
+        "[auth]\nsecret = \"test secret\"\nmethods = [\"REGISTER\", \"INVITE\"]\nmax_failures = 3\n",
+        "",
+    );
+    let mut node = Node::start_with(&dir, &cfg);
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let admin = node.wait_for("admin listening ");
+    let edge = UdpSocket::bind("127.0.0.1:0").expect("bind edge");
+    let ep = edge.local_addr().expect("addr").port();
+
+    // the edge relays dave's REGISTER (its own Via on top, dave's below) and adds Path
+    let reg = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{ep};branch=z9hG4bKedge1;rport\r\n\
+         Via: SIP/2.0/UDP 10.1.1.20:5060;received=203.0.113.7;rport=40000;branch=z9hG4bKdave1\r\n\
+         From: <sip:dave@127.0.0.1>;tag=d1\r\nTo: <sip:dave@127.0.0.1>\r\nCall-ID: path-reg-{ep}\r\n\
+         CSeq: 1 REGISTER\r\nContact: <sip:dave@10.1.1.20:5060;transport=udp>\r\nExpires: 300\r\n\
+         Path: <sip:127.0.0.1:{ep};lr>\r\nSupported: path\r\n\
+         Max-Forwards: 69\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = send_recv(&edge, udp, &reg);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(r.contains(&format!("Path: <sip:127.0.0.1:{ep};lr>")), "{r}");
+    let (_, regs) = http(&admin, "GET", "/registrations?aor=sip:dave@127.0.0.1");
+    assert!(regs.contains("sip:dave@10.1.1.20:5060"), "{regs}");
+
+    // a caller on the core side calls dave
+    let caller = UdpSocket::bind("127.0.0.1:0").expect("bind caller");
+    let cp = caller.local_addr().expect("addr").port();
+    let invite = format!(
+        "INVITE sip:dave@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bKcall1;rport\r\n\
+         From: <sip:erin@127.0.0.1>;tag=e1\r\nTo: <sip:dave@127.0.0.1>\r\nCall-ID: path-call-{cp}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:erin@127.0.0.1:{cp}>\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), udp).expect("send invite");
+    // the INVITE arrives at the edge, not at dave's 10.1.1.20
+    let got = recv_starting(&edge, "INVITE ");
+    assert!(
+        got.starts_with("INVITE sip:dave@10.1.1.20:5060;transport=udp SIP/2.0\r\n"),
+        "{got}"
+    );
+    let route = got
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("route:"))
+        .unwrap_or_else(|| panic!("no Route in:\n{got}"));
+    assert!(
+        route.contains(&format!("<sip:127.0.0.1:{ep};lr>")),
+        "Route is not the edge's Path: {route}\n{got}"
+    );
+    // the edge answers 486 for dave: it reaches the caller
+    let via_lines: Vec<&str> = got
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("via:"))
+        .collect();
+    let header = |name: &str| {
+        got.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(name))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let resp = format!(
+        "SIP/2.0 486 Busy Here\r\n{}\r\n{}\r\n{};tag=dave1\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        via_lines.join("\r\n"),
+        header("from:"),
+        header("to:"),
+        header("call-id:"),
+        header("cseq:"),
+    );
+    edge.send_to(resp.as_bytes(), udp).expect("send 486");
+    let answer = recv_starting(&caller, "SIP/2.0 486");
+    assert!(answer.contains("Call-ID: path-call-"), "{answer}");
+}
