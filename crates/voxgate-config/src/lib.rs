@@ -75,6 +75,25 @@ pub struct Config {
     /// Subscriber database and credential cache (`[subscribers]`, SQLite by default).
     #[serde(default)]
     pub subscribers: Option<StoreConfig>,
+    /// Dynamic routing tables (`[drouting]`: gateways, carriers, rules, groups): present =
+    /// the route phase routes numbers (see `docs/routing.md`).
+    #[serde(default)]
+    pub drouting: Option<voxgate_routing::RoutingTablesConfig>,
+    /// Dialplan translation rules (`[dialplan]`).
+    #[serde(default)]
+    pub dialplan: voxgate_routing::DialplanConfig,
+    /// Load-balancer destinations (`[loadbalancer]`).
+    #[serde(default)]
+    pub loadbalancer: voxgate_routing::LoadBalancerConfig,
+    /// CLIP/CLIR policy (`[clip]`).
+    #[serde(default)]
+    pub clip: voxgate_routing::ClipConfig,
+    /// Number portability sources and cache (`[portability]`).
+    #[serde(default)]
+    pub portability: Option<voxgate_routing::PortabilityConfig>,
+    /// How the route phase uses the tables (`[route]`: dialplan set, status codes, probes).
+    #[serde(default)]
+    pub route: voxgate_engine::route::RouteSection,
     /// Edge security (`[security]`): present = on.
     #[serde(default)]
     pub security: Option<SecurityConfig>,
@@ -112,6 +131,20 @@ impl Default for EventsSection {
             webhook_url: String::new(),
             queue_size: 1024,
             timeout_ms: 2000,
+        }
+    }
+}
+
+impl Config {
+    /// The routing sections as one [`voxgate_routing::RoutingConfig`] (`[drouting]`,
+    /// `[dialplan]`, `[loadbalancer]`, `[clip]`, `[portability]`).
+    pub fn routing_config(&self) -> voxgate_routing::RoutingConfig {
+        voxgate_routing::RoutingConfig {
+            routing: self.drouting.clone().unwrap_or_default(),
+            dialplan: self.dialplan.clone(),
+            loadbalancer: self.loadbalancer.clone(),
+            clip: self.clip.clone(),
+            portability: self.portability.clone().unwrap_or_default(),
         }
     }
 }
@@ -591,6 +624,20 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
     if let Some(sec) = &cfg.security {
         if let Err(e) = sec.build() {
             push("security", DiagnosticKind::OutOfRange, e.to_string());
+        }
+    }
+    if cfg.drouting.is_some() {
+        if let Err(e) = voxgate_routing::Engines::compile(&cfg.routing_config(), None) {
+            let key = match &e {
+                voxgate_routing::RoutingError::Routing(_) => "drouting",
+                voxgate_routing::RoutingError::Dialplan(_) => "dialplan",
+                voxgate_routing::RoutingError::LoadBalancer(_) => "loadbalancer",
+                voxgate_routing::RoutingError::Portability(_) => "portability",
+            };
+            push(key, DiagnosticKind::Rejected, e.to_string());
+        }
+        if let Err(e) = cfg.route.validate() {
+            push("route", DiagnosticKind::OutOfRange, e);
         }
     }
     if let Some(ev) = &cfg.events {

@@ -27,6 +27,7 @@
 pub mod config;
 mod location;
 mod nat;
+pub mod route;
 mod stats;
 
 use std::net::{IpAddr, SocketAddr};
@@ -148,6 +149,14 @@ pub enum Verdict {
         /// Re-read even if cached (a wrong password against a cached value).
         force: bool,
     },
+    /// Look the called number up in the portability chain ([`Engine::np_resolve`]), then
+    /// feed `msg` again with `resumed = true`.
+    Lookup {
+        /// The request, to feed again.
+        msg: Message,
+        /// The number to look up.
+        number: String,
+    },
 }
 
 /// A request to forward, with the policy's routing decision.
@@ -268,6 +277,8 @@ struct Identity {
     user: Option<String>,
     customer: Option<String>,
     trusted: bool,
+    /// Routing group of a trusted peer (its ACL rule's `group`).
+    group: Option<u32>,
 }
 
 /// The request phases of one node (shared by its shards).
@@ -287,6 +298,7 @@ pub struct Engine {
     scanner_ban: Duration,
     epoch: std::time::Instant,
     stats: EngineStats,
+    routing: Option<Arc<route::Routing>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -418,6 +430,7 @@ impl Engine {
             ),
             epoch: std::time::Instant::now(),
             stats: EngineStats::default(),
+            routing: None,
         })
     }
 
@@ -488,6 +501,46 @@ impl Engine {
     /// Sends every batch of binding changes to `sink` (the location writer).
     pub fn set_binding_sink(&mut self, sink: BindingSinkFn) {
         self.sink = Some(sink);
+    }
+
+    /// Routes numbers with `routing` (dialplan, portability, drouting, CLIP/CLIR, probes).
+    pub fn set_routing(&mut self, routing: route::Routing) {
+        if routing.settings().probe_interval_secs > 0 {
+            routing.set_local(
+                self.locals
+                    .iter()
+                    .find(|l| l.is_ipv4())
+                    .copied()
+                    .map(|mut a| {
+                        if a.ip().is_unspecified() {
+                            a.set_ip(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+                        }
+                        a
+                    }),
+            );
+        }
+        self.routing = Some(Arc::new(routing));
+    }
+
+    /// The routing, when set (management API, dry runs).
+    pub fn routing(&self) -> Option<&Arc<route::Routing>> {
+        self.routing.as_ref()
+    }
+
+    /// Runs the portability look-up of a [`Verdict::Lookup`]; `done` runs when its answer
+    /// is kept for the request fed again.
+    pub fn np_resolve(&self, number: String, done: Box<dyn FnOnce() + Send>) {
+        match &self.routing {
+            Some(r) => r.resolve(number, done),
+            None => done(),
+        }
+    }
+
+    /// A response that answers a gateway probe (true: consumed, not for the proxy core).
+    pub fn on_probe_response(&self, msg: &Message) -> bool {
+        self.routing
+            .as_ref()
+            .is_some_and(|r| r.on_probe_response(msg))
     }
 
     /// Sends every [`EngineEvent`] to `hook` (a webhook).
@@ -624,6 +677,32 @@ impl Engine {
                 }
             }
         }
+        // ----- route: numbers (before limits: a portability look-up pauses the request) -----
+        let mut routed = None;
+        if let Some(rt) = &self.routing {
+            if method != Method::Register && !self.has_binding(now, &msg) {
+                let caller = route::Caller {
+                    trusted: id.trusted,
+                    group: id.group,
+                    user: id.user.as_deref(),
+                };
+                let wall = std::time::UNIX_EPOCH + Duration::from_secs(now.unix);
+                match rt.plan(wall, msg, method, caller) {
+                    route::Planned::NotRouted(m) => msg = m,
+                    route::Planned::Route(m, t) => {
+                        msg = m;
+                        routed = Some(t);
+                    }
+                    route::Planned::Lookup(m, number) => {
+                        return Verdict::Lookup { msg: m, number };
+                    }
+                    route::Planned::Refuse(m, status, reason) => {
+                        reply(&m, status, reason, &[], out);
+                        return Verdict::Reply;
+                    }
+                }
+            }
+        }
         // ----- limits -----
         let mut ext = None;
         if let Some(sec) = &self.security {
@@ -638,6 +717,9 @@ impl Engine {
                 self.stats.contacts_fixed.inc();
                 msg = m;
             }
+        }
+        if let Some(targets) = routed {
+            return Verdict::Forward(Forward { msg, targets, ext });
         }
         // ----- route: location -----
         let mut targets = Vec::new();
@@ -685,6 +767,7 @@ impl Engine {
         if let Some(rule) = s.acl.trusted_peer(&q) {
             id.trusted = true;
             id.customer = rule.context.as_deref().map(str::to_owned);
+            id.group = Some(rule.group);
         }
         if !id.trusted {
             let mut events = Vec::new();
@@ -1132,6 +1215,18 @@ impl Engine {
         }
     }
 
+    /// Whether the Request-URI has live bindings here (a call to a registered user is not
+    /// routed as a number).
+    fn has_binding(&self, now: Now, msg: &Message) -> bool {
+        let Some(r) = &self.registrar else {
+            return false;
+        };
+        let Some(Ok(uri)) = msg.request_uri() else {
+            return false;
+        };
+        lock(&r.reg).lookup(&uri, now.unix).next().is_some()
+    }
+
     fn names_us(&self, host: &[u8], port: Option<u16>) -> bool {
         if self.aliases.iter().any(|a| a.eq_ignore_ascii_case(host)) {
             return true;
@@ -1200,6 +1295,9 @@ impl Engine {
                     keepalives.push((rcv.addr, bytes));
                 }
             }
+        }
+        if let Some(rt) = &self.routing {
+            rt.tick(now.unix, std::time::Instant::now(), keepalives);
         }
         if let Some(a) = &self.auth {
             lock(&a.digest).evict_expired(now.unix);

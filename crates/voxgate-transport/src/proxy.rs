@@ -981,9 +981,15 @@ impl ProxyShard {
         if self.screen(&msg, src) {
             return;
         }
-        if self.engine.is_some() && msg.is_request() {
-            self.feed_request(now, msg, src, false);
-            return;
+        if let Some(engine) = &self.engine {
+            if msg.is_request() {
+                self.feed_request(now, msg, src, false);
+                return;
+            }
+            // answers to the routing's gateway probes are the engine's
+            if engine.on_probe_response(&msg) {
+                return;
+            }
         }
         let core = &mut self.core;
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1041,6 +1047,22 @@ impl ProxyShard {
                     user,
                     domain,
                     force,
+                    Box::new(move || {
+                        let sent = shared
+                            .boxes
+                            .get(idx)
+                            .is_some_and(|b| b.send(ShardMsg::Resumed(msg, src)));
+                        if !sent {
+                            shared.stats.shard(idx).drop_msg(DropReason::Unroutable);
+                        }
+                    }),
+                );
+            }
+            Ok(voxgate_engine::Verdict::Lookup { msg, number }) => {
+                let shared = Arc::clone(&self.shared);
+                let idx = self.idx;
+                engine.np_resolve(
+                    number,
                     Box::new(move || {
                         let sent = shared
                             .boxes

@@ -173,7 +173,7 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         locals: locals.to_vec(),
         aliases: Vec::new(),
     };
-    if !ecfg.is_active() {
+    if !ecfg.is_active() && cfg.drouting.is_none() {
         return Ok(None);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -205,6 +205,9 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         _ => Arc::new(NoCredentials),
     };
     let mut engine = Engine::new(&ecfg, source).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(r) = crate::routing_setup::build(cfg, Some(runtime.handle()))? {
+        engine.set_routing(r);
+    }
     let mut writer = None;
     let redis_url = ecfg
         .registrar

@@ -4,6 +4,8 @@
 mod engine_setup;
 mod mgmt;
 mod np_cli;
+mod route_cli;
+mod routing_setup;
 mod subscriber_cli;
 mod webhook;
 
@@ -50,6 +52,12 @@ enum Cmd {
     },
     /// Provision subscribers (users who authenticate): add, passwd, remove, list.
     Subscriber(subscriber_cli::SubscriberArgs),
+    /// Routing dry runs: `route explain --config FILE --from X --to Y [--source-ip IP]`.
+    Route {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: route_cli::RouteCmd,
+    },
     /// Number portability data: import a CSV into Redis, look a number up.
     Np {
         /// What to do.
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Check { config } => check(&config),
         Cmd::Subscriber(args) => exit_of(args.run()),
         Cmd::Np { cmd } => exit_of(np_cli::run(cmd)),
+        Cmd::Route { cmd } => exit_of(route_cli::run(cmd)),
         Cmd::Run { config } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -160,6 +169,15 @@ fn load_validated(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErro
             key,
             DiagnosticKind::Rejected,
             e.to_string(),
+        ));
+    }
+    if let Err(msg) = routing_setup::validate(&cfg) {
+        diags.push(voxgate_config::diagnostic_at(
+            &text,
+            &file,
+            "portability",
+            DiagnosticKind::Rejected,
+            msg,
         ));
     }
     if diags.is_empty() {
@@ -291,6 +309,9 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 let mut router = mgmt::router(p);
                 if let Some(e) = &engine {
                     router = router.merge(mgmt::engine_router(Arc::clone(&e.engine)));
+                    if e.engine.routing().is_some() {
+                        router = router.merge(routing_setup::router(Arc::clone(&e.engine)));
+                    }
                     if let Some(store) = &e.store {
                         router = router.merge(subscriber_cli::subscriber_routes(store.clone()));
                     }

@@ -1,0 +1,1413 @@
+//! The route phase for numbers: dialplan, number portability, dynamic routing (drouting),
+//! CLIP/CLIR, and the OPTIONS probes of gateways.
+//!
+//! For an initial request that is not for a registered user of ours, [`Routing::plan`]:
+//!
+//! 1. takes the called number from the Request-URI user (sip) or number (tel), after the
+//!    CLIR/CLIP dial prefix the [`ClipEngine`](voxgate_routing::ClipEngine) finds;
+//! 2. translates it with the dialplan set `called_dpid` (when that set exists); an output
+//!    that is not a dial string is refused (`bad_number_code`, 484), a user part that is not
+//!    a number and was not translated is left to the core's own routing;
+//! 3. looks the number up in the portability chain (INVITE only, not when the request
+//!    already carries `npdi`): a cached answer is used at once; on a miss the request is
+//!    paused ([`Planned::Lookup`]: the shard feeds it again when the look-up is done) or,
+//!    with `portability_wait = false`, routed on the dialled number while the look-up warms
+//!    the cache. Every source down: routed on the dialled number;
+//! 4. finds the rule for the routing number (`rn` when ported) in the caller's routing group
+//!    (a trusted peer's ACL `group` when not 0, else the subscriber's `[[drouting.groups]]`
+//!    row, else `default_group`), emergency rules first; with `fallback`, the gateways of
+//!    less specific rules follow. No rule: `not_found_code` (404);
+//! 5. makes one target per usable gateway, in order, each with its own Request-URI: the
+//!    gateway's `strip` and `prefix` applied to the number, `;rn=..;npdi` or `;npdi`
+//!    (RFC 4694), host and port of the gateway. The proxy core tries them serially (timeout,
+//!    503, `failover_codes`);
+//! 6. applies CLIP/CLIR: PAI only from trusted or authenticated callers, From anonymised
+//!    when privacy is asked for (Privacy header, dial prefix), PAI and `Privacy: id` kept
+//!    only when every target gateway is trusted (gateway attribute `trusted`).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sip_proxy::{Destination, Transport};
+use sip_wire::edit::Editor;
+use sip_wire::{HeaderName, Message, Method, Uri};
+use voxgate_routing::clip::{CallerSource, ClipRequest, FromRewrite, PeerPolicy};
+use voxgate_routing::common::parse_kv_list;
+use voxgate_routing::dialplan::is_dial_string;
+use voxgate_routing::drouting::{Explanation, RouteDecision, RoutingStates};
+use voxgate_routing::metrics::RouteMetrics;
+use voxgate_routing::portability::{NpParams, apply_answer, np_key};
+use voxgate_routing::{EndpointState, Engines, NpAnswer, ProbeMode, RoutingConfig, RoutingError};
+
+/// Branch prefix of gateway probes (their responses go to [`Routing::on_probe_response`]).
+pub const PROBE_BRANCH: &[u8] = b"z9hG4bKvgprobe.";
+
+/// Most answers of finished portability look-ups waiting for their paused request.
+const MAX_FRESH: usize = 4096;
+
+/// `[route]`: how the route phase uses the routing engines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteSection {
+    /// Dialplan set applied to the called number on the way in (default 1; skipped when
+    /// the set does not exist).
+    pub called_dpid: u32,
+    /// Status when no rule matches (default 404).
+    pub not_found_code: u16,
+    /// Status when the number translates to something that is not a number (default 484).
+    pub bad_number_code: u16,
+    /// Status when a rule matches but none of its gateways is in service (default 503).
+    pub no_gateway_code: u16,
+    /// Pause a request whose number is not in the portability cache until the look-up
+    /// answers (default true); false: route on the dialled number and warm the cache.
+    pub portability_wait: bool,
+    /// After the matched rule's gateways, try those of less specific rules (default false).
+    pub fallback: bool,
+    /// Most targets per call (default 8).
+    pub max_targets: usize,
+    /// Seconds between OPTIONS probes of a gateway with `probe` on (default 30).
+    pub probe_interval_secs: u64,
+    /// Seconds a probe waits for its answer (default 5, at most the interval).
+    pub probe_timeout_secs: u64,
+    /// Unanswered probes in a row that take a gateway out of service (default 1).
+    pub probe_failures: u32,
+}
+
+impl Default for RouteSection {
+    fn default() -> Self {
+        RouteSection {
+            called_dpid: 1,
+            not_found_code: 404,
+            bad_number_code: 484,
+            no_gateway_code: 503,
+            portability_wait: true,
+            fallback: false,
+            max_targets: 8,
+            probe_interval_secs: 30,
+            probe_timeout_secs: 5,
+            probe_failures: 1,
+        }
+    }
+}
+
+impl RouteSection {
+    /// Checks the values (status codes in range).
+    pub fn validate(&self) -> Result<(), String> {
+        for (k, v) in [
+            ("not_found_code", self.not_found_code),
+            ("bad_number_code", self.bad_number_code),
+            ("no_gateway_code", self.no_gateway_code),
+        ] {
+            if !(400..=699).contains(&v) {
+                return Err(format!("{k}: {v} is not a final error status (400-699)"));
+            }
+        }
+        if self.max_targets == 0 {
+            return Err("max_targets: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Number portability as the shards see it: a cache read now, a look-up elsewhere.
+pub trait NpLookup: Send + Sync {
+    /// The cached answer for `number`, if any (never waits).
+    fn cached(&self, number: &str) -> Option<NpAnswer>;
+    /// Looks `number` up through the chain of sources, then calls `done` with the answer.
+    fn resolve(&self, number: String, done: Box<dyn FnOnce(NpAnswer) + Send>);
+}
+
+/// Resolves a gateway's `host[:port]` to an address (done once, when the table is loaded).
+pub type GatewayResolver<'a> =
+    &'a dyn Fn(&str, Option<u16>, voxgate_routing::Transport) -> Option<SocketAddr>;
+
+/// What the route phase decided.
+#[derive(Debug)]
+pub(crate) enum Planned {
+    /// Not a number to route: the core's own routing.
+    NotRouted(Message),
+    /// Forward with these targets.
+    Route(Message, Vec<Destination>),
+    /// Pause: look `number` up, then feed the request again.
+    Lookup(Message, String),
+    /// Refuse with this status and reason.
+    Refuse(Message, u16, &'static str),
+}
+
+/// Who the caller is, as the route phase needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Caller<'a> {
+    pub trusted: bool,
+    pub group: Option<u32>,
+    pub user: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct GwRuntime {
+    addr: Option<SocketAddr>,
+    transport: Option<Transport>,
+    policy: PeerPolicy,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProbeState {
+    next_at: u64,
+    outstanding: Option<(u64, Instant)>,
+    misses: u32,
+    sent: u64,
+    answered: u64,
+    last_status: u16,
+}
+
+/// One compiled routing configuration: what a reload swaps.
+struct Snapshot {
+    engines: Engines,
+    states: RoutingStates,
+    metrics: RouteMetrics,
+    gws: Vec<GwRuntime>,
+    probes: Mutex<Vec<ProbeState>>,
+}
+
+/// The routing of one node (shared by its shards).
+pub struct Routing {
+    snap: RwLock<Arc<Snapshot>>,
+    cfg: RouteSection,
+    np: Option<Arc<dyn NpLookup>>,
+    fresh: Mutex<HashMap<String, NpAnswer>>,
+    probe_seq: AtomicU64,
+    local: Mutex<Option<SocketAddr>>,
+    /// Counters.
+    pub stats: RouteStats,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of the route phase.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// Calls given targets.
+    pub routed: AtomicU64,
+    /// Calls refused: no rule.
+    pub no_rule: AtomicU64,
+    /// Calls refused: no gateway in service.
+    pub no_gateway: AtomicU64,
+    /// Calls refused: bad number.
+    pub bad_number: AtomicU64,
+    /// Requests paused for a portability look-up.
+    pub np_paused: AtomicU64,
+    /// Calls routed to a ported number (`rn`).
+    pub np_ported: AtomicU64,
+    /// Calls routed on the dialled number with portability unavailable.
+    pub np_unavailable: AtomicU64,
+    /// Probes sent.
+    pub probes_sent: AtomicU64,
+    /// Gateways taken out of service by probes.
+    pub gateways_down: AtomicU64,
+    /// Gateways put back by probes.
+    pub gateways_up: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn gw_policy(attrs: &str) -> PeerPolicy {
+    let mut p = PeerPolicy::default();
+    for (k, v) in parse_kv_list(attrs) {
+        let on = v.is_none_or(|v| matches!(v, "1" | "true" | "yes" | "on"));
+        match k {
+            "trusted" => p.trusted = on,
+            "pai_to_untrusted" => p.pai_to_untrusted = on,
+            "from_from_pai" => p.from_from_pai = on,
+            _ => {}
+        }
+    }
+    p
+}
+
+fn transport_of(t: voxgate_routing::Transport) -> Option<Transport> {
+    match t {
+        voxgate_routing::Transport::Udp => Some(Transport::Udp),
+        voxgate_routing::Transport::Tcp => Some(Transport::Tcp),
+        voxgate_routing::Transport::Tls => Some(Transport::Tls),
+    }
+}
+
+/// The routing number and answer for one call (explain and plan share it).
+#[derive(Debug, Clone, Serialize)]
+pub struct NumberSteps {
+    /// The called number as dialled (after a CLIR/CLIP dial prefix).
+    pub dialled: String,
+    /// Dialplan rule that translated it, if any.
+    pub dialplan_rule: Option<String>,
+    /// Its attributes.
+    pub dialplan_attrs: String,
+    /// The number after translation.
+    pub number: String,
+    /// Portability: `ported`, `not_ported`, `unavailable`, `not_looked_up`.
+    pub portability: &'static str,
+    /// The routing number (`rn`) when ported.
+    pub rn: Option<String>,
+    /// Routing group used.
+    pub group: u32,
+}
+
+/// A dry run of the route phase (`voxgate route explain`, `GET /route/explain`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteExplain {
+    /// Number handling.
+    pub steps: NumberSteps,
+    /// Whether the caller asked for privacy (CLIR).
+    pub clir: bool,
+    /// The matched rule and gateways in order (None: no rule, the call gets 404).
+    pub route: Option<Explanation>,
+    /// Status the call would be refused with, if refused.
+    pub refused: Option<u16>,
+}
+
+impl Routing {
+    /// Compiles `cfg`; `resolve` gives each gateway's address.
+    pub fn new(
+        cfg: &RoutingConfig,
+        section: RouteSection,
+        resolve: GatewayResolver<'_>,
+    ) -> Result<Routing, RoutingError> {
+        let snap = Self::compile(cfg, None, resolve)?;
+        Ok(Routing {
+            snap: RwLock::new(Arc::new(snap)),
+            cfg: section,
+            np: None,
+            fresh: Mutex::new(HashMap::new()),
+            probe_seq: AtomicU64::new(0),
+            local: Mutex::new(None),
+            stats: RouteStats::default(),
+        })
+    }
+
+    fn compile(
+        cfg: &RoutingConfig,
+        previous: Option<&Snapshot>,
+        resolve: GatewayResolver<'_>,
+    ) -> Result<Snapshot, RoutingError> {
+        let engines = Engines::compile(cfg, previous.map(|p| &p.engines))?;
+        let states = engines.table.new_states();
+        if let Some(p) = previous {
+            states.carry_over_from(&p.states);
+        }
+        let gws: Vec<GwRuntime> = engines
+            .table
+            .gateways()
+            .iter()
+            .map(|g| GwRuntime {
+                addr: resolve(g.host(), g.port(), g.transport()),
+                transport: transport_of(g.transport()),
+                policy: gw_policy(g.attrs()),
+            })
+            .collect();
+        let metrics = RouteMetrics::new(&engines.table);
+        let probes = Mutex::new(vec![ProbeState::default(); gws.len()]);
+        Ok(Snapshot {
+            engines,
+            states,
+            metrics,
+            gws,
+            probes,
+        })
+    }
+
+    /// Compiles a new configuration and swaps it in (gateway states carried over); the old
+    /// one stays in place on error. Calls in progress are not affected.
+    pub fn reload(
+        &self,
+        cfg: &RoutingConfig,
+        resolve: GatewayResolver<'_>,
+    ) -> Result<(), RoutingError> {
+        let old = self.snapshot();
+        let new = Self::compile(cfg, Some(&old), resolve)?;
+        *self
+            .snap
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+        Ok(())
+    }
+
+    /// Uses `np` for number portability.
+    pub fn set_portability(&mut self, np: Arc<dyn NpLookup>) {
+        self.np = Some(np);
+    }
+
+    /// The `[route]` settings.
+    pub fn settings(&self) -> &RouteSection {
+        &self.cfg
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(
+            &self
+                .snap
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Looks `number` up for a paused request; `done` runs when the answer is kept.
+    pub fn resolve(self: &Arc<Self>, number: String, done: Box<dyn FnOnce() + Send>) {
+        let fresh = Arc::clone(self);
+        let Some(np) = &self.np else {
+            done();
+            return;
+        };
+        let key = number.clone();
+        np.resolve(
+            number,
+            Box::new(move |answer| {
+                {
+                    let mut m = lock(&fresh.fresh);
+                    if m.len() < MAX_FRESH {
+                        m.insert(key, answer);
+                    }
+                }
+                done();
+            }),
+        );
+    }
+
+    /// The called number of a request, as routing sees it (utf-8 user part, `%xx`
+    /// escapes decoded, or tel number).
+    fn called(msg: &Message) -> Option<std::borrow::Cow<'_, str>> {
+        let raw = match msg.request_uri()? {
+            Ok(Uri::Sip(u)) => u.user?,
+            Ok(Uri::Tel(t)) => t.number,
+            _ => return None,
+        };
+        if !raw.contains(&b'%') {
+            return std::str::from_utf8(raw)
+                .ok()
+                .map(std::borrow::Cow::Borrowed);
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while let Some(&b) = raw.get(i) {
+            let hex = |c: u8| (c as char).to_digit(16);
+            match (
+                b,
+                raw.get(i + 1).and_then(|&c| hex(c)),
+                raw.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+    }
+
+    /// Translation, portability (cache only unless `answer` is given) and group of a
+    /// number; `None` when the number is refused as garbage.
+    fn number_steps(
+        &self,
+        snap: &Snapshot,
+        dialled: &str,
+        caller: Caller<'_>,
+        caller_domain: &str,
+        now: SystemTime,
+    ) -> Result<(NumberSteps, bool), u16> {
+        let params = NpParams::parse(dialled);
+        let number = params.number;
+        let dp = &snap.engines.dialplan;
+        let (translated, rule, attrs) = if dp.has_set(self.cfg.called_dpid) {
+            match dp.translate(self.cfg.called_dpid, number, now) {
+                Some(t) => (
+                    t.output.into_owned(),
+                    Some(t.rule_id.to_owned()),
+                    t.attrs.to_owned(),
+                ),
+                None => (number.to_owned(), None, String::new()),
+            }
+        } else {
+            (number.to_owned(), None, String::new())
+        };
+        if !is_dial_string(&translated) {
+            if rule.is_some() {
+                return Err(self.cfg.bad_number_code);
+            }
+            return Err(0);
+        }
+        let table = &snap.engines.table;
+        let group = match (caller.group, caller.user) {
+            (Some(g), _) if g != 0 => g,
+            (_, Some(u)) => table.group_for(u, caller_domain),
+            _ => table.default_group(),
+        };
+        let steps = NumberSteps {
+            dialled: dialled.to_owned(),
+            dialplan_rule: rule,
+            dialplan_attrs: attrs,
+            number: translated,
+            portability: if params.npdi {
+                "carried"
+            } else {
+                "not_looked_up"
+            },
+            rn: params.rn.map(str::to_owned),
+            group,
+        };
+        Ok((steps, params.npdi))
+    }
+
+    /// The route phase for one request (see the module docs).
+    pub(crate) fn plan(
+        self: &Arc<Self>,
+        now: SystemTime,
+        msg: Message,
+        method: Method,
+        caller: Caller<'_>,
+    ) -> Planned {
+        let snap = self.snapshot();
+        let Some(called_cow) = Self::called(&msg) else {
+            return Planned::NotRouted(msg);
+        };
+        let called: &str = &called_cow;
+        // CLIP/CLIR ingress
+        let pai: Vec<&str> = split_values(&msg, HeaderName::PAssertedIdentity);
+        let ppi: Vec<&str> = split_values(&msg, HeaderName::PPreferredIdentity);
+        let privacy: Vec<&str> = msg
+            .headers(HeaderName::Privacy)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .collect();
+        let from_uri = msg
+            .from_hdr()
+            .ok()
+            .and_then(|f| std::str::from_utf8(f.uri_raw).ok())
+            .unwrap_or("");
+        let from_domain = from_uri
+            .split_once('@')
+            .map(|(_, h)| h.split([';', ':', '>']).next().unwrap_or(""))
+            .unwrap_or("");
+        let ids = [from_uri];
+        let source = if caller.trusted {
+            CallerSource::TrustedPeer
+        } else if caller.user.is_some() {
+            CallerSource::Authenticated { identities: &ids }
+        } else {
+            CallerSource::Untrusted
+        };
+        let clip = match snap.engines.clip.ingress(&ClipRequest {
+            source,
+            pai: &pai,
+            ppi: &ppi,
+            privacy: &privacy,
+            dialled: called,
+            account_clir: false,
+        }) {
+            Ok(c) => c,
+            Err(r) => {
+                drop(pai);
+                drop(ppi);
+                drop(privacy);
+                return Planned::Refuse(msg, r.code, r.reason);
+            }
+        };
+        let dialled = clip.dialled(called);
+        let (mut steps, carried) = match self.number_steps(&snap, dialled, caller, from_domain, now)
+        {
+            Ok(s) => s,
+            Err(0) => {
+                drop((pai, ppi, privacy));
+                return Planned::NotRouted(msg);
+            }
+            Err(code) => {
+                drop((pai, ppi, privacy));
+                inc(&self.stats.bad_number);
+                return Planned::Refuse(msg, code, "Address Incomplete");
+            }
+        };
+        // portability
+        let mut answer = NpAnswer::Unavailable;
+        if !carried && method == Method::Invite {
+            if let Some(np) = &self.np {
+                let key = np_key(&steps.number).into_owned();
+                let found = np.cached(&key).or_else(|| lock(&self.fresh).remove(&key));
+                match found {
+                    Some(a) => answer = a,
+                    None if self.cfg.portability_wait && lock(&self.fresh).len() < MAX_FRESH => {
+                        inc(&self.stats.np_paused);
+                        drop((pai, ppi, privacy));
+                        return Planned::Lookup(msg, key);
+                    }
+                    None => np.resolve(key, Box::new(|_| {})),
+                }
+                steps.portability = match &answer {
+                    NpAnswer::Ported(rn) => {
+                        steps.rn = Some(rn.to_string());
+                        inc(&self.stats.np_ported);
+                        "ported"
+                    }
+                    NpAnswer::NotPorted => "not_ported",
+                    NpAnswer::Unavailable => {
+                        inc(&self.stats.np_unavailable);
+                        "unavailable"
+                    }
+                };
+            }
+        }
+        let routing_number = steps.rn.clone().unwrap_or_else(|| steps.number.clone());
+        // drouting
+        let table = &snap.engines.table;
+        let seed = msg.call_id().map_or(0, fnv);
+        let mut d = RouteDecision::default();
+        if !table.lookup_into(
+            steps.group,
+            &routing_number,
+            now,
+            seed,
+            &snap.states,
+            &mut d,
+        ) {
+            drop((pai, ppi, privacy));
+            inc(&self.stats.no_rule);
+            return Planned::Refuse(msg, self.cfg.not_found_code, "Not Found");
+        }
+        let mut cands: Vec<u32> = Vec::with_capacity(4);
+        loop {
+            for c in d.candidates() {
+                if cands.len() < self.cfg.max_targets && !cands.contains(&c.gateway) {
+                    cands.push(c.gateway);
+                }
+            }
+            let more = (self.cfg.fallback || cands.is_empty())
+                && cands.len() < self.cfg.max_targets
+                && table.lookup_fallback_into(
+                    steps.group,
+                    &routing_number,
+                    now,
+                    seed,
+                    &snap.states,
+                    &mut d,
+                );
+            if !more {
+                break;
+            }
+        }
+        let mut targets = Vec::with_capacity(cands.len());
+        let mut policy: Option<PeerPolicy> = None;
+        let mut user = String::with_capacity(32);
+        let np_params: Option<&str> = if carried {
+            dialled.find(';').and_then(|i| dialled.get(i..))
+        } else {
+            None
+        };
+        for &gi in &cands {
+            let (Some(g), Some(rt)) = (table.gateway(gi), snap.gws.get(gi as usize)) else {
+                continue;
+            };
+            let (Some(addr), Some(transport)) = (rt.addr, rt.transport) else {
+                continue;
+            };
+            g.rewrite_number_into(&steps.number, &mut user);
+            let user = match np_params {
+                Some(p) => format!("{user}{p}"),
+                None => apply_answer(&user, &answer).unwrap_or_else(|| user.clone()),
+            };
+            let mut ruri = String::with_capacity(user.len() + 40);
+            let _ = write!(ruri, "sip:{user}@{}", g.address());
+            match transport {
+                Transport::Udp => {}
+                Transport::Tcp => ruri.push_str(";transport=tcp"),
+                Transport::Tls => ruri.push_str(";transport=tls"),
+            }
+            snap.metrics.attempt(&voxgate_routing::drouting::Candidate {
+                gateway: gi,
+                carrier: None,
+            });
+            targets.push(Destination {
+                transport,
+                addr,
+                host_for_ruri: None,
+                ruri: Some(Bytes::from(ruri)),
+                route: None,
+            });
+            policy = Some(match policy {
+                None => rt.policy,
+                Some(p) => PeerPolicy {
+                    trusted: p.trusted && rt.policy.trusted,
+                    pai_to_untrusted: p.pai_to_untrusted && rt.policy.pai_to_untrusted,
+                    from_from_pai: p.from_from_pai || rt.policy.from_from_pai,
+                },
+            });
+        }
+        if targets.is_empty() {
+            drop((pai, ppi, privacy));
+            inc(&self.stats.no_gateway);
+            return Planned::Refuse(msg, self.cfg.no_gateway_code, "No Gateway Available");
+        }
+        inc(&self.stats.routed);
+        // CLIP/CLIR egress
+        let eg = clip.egress(&policy.unwrap_or_default());
+        let touched = !matches!(eg.from, FromRewrite::Keep)
+            || !pai.is_empty()
+            || !ppi.is_empty()
+            || !privacy.is_empty()
+            || !eg.pai.is_empty()
+            || !eg.remove_headers.is_empty();
+        drop((pai, ppi, privacy));
+        if !touched {
+            return Planned::Route(msg, targets);
+        }
+        let msg = rewrite_identity(msg, &eg);
+        Planned::Route(msg, targets)
+    }
+
+    /// A dry run for `from`/`to` (numbers or URIs), as the call would be routed now, with
+    /// portability from the cache only.
+    pub fn explain(
+        &self,
+        from: &str,
+        to: &str,
+        trusted: bool,
+        group: Option<u32>,
+        now: SystemTime,
+    ) -> RouteExplain {
+        let snap = self.snapshot();
+        let to_user = uri_user(to);
+        let from_uri = if from.contains(':') {
+            from.to_owned()
+        } else {
+            format!("sip:{from}@invalid")
+        };
+        let source = if trusted {
+            CallerSource::TrustedPeer
+        } else {
+            CallerSource::Untrusted
+        };
+        let clip = snap.engines.clip.ingress(&ClipRequest {
+            source,
+            pai: &[],
+            ppi: &[],
+            privacy: &[],
+            dialled: to_user,
+            account_clir: false,
+        });
+        let (clir, dialled) = match &clip {
+            Ok(c) => (c.is_private(), c.dialled(to_user)),
+            Err(_) => (false, to_user),
+        };
+        let caller = Caller {
+            trusted,
+            group,
+            user: None,
+        };
+        let domain = from_uri.split_once('@').map_or("", |(_, d)| d);
+        let (mut steps, carried) = match self.number_steps(&snap, dialled, caller, domain, now) {
+            Ok(s) => s,
+            Err(code) => {
+                return RouteExplain {
+                    steps: NumberSteps {
+                        dialled: dialled.to_owned(),
+                        dialplan_rule: None,
+                        dialplan_attrs: String::new(),
+                        number: String::new(),
+                        portability: "not_looked_up",
+                        rn: None,
+                        group: 0,
+                    },
+                    clir,
+                    route: None,
+                    refused: Some(if code == 0 {
+                        self.cfg.not_found_code
+                    } else {
+                        code
+                    }),
+                };
+            }
+        };
+        if !carried {
+            if let Some(np) = &self.np {
+                steps.portability = match np.cached(&np_key(&steps.number)) {
+                    Some(NpAnswer::Ported(rn)) => {
+                        steps.rn = Some(rn.to_string());
+                        "ported"
+                    }
+                    Some(NpAnswer::NotPorted) => "not_ported",
+                    Some(NpAnswer::Unavailable) => "unavailable",
+                    None => "not_cached",
+                };
+            }
+        }
+        let routing_number = steps.rn.clone().unwrap_or_else(|| steps.number.clone());
+        let table = &snap.engines.table;
+        let route = table
+            .lookup(steps.group, &routing_number, now, 0, &snap.states)
+            .and_then(|d| table.explain(&d, &steps.number));
+        let refused = match &route {
+            None => Some(self.cfg.not_found_code),
+            Some(r) if r.hops.is_empty() => Some(self.cfg.no_gateway_code),
+            Some(_) => None,
+        };
+        RouteExplain {
+            steps,
+            clir,
+            route,
+            refused,
+        }
+    }
+
+    // ----- gateways: state, probes, management -----
+
+    /// Gateways as JSON: id, address, state, probe counters, attempts.
+    pub fn gateways_json(&self) -> String {
+        let snap = self.snapshot();
+        let probes = lock(&snap.probes);
+        let metrics = snap.metrics.gateways();
+        let mut out = String::from("[");
+        for (i, ((g, (_, st)), p)) in snap
+            .engines
+            .table
+            .gateways()
+            .iter()
+            .zip(snap.states.gateways.snapshot())
+            .zip(probes.iter())
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            let m = metrics.get(i);
+            let state = match st {
+                EndpointState::Up => "up",
+                EndpointState::Down => "down",
+                EndpointState::Probing => "probing",
+            };
+            let _ = write!(
+                out,
+                "{{\"id\":{:?},\"address\":{:?},\"state\":\"{state}\",\"probe\":\"{:?}\",\"probes_sent\":{},\"probes_answered\":{},\"probe_misses\":{},\"last_probe_status\":{},\"attempts\":{}}}",
+                g.id(),
+                g.address(),
+                g.probe(),
+                p.sent,
+                p.answered,
+                p.misses,
+                p.last_status,
+                m.map_or(0, |m| m.attempts)
+            );
+        }
+        out.push(']');
+        out
+    }
+
+    /// Sets a gateway's state by id (management API); false when no such gateway.
+    pub fn set_gateway_state(&self, id: &str, state: EndpointState) -> bool {
+        let snap = self.snapshot();
+        let ok = snap.states.gateways.set_by_id(id, state);
+        if ok && state == EndpointState::Up {
+            if let Some(i) = snap.engines.table.gateway_index(id) {
+                if let Some(p) = lock(&snap.probes).get_mut(i as usize) {
+                    p.misses = 0;
+                }
+            }
+        }
+        ok
+    }
+
+    /// The state of gateway `id`.
+    pub fn gateway_state(&self, id: &str) -> Option<EndpointState> {
+        let snap = self.snapshot();
+        snap.states
+            .gateways
+            .snapshot()
+            .find(|(g, _)| *g == id)
+            .map(|(_, s)| s)
+    }
+
+    /// The node's address written in probes' Via (first IPv4 listener).
+    pub fn set_local(&self, local: Option<SocketAddr>) {
+        *lock(&self.local) = local;
+    }
+
+    /// Probes due at `unix` (seconds): OPTIONS datagrams for `out`, and the state changes
+    /// of probes left unanswered.
+    pub fn tick(&self, unix: u64, mono: Instant, out: &mut Vec<(SocketAddr, Bytes)>) {
+        let snap = self.snapshot();
+        let Some(local) = *lock(&self.local) else {
+            return;
+        };
+        let interval = self.cfg.probe_interval_secs.max(1);
+        let timeout = Duration::from_secs(self.cfg.probe_timeout_secs.clamp(1, interval));
+        let mut probes = lock(&snap.probes);
+        for (i, g) in snap.engines.table.gateways().iter().enumerate() {
+            let Some(p) = probes.get_mut(i) else { continue };
+            let state = crate::route::state_of(&snap.states, i);
+            // an unanswered probe
+            if let Some((_, sent)) = p.outstanding {
+                if mono.duration_since(sent) >= timeout {
+                    p.outstanding = None;
+                    p.misses = p.misses.saturating_add(1);
+                    if p.misses >= self.cfg.probe_failures.max(1) && state == EndpointState::Up {
+                        snap.states.gateways.set(i, EndpointState::Probing);
+                        inc(&self.stats.gateways_down);
+                        tracing::warn!(target: "voxgate::routing", "gateway {} out of service: {} probe(s) unanswered", g.id(), p.misses);
+                    }
+                }
+            }
+            let wanted = match g.probe() {
+                ProbeMode::Never => false,
+                ProbeMode::Always => state != EndpointState::Down,
+                ProbeMode::WhenInactive => state == EndpointState::Probing,
+            };
+            if !wanted || p.outstanding.is_some() || unix < p.next_at {
+                continue;
+            }
+            let Some(rt) = snap.gws.get(i) else { continue };
+            let (Some(addr), Some(Transport::Udp)) = (rt.addr, rt.transport) else {
+                continue;
+            };
+            let seq = self.probe_seq.fetch_add(1, Ordering::Relaxed);
+            out.push((addr, probe_options(i, seq, g.address(), local)));
+            p.outstanding = Some((seq, mono));
+            p.next_at = unix + interval;
+            p.sent += 1;
+            inc(&self.stats.probes_sent);
+        }
+    }
+
+    /// A response to a probe (top Via branch starting [`PROBE_BRANCH`]): the gateway is
+    /// alive unless the answer is 408 or 5xx other than 503... any answer but 408 puts it
+    /// back (OpenSIPS treats any reply as alive). True when it was a probe response.
+    pub fn on_probe_response(&self, msg: &Message) -> bool {
+        let Ok(via) = msg.top_via() else {
+            return false;
+        };
+        let Some(branch) = via.branch() else {
+            return false;
+        };
+        let Some(rest) = branch.strip_prefix(PROBE_BRANCH) else {
+            return false;
+        };
+        let Some((gi, seq)) = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.split_once('.'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<u64>().ok()?)))
+        else {
+            return true;
+        };
+        let status = msg.status_code().unwrap_or(0);
+        if status < 200 {
+            return true;
+        }
+        let snap = self.snapshot();
+        let mut probes = lock(&snap.probes);
+        let Some(p) = probes.get_mut(gi) else {
+            return true;
+        };
+        if p.outstanding.map(|(s, _)| s) != Some(seq) {
+            return true;
+        }
+        p.outstanding = None;
+        p.last_status = status;
+        if status == 408 {
+            return true;
+        }
+        p.answered += 1;
+        p.misses = 0;
+        if state_of(&snap.states, gi) == EndpointState::Probing {
+            snap.states.gateways.set(gi, EndpointState::Up);
+            inc(&self.stats.gateways_up);
+            if let Some(g) = snap.engines.table.gateway(gi as u32) {
+                tracing::info!(target: "voxgate::routing", "gateway {} back in service (probe answered {status})", g.id());
+            }
+        }
+        true
+    }
+
+    /// Counters in Prometheus text format.
+    pub fn write_prometheus(&self, out: &mut String) {
+        let s = &self.stats;
+        for (name, help, v) in [
+            (
+                "voxgate_route_routed_total",
+                "Calls given gateway targets.",
+                &s.routed,
+            ),
+            (
+                "voxgate_route_no_rule_total",
+                "Calls refused: no routing rule.",
+                &s.no_rule,
+            ),
+            (
+                "voxgate_route_no_gateway_total",
+                "Calls refused: no gateway in service.",
+                &s.no_gateway,
+            ),
+            (
+                "voxgate_route_bad_number_total",
+                "Calls refused: the number translates to garbage.",
+                &s.bad_number,
+            ),
+            (
+                "voxgate_route_np_paused_total",
+                "Requests paused for a portability look-up.",
+                &s.np_paused,
+            ),
+            (
+                "voxgate_route_np_ported_total",
+                "Calls routed to a ported number.",
+                &s.np_ported,
+            ),
+            (
+                "voxgate_route_np_unavailable_total",
+                "Calls routed on the dialled number, portability unavailable.",
+                &s.np_unavailable,
+            ),
+            (
+                "voxgate_route_probes_sent_total",
+                "Gateway OPTIONS probes sent.",
+                &s.probes_sent,
+            ),
+            (
+                "voxgate_route_gateways_down_total",
+                "Gateways taken out of service by probes.",
+                &s.gateways_down,
+            ),
+            (
+                "voxgate_route_gateways_up_total",
+                "Gateways put back in service by probes.",
+                &s.gateways_up,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+fn state_of(states: &RoutingStates, i: usize) -> EndpointState {
+    voxgate_routing::common::StateView::state(&states.gateways, i)
+}
+
+/// FNV-1a of a Call-ID: the seed of weighted choices (a retransmission gets the same order).
+fn fnv(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in b {
+        h = (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// The user part of `sip:user@host`, `tel:number`, or the text itself.
+fn uri_user(s: &str) -> &str {
+    let s = s.trim().trim_start_matches('<').trim_end_matches('>');
+    let rest = s
+        .strip_prefix("sip:")
+        .or_else(|| s.strip_prefix("sips:"))
+        .or_else(|| s.strip_prefix("tel:"))
+        .unwrap_or(s);
+    rest.split('@').next().unwrap_or(rest)
+}
+
+/// Values of a header, split at top-level commas (identity headers).
+fn split_values(msg: &Message, name: HeaderName) -> Vec<&str> {
+    let mut v = Vec::new();
+    for h in msg.headers(name) {
+        let Ok(s) = std::str::from_utf8(h) else {
+            continue;
+        };
+        let mut depth = 0i32;
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            match c {
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                ',' if depth == 0 => {
+                    v.push(s.get(start..i).unwrap_or("").trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        v.push(s.get(start..).unwrap_or("").trim());
+    }
+    v.retain(|s| !s.is_empty());
+    v
+}
+
+/// The request with From, P-Asserted-Identity, Privacy and the RFC 3323 headers set as the
+/// egress identity says (unchanged when the edit fails).
+fn rewrite_identity(msg: Message, eg: &voxgate_routing::clip::EgressIdentity<'_>) -> Message {
+    let mut e = Editor::new(&msg);
+    match &eg.from {
+        FromRewrite::Keep => {}
+        FromRewrite::Anonymous { display, uri } => {
+            if let Some(h) = msg.iter_headers().find(|h| h.name == HeaderName::From) {
+                let tag = msg.from_hdr().ok().and_then(|f| f.tag());
+                let mut v = format!("\"{display}\" <{uri}>").into_bytes();
+                if let Some(t) = tag {
+                    v.extend_from_slice(b";tag=");
+                    v.extend_from_slice(t);
+                }
+                let _ = e.replace_header_value(h.index, &v);
+            }
+        }
+        FromRewrite::Identity(id) => {
+            if let (Some(h), Ok(f)) = (
+                msg.iter_headers().find(|h| h.name == HeaderName::From),
+                msg.from_hdr(),
+            ) {
+                let mut v = Vec::with_capacity(h.value.len() + id.len());
+                if let Some(d) = f.display_name {
+                    v.push(b'"');
+                    v.extend_from_slice(d);
+                    v.extend_from_slice(b"\" ");
+                }
+                v.push(b'<');
+                v.extend_from_slice(id.as_bytes());
+                v.push(b'>');
+                if let Some(t) = f.tag() {
+                    v.extend_from_slice(b";tag=");
+                    v.extend_from_slice(t);
+                }
+                let _ = e.replace_header_value(h.index, &v);
+            }
+        }
+    }
+    e.remove_headers(HeaderName::PAssertedIdentity);
+    e.remove_headers(HeaderName::PPreferredIdentity);
+    e.remove_headers(HeaderName::Privacy);
+    for name in eg.remove_headers {
+        let idx: Vec<usize> = msg
+            .iter_headers()
+            .filter(|h| h.name_raw.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.index)
+            .collect();
+        for i in idx {
+            let _ = e.remove_header(i);
+        }
+    }
+    for p in eg.pai {
+        let v = if p.starts_with('<') {
+            p.clone()
+        } else {
+            format!("<{p}>")
+        };
+        e.add_header("P-Asserted-Identity", v.as_bytes());
+    }
+    if let Some(p) = &eg.privacy {
+        e.add_header("Privacy", p.as_bytes());
+    }
+    let mut buf = Vec::with_capacity(msg.bytes().len() + 64);
+    if e.write(&mut buf).is_err() {
+        return msg;
+    }
+    Message::parse_datagram(Bytes::from(buf)).unwrap_or(msg)
+}
+
+/// An OPTIONS probe to gateway `index`.
+fn probe_options(index: usize, seq: u64, gw: &str, local: SocketAddr) -> Bytes {
+    let mut s = String::with_capacity(400);
+    let _ = write!(
+        s,
+        "OPTIONS sip:{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKvgprobe.{index}.{seq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=pr{seq:x}\r\nTo: <sip:{gw}>\r\n\
+         Call-ID: vgprobe.{seq}.{index}@{local}\r\nCSeq: {} OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        seq % 1_000_000 + 1
+    );
+    Bytes::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing(extra: &str) -> Arc<Routing> {
+        let toml_src = format!(
+            r##"
+[routing]
+default_group = 0
+[[routing.gateways]]
+id = "a1"
+address = "127.0.0.1:5081"
+strip = 1
+prefix = "00"
+probe = "always"
+[[routing.gateways]]
+id = "b1"
+address = "127.0.0.1:5082"
+strip = 3
+attrs = "trusted"
+[[routing.carriers]]
+id = "A"
+gateways = ["a1"]
+[[routing.rules]]
+id = "uk"
+groups = [0]
+prefix = "+44"
+targets = ["#A", "b1"]
+[[routing.rules]]
+id = "de"
+groups = [0]
+prefix = "+49"
+targets = ["b1"]
+[[dialplan.rules]]
+dpid = 1
+id = "national"
+match_op = "regex"
+match_exp = "^0[1-9]"
+subst_exp = "^0(.*)$"
+repl_exp = "+44\\1"
+[[dialplan.rules]]
+dpid = 1
+id = "garbage"
+match_op = "exact"
+match_exp = "666"
+repl_exp = "abc"
+[clip]
+clir_prefixes = ["#31#"]
+{extra}
+"##
+        );
+        let cfg: RoutingConfig = toml::from_str(&toml_src).expect("toml");
+        let resolve = |h: &str, p: Option<u16>, _t| {
+            format!("{h}:{}", p.unwrap_or(5060))
+                .parse::<SocketAddr>()
+                .ok()
+        };
+        let r = Routing::new(&cfg, RouteSection::default(), &resolve).expect("compile");
+        r.set_local("127.0.0.1:5060".parse().ok());
+        Arc::new(r)
+    }
+
+    fn invite(ruri: &str, extra: &str) -> Message {
+        let s = format!(
+            "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1\r\n\
+             From: \"Alice\" <sip:+441110000@example.com>;tag=a\r\nTo: <{ruri}>\r\nCall-ID: c1\r\n\
+             CSeq: 1 INVITE\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse_datagram(Bytes::from(s)).expect("parse")
+    }
+
+    fn route(r: &Arc<Routing>, m: Message, caller: Caller<'_>) -> Planned {
+        r.plan(SystemTime::now(), m, Method::Invite, caller)
+    }
+
+    #[test]
+    fn national_number_routes_with_strip_and_prefix() {
+        let r = routing("");
+        let Planned::Route(_, t) =
+            route(&r, invite("sip:02079460000@proxy", ""), Caller::default())
+        else {
+            panic!("not routed");
+        };
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].addr.port(), 5081);
+        assert_eq!(
+            t[0].ruri.as_deref(),
+            Some(&b"sip:00442079460000@127.0.0.1:5081"[..])
+        );
+        assert_eq!(
+            t[1].ruri.as_deref(),
+            Some(&b"sip:2079460000@127.0.0.1:5082"[..])
+        );
+    }
+
+    #[test]
+    fn no_rule_garbage_and_words() {
+        let r = routing("");
+        assert!(matches!(
+            route(&r, invite("sip:+3312345@proxy", ""), Caller::default()),
+            Planned::Refuse(_, 404, _)
+        ));
+        assert!(matches!(
+            route(&r, invite("sip:666@proxy", ""), Caller::default()),
+            Planned::Refuse(_, 484, _)
+        ));
+        assert!(matches!(
+            route(&r, invite("sip:alice@proxy", ""), Caller::default()),
+            Planned::NotRouted(_)
+        ));
+    }
+
+    #[test]
+    fn out_of_service_gateway_is_skipped() {
+        let r = routing("");
+        assert!(r.set_gateway_state("a1", EndpointState::Down));
+        let Planned::Route(_, t) =
+            route(&r, invite("sip:+442079460000@proxy", ""), Caller::default())
+        else {
+            panic!("not routed");
+        };
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].addr.port(), 5082);
+        assert!(r.gateways_json().contains("\"state\":\"down\""));
+    }
+
+    #[test]
+    fn clir_prefix_anonymises_and_pai_only_to_trusted() {
+        let r = routing("");
+        let pai = "P-Asserted-Identity: <sip:+441110000@example.com>\r\n";
+        // untrusted caller: its PAI is dropped
+        let Planned::Route(m, _) = route(
+            &r,
+            invite("sip:%2331%23+4930123@proxy", pai),
+            Caller::default(),
+        ) else {
+            panic!("not routed");
+        };
+        assert!(m.header(HeaderName::PAssertedIdentity).is_none());
+        // trusted caller, dial prefix #31#, trusted gateway b1 only (+49)
+        let c = Caller {
+            trusted: true,
+            ..Caller::default()
+        };
+        let Planned::Route(m, t) = route(&r, invite("sip:%2331%23+4930123@proxy", pai), c) else {
+            panic!("not routed");
+        };
+        assert_eq!(t[0].ruri.as_deref(), Some(&b"sip:30123@127.0.0.1:5082"[..]));
+        let from = std::str::from_utf8(m.header(HeaderName::From).expect("from")).expect("utf8");
+        assert!(from.contains("anonymous"), "{from}");
+        assert!(from.ends_with(";tag=a"), "{from}");
+        assert_eq!(
+            m.header(HeaderName::PAssertedIdentity),
+            Some(&b"<sip:+441110000@example.com>"[..])
+        );
+        assert_eq!(m.header(HeaderName::Privacy), Some(&b"id"[..]));
+        // towards an untrusted carrier (+44 has a1 first): no PAI
+        let Planned::Route(m, _) = route(&r, invite("sip:%2331%23+442079460000@proxy", pai), c)
+        else {
+            panic!("not routed");
+        };
+        assert!(m.header(HeaderName::PAssertedIdentity).is_none());
+    }
+
+    struct FixedNp(Mutex<Option<NpAnswer>>, AtomicU64);
+    impl NpLookup for FixedNp {
+        fn cached(&self, _n: &str) -> Option<NpAnswer> {
+            lock(&self.0).clone()
+        }
+        fn resolve(&self, _n: String, done: Box<dyn FnOnce(NpAnswer) + Send>) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            done(NpAnswer::Ported("+4930999".into()));
+        }
+    }
+
+    #[test]
+    fn portability_pause_then_rn_npdi() {
+        let np = Arc::new(FixedNp(Mutex::new(None), AtomicU64::new(0)));
+        let mut r = Arc::try_unwrap(routing("")).expect("unique");
+        r.set_portability(np.clone());
+        let r = Arc::new(r);
+        let Planned::Lookup(m, key) =
+            route(&r, invite("sip:+442079460000@proxy", ""), Caller::default())
+        else {
+            panic!("no pause");
+        };
+        assert_eq!(key, "+442079460000");
+        let done = Arc::new(AtomicU64::new(0));
+        let d2 = Arc::clone(&done);
+        r.resolve(
+            key,
+            Box::new(move || {
+                d2.fetch_add(1, Ordering::Relaxed);
+            }),
+        );
+        assert_eq!(done.load(Ordering::Relaxed), 1);
+        // the answer routes to +49 (b1) with rn and npdi
+        let Planned::Route(_, t) = route(&r, m, Caller::default()) else {
+            panic!("not routed");
+        };
+        assert_eq!(
+            t[0].ruri.as_deref(),
+            Some(&b"sip:2079460000;rn=+4930999;npdi@127.0.0.1:5082"[..])
+        );
+        // a miss cached: ;npdi only
+        *lock(&np.0) = Some(NpAnswer::NotPorted);
+        let Planned::Route(_, t) =
+            route(&r, invite("sip:+442079460000@proxy", ""), Caller::default())
+        else {
+            panic!("not routed");
+        };
+        assert_eq!(
+            t[0].ruri.as_deref(),
+            Some(&b"sip:00442079460000;npdi@127.0.0.1:5081"[..])
+        );
+        // npdi already present: not looked up, parameters carried
+        *lock(&np.0) = None;
+        let Planned::Route(_, t) = route(
+            &r,
+            invite("sip:+442079460000;rn=+4930999;npdi@proxy", ""),
+            Caller::default(),
+        ) else {
+            panic!("not routed");
+        };
+        assert_eq!(
+            t[0].ruri.as_deref(),
+            Some(&b"sip:2079460000;rn=+4930999;npdi@127.0.0.1:5082"[..])
+        );
+        assert_eq!(np.1.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn probes_take_out_and_put_back() {
+        let r = routing("");
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        r.tick(1000, t0, &mut out);
+        assert_eq!(out.len(), 1, "only a1 probes");
+        let probe = Message::parse_datagram(out[0].1.clone()).expect("probe parses");
+        assert!(probe.validate().is_ok());
+        out.clear();
+        r.tick(1006, t0 + Duration::from_secs(6), &mut out);
+        assert_eq!(r.gateway_state("a1"), Some(EndpointState::Probing));
+        out.clear();
+        r.tick(1031, t0 + Duration::from_secs(31), &mut out);
+        assert_eq!(out.len(), 1);
+        let branch = {
+            let m = Message::parse_datagram(out[0].1.clone()).expect("parse");
+            m.top_via().expect("via").branch().expect("branch").to_vec()
+        };
+        let resp = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={}\r\nFrom: <sip:p@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            String::from_utf8_lossy(&branch)
+        );
+        let resp = Message::parse_datagram(Bytes::from(resp)).expect("parse");
+        assert!(r.on_probe_response(&resp));
+        assert_eq!(r.gateway_state("a1"), Some(EndpointState::Up));
+    }
+
+    #[test]
+    fn explain_shows_translation_rule_and_order() {
+        let r = routing("");
+        let e = r.explain("alice", "02079460000", false, None, SystemTime::now());
+        assert_eq!(e.steps.number, "+442079460000");
+        assert_eq!(e.steps.dialplan_rule.as_deref(), Some("national"));
+        let route = e.route.expect("route");
+        assert_eq!(route.rule, "uk");
+        assert_eq!(route.hops[0].gateway, "a1");
+        assert_eq!(route.hops[0].number, "00442079460000");
+        assert!(e.refused.is_none());
+        let e = r.explain("alice", "+3399", false, None, SystemTime::now());
+        assert_eq!(e.refused, Some(404));
+    }
+}

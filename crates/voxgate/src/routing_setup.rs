@@ -1,0 +1,207 @@
+//! Builds the route phase of a node from `[drouting]`, `[dialplan]`, `[loadbalancer]`,
+//! `[clip]`, `[portability]` and `[route]`: the compiled tables, the gateways' addresses
+//! (resolved once, at start), the portability chain on the engine's runtime, and the
+//! management routes `GET /gateways`, `PUT /gateways/{id}`, `GET /route/explain`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use voxgate_config::Config;
+use voxgate_engine::Engine;
+use voxgate_engine::route::{NpLookup, RouteExplain, Routing};
+use voxgate_routing::{EndpointState, NpAnswer, Transport};
+use voxgate_state::portability::NpResolver;
+
+/// A gateway's address: an IP literal, or a name resolved now (first address).
+pub fn resolve_gateway(host: &str, port: Option<u16>, t: Transport) -> Option<SocketAddr> {
+    let port = port.unwrap_or(if t == Transport::Tls { 5061 } else { 5060 });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(mut it) => it.next(),
+        Err(e) => {
+            tracing::warn!("gateway {host}: not resolved ({e}); it gets no calls");
+            None
+        }
+    }
+}
+
+/// A dry-run resolver: no DNS (explain does not send anything).
+fn no_dns(host: &str, port: Option<u16>, _t: Transport) -> Option<SocketAddr> {
+    host.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port.unwrap_or(5060)))
+}
+
+/// The portability chain seen from a shard.
+struct Np(NpResolver);
+
+impl NpLookup for Np {
+    fn cached(&self, number: &str) -> Option<NpAnswer> {
+        self.0.try_cached(number, Instant::now())
+    }
+    fn resolve(&self, number: String, done: Box<dyn FnOnce(NpAnswer) + Send>) {
+        self.0.spawn_resolve(number, done);
+    }
+}
+
+/// Checks what `voxgate check` cannot see in the schema: the portability sources' URIs
+/// (without connecting: a source down at check time is not an error).
+pub fn validate(cfg: &Config) -> Result<(), String> {
+    if cfg.drouting.is_none() {
+        return Ok(());
+    }
+    if let Some(p) = &cfg.portability {
+        NpResolver::validate(p).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The routing of `cfg` when `[drouting]` is present; portability look-ups run on `handle`.
+pub fn build(
+    cfg: &Config,
+    handle: Option<&tokio::runtime::Handle>,
+) -> anyhow::Result<Option<Routing>> {
+    if cfg.drouting.is_none() {
+        return Ok(None);
+    }
+    let rc = cfg.routing_config();
+    let resolver: voxgate_engine::route::GatewayResolver<'_> = if handle.is_some() {
+        &resolve_gateway
+    } else {
+        &no_dns
+    };
+    let mut routing = Routing::new(&rc, cfg.route.clone(), resolver)
+        .map_err(|e| anyhow::anyhow!("routing tables: {e}"))?;
+    if let (Some(p), Some(h)) = (&cfg.portability, handle) {
+        if !p.sources.is_empty() {
+            let r = NpResolver::new(p.clone(), h.clone())
+                .map_err(|e| anyhow::anyhow!("portability: {e}"))?;
+            routing.set_portability(Arc::new(Np(r)));
+        }
+    }
+    let t = rc.routing.rules.len();
+    tracing::info!(
+        rules = t,
+        gateways = rc.routing.gateways.len(),
+        "routing tables loaded"
+    );
+    Ok(Some(routing))
+}
+
+/// Whether `ip` is a trusted peer of `cfg`'s ACL, and its routing group.
+pub fn caller_of(
+    security: Option<&std::sync::Mutex<voxgate_security::SecurityEngines>>,
+    ip: Option<IpAddr>,
+) -> (bool, Option<u32>) {
+    let (Some(sec), Some(ip)) = (security, ip) else {
+        return (false, None);
+    };
+    let s = sec
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let q = voxgate_security::acl::AclQuery::new(ip, 0, voxgate_security::Transport::Udp);
+    match s.acl.trusted_peer(&q) {
+        Some(r) => (true, Some(r.group)),
+        None => (false, None),
+    }
+}
+
+/// `GET /route/explain` parameters.
+#[derive(Debug, serde::Deserialize)]
+pub struct ExplainQuery {
+    /// Calling number or URI.
+    #[serde(default)]
+    pub from: String,
+    /// Called number or URI.
+    pub to: String,
+    /// Source address of the call (trusted peer and group from the ACL).
+    pub source_ip: Option<IpAddr>,
+}
+
+/// `PUT /gateways/{id}` parameters.
+#[derive(Debug, serde::Deserialize)]
+pub struct StateQuery {
+    /// `up`, `down` or `probing`.
+    pub state: String,
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The explanation as JSON.
+pub fn explain_json(e: &RouteExplain) -> String {
+    serde_json::to_string_pretty(e).unwrap_or_else(|_| "{}".into())
+}
+
+/// Management routes of the routing.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let e1 = Arc::clone(&engine);
+    let e2 = Arc::clone(&engine);
+    let e3 = engine;
+    Router::new()
+        .route(
+            "/gateways",
+            get(move || {
+                let e = Arc::clone(&e1);
+                async move {
+                    match e.routing() {
+                        Some(r) => json(StatusCode::OK, r.gateways_json()),
+                        None => json(StatusCode::NOT_FOUND, "{\"error\":\"no routing\"}".into()),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/gateways/{id}",
+            axum::routing::put(move |Path(id): Path<String>, Query(q): Query<StateQuery>| {
+                let e = Arc::clone(&e2);
+                async move {
+                    let state = match q.state.as_str() {
+                        "up" => EndpointState::Up,
+                        "down" => EndpointState::Down,
+                        "probing" => EndpointState::Probing,
+                        _ => {
+                            return json(
+                                StatusCode::BAD_REQUEST,
+                                "{\"error\":\"state: up, down or probing\"}".into(),
+                            );
+                        }
+                    };
+                    match e.routing() {
+                        Some(r) if r.set_gateway_state(&id, state) => json(
+                            StatusCode::OK,
+                            format!("{{\"id\":{id:?},\"state\":{:?}}}", q.state),
+                        ),
+                        _ => json(
+                            StatusCode::NOT_FOUND,
+                            "{\"error\":\"no such gateway\"}".into(),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/route/explain",
+            get(move |Query(q): Query<ExplainQuery>| {
+                let e = Arc::clone(&e3);
+                async move {
+                    let Some(r) = e.routing() else {
+                        return json(StatusCode::NOT_FOUND, "{\"error\":\"no routing\"}".into());
+                    };
+                    let (trusted, group) = caller_of(e.security().map(|s| &**s), q.source_ip);
+                    let x = r.explain(&q.from, &q.to, trusted, group, SystemTime::now());
+                    json(StatusCode::OK, explain_json(&x))
+                }
+            }),
+        )
+}
