@@ -70,9 +70,12 @@ build_voxgate() {
 
 build_floor() {
   mkdir -p "$OUT"
+  local src=$SHARED/bench/floor404.c
   FLOOR_BIN=$OUT/floor404
-  if [ ! -x "$FLOOR_BIN" ] || [ "$SHARED/bench/floor404.c" -nt "$FLOOR_BIN" ]; then
-    gcc -O2 -Wall -o "$FLOOR_BIN" "$SHARED/bench/floor404.c" || { blog "floor404 build failed"; exit 2; }
+  # SCENARIO=proxy: our minimal stateless relay (bench/floor-relay.c) is the floor
+  if [ "$SCENARIO" = proxy ]; then src=$BENCH_DIR/floor-relay.c; FLOOR_BIN=$OUT/floor-relay; fi
+  if [ ! -x "$FLOOR_BIN" ] || [ "$src" -nt "$FLOOR_BIN" ]; then
+    gcc -O2 -Wall -o "$FLOOR_BIN" "$src" || { blog "floor build failed ($src)"; exit 2; }
   fi
 }
 
