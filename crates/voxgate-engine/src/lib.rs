@@ -540,7 +540,7 @@ impl Engine {
     pub fn on_probe_response(&self, msg: &Message) -> bool {
         self.routing
             .as_ref()
-            .is_some_and(|r| r.on_probe_response(msg))
+            .is_some_and(|r| r.on_probe_response(msg, &self.stats))
     }
 
     /// Sends every [`EngineEvent`] to `hook` (a webhook).
@@ -687,7 +687,7 @@ impl Engine {
                     user: id.user.as_deref(),
                 };
                 let wall = std::time::UNIX_EPOCH + Duration::from_secs(now.unix);
-                match rt.plan(wall, msg, method, caller) {
+                match rt.plan(wall, msg, method, caller, &self.stats) {
                     route::Planned::NotRouted(m) => msg = m,
                     route::Planned::Route(m, t) => {
                         msg = m;
@@ -1297,7 +1297,7 @@ impl Engine {
             }
         }
         if let Some(rt) = &self.routing {
-            rt.tick(now.unix, std::time::Instant::now(), keepalives);
+            rt.tick(now.unix, std::time::Instant::now(), &self.stats, keepalives);
         }
         if let Some(a) = &self.auth {
             lock(&a.digest).evict_expired(now.unix);

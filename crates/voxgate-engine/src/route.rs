@@ -182,8 +182,6 @@ pub struct Routing {
     fresh: Mutex<HashMap<String, NpAnswer>>,
     probe_seq: AtomicU64,
     local: Mutex<Option<SocketAddr>>,
-    /// Counters.
-    pub stats: RouteStats,
 }
 
 impl std::fmt::Debug for Routing {
@@ -194,33 +192,8 @@ impl std::fmt::Debug for Routing {
     }
 }
 
-/// Counters of the route phase.
-#[derive(Debug, Default)]
-pub struct RouteStats {
-    /// Calls given targets.
-    pub routed: AtomicU64,
-    /// Calls refused: no rule.
-    pub no_rule: AtomicU64,
-    /// Calls refused: no gateway in service.
-    pub no_gateway: AtomicU64,
-    /// Calls refused: bad number.
-    pub bad_number: AtomicU64,
-    /// Requests paused for a portability look-up.
-    pub np_paused: AtomicU64,
-    /// Calls routed to a ported number (`rn`).
-    pub np_ported: AtomicU64,
-    /// Calls routed on the dialled number with portability unavailable.
-    pub np_unavailable: AtomicU64,
-    /// Probes sent.
-    pub probes_sent: AtomicU64,
-    /// Gateways taken out of service by probes.
-    pub gateways_down: AtomicU64,
-    /// Gateways put back by probes.
-    pub gateways_up: AtomicU64,
-}
-
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+fn inc(c: &crate::stats::Counter) {
+    c.inc();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -296,7 +269,6 @@ impl Routing {
             fresh: Mutex::new(HashMap::new()),
             probe_seq: AtomicU64::new(0),
             local: Mutex::new(None),
-            stats: RouteStats::default(),
         })
     }
 
@@ -483,6 +455,7 @@ impl Routing {
         msg: Message,
         method: Method,
         caller: Caller<'_>,
+        stats: &crate::stats::EngineStats,
     ) -> Planned {
         let snap = self.snapshot();
         let Some(called_cow) = Self::called(&msg) else {
@@ -539,7 +512,7 @@ impl Routing {
             }
             Err(code) => {
                 drop((pai, ppi, privacy));
-                inc(&self.stats.bad_number);
+                inc(&stats.route_bad_number);
                 return Planned::Refuse(msg, code, "Address Incomplete");
             }
         };
@@ -552,7 +525,7 @@ impl Routing {
                 match found {
                     Some(a) => answer = a,
                     None if self.cfg.portability_wait && lock(&self.fresh).len() < MAX_FRESH => {
-                        inc(&self.stats.np_paused);
+                        inc(&stats.route_np_paused);
                         drop((pai, ppi, privacy));
                         return Planned::Lookup(msg, key);
                     }
@@ -561,12 +534,12 @@ impl Routing {
                 steps.portability = match &answer {
                     NpAnswer::Ported(rn) => {
                         steps.rn = Some(rn.to_string());
-                        inc(&self.stats.np_ported);
+                        inc(&stats.route_np_ported);
                         "ported"
                     }
                     NpAnswer::NotPorted => "not_ported",
                     NpAnswer::Unavailable => {
-                        inc(&self.stats.np_unavailable);
+                        inc(&stats.route_np_unavailable);
                         "unavailable"
                     }
                 };
@@ -586,7 +559,7 @@ impl Routing {
             &mut d,
         ) {
             drop((pai, ppi, privacy));
-            inc(&self.stats.no_rule);
+            inc(&stats.route_no_rule);
             return Planned::Refuse(msg, self.cfg.not_found_code, "Not Found");
         }
         let mut cands: Vec<u32> = Vec::with_capacity(4);
@@ -659,10 +632,10 @@ impl Routing {
         }
         if targets.is_empty() {
             drop((pai, ppi, privacy));
-            inc(&self.stats.no_gateway);
+            inc(&stats.route_no_gateway);
             return Planned::Refuse(msg, self.cfg.no_gateway_code, "No Gateway Available");
         }
-        inc(&self.stats.routed);
+        inc(&stats.route_routed);
         // CLIP/CLIR egress
         let eg = clip.egress(&policy.unwrap_or_default());
         let touched = !matches!(eg.from, FromRewrite::Keep)
@@ -847,7 +820,13 @@ impl Routing {
 
     /// Probes due at `unix` (seconds): OPTIONS datagrams for `out`, and the state changes
     /// of probes left unanswered.
-    pub fn tick(&self, unix: u64, mono: Instant, out: &mut Vec<(SocketAddr, Bytes)>) {
+    pub fn tick(
+        &self,
+        unix: u64,
+        mono: Instant,
+        stats: &crate::stats::EngineStats,
+        out: &mut Vec<(SocketAddr, Bytes)>,
+    ) {
         let snap = self.snapshot();
         let Some(local) = *lock(&self.local) else {
             return;
@@ -865,7 +844,7 @@ impl Routing {
                     p.misses = p.misses.saturating_add(1);
                     if p.misses >= self.cfg.probe_failures.max(1) && state == EndpointState::Up {
                         snap.states.gateways.set(i, EndpointState::Probing);
-                        inc(&self.stats.gateways_down);
+                        inc(&stats.route_gateways_down);
                         tracing::warn!(target: "voxgate::routing", "gateway {} out of service: {} probe(s) unanswered", g.id(), p.misses);
                     }
                 }
@@ -887,14 +866,14 @@ impl Routing {
             p.outstanding = Some((seq, mono));
             p.next_at = unix + interval;
             p.sent += 1;
-            inc(&self.stats.probes_sent);
+            inc(&stats.route_probes_sent);
         }
     }
 
     /// A response to a probe (top Via branch starting [`PROBE_BRANCH`]): the gateway is
     /// alive unless the answer is 408 or 5xx other than 503... any answer but 408 puts it
     /// back (OpenSIPS treats any reply as alive). True when it was a probe response.
-    pub fn on_probe_response(&self, msg: &Message) -> bool {
+    pub fn on_probe_response(&self, msg: &Message, stats: &crate::stats::EngineStats) -> bool {
         let Ok(via) = msg.top_via() else {
             return false;
         };
@@ -932,75 +911,12 @@ impl Routing {
         p.misses = 0;
         if state_of(&snap.states, gi) == EndpointState::Probing {
             snap.states.gateways.set(gi, EndpointState::Up);
-            inc(&self.stats.gateways_up);
+            inc(&stats.route_gateways_up);
             if let Some(g) = snap.engines.table.gateway(gi as u32) {
                 tracing::info!(target: "voxgate::routing", "gateway {} back in service (probe answered {status})", g.id());
             }
         }
         true
-    }
-
-    /// Counters in Prometheus text format.
-    pub fn write_prometheus(&self, out: &mut String) {
-        let s = &self.stats;
-        for (name, help, v) in [
-            (
-                "voxgate_route_routed_total",
-                "Calls given gateway targets.",
-                &s.routed,
-            ),
-            (
-                "voxgate_route_no_rule_total",
-                "Calls refused: no routing rule.",
-                &s.no_rule,
-            ),
-            (
-                "voxgate_route_no_gateway_total",
-                "Calls refused: no gateway in service.",
-                &s.no_gateway,
-            ),
-            (
-                "voxgate_route_bad_number_total",
-                "Calls refused: the number translates to garbage.",
-                &s.bad_number,
-            ),
-            (
-                "voxgate_route_np_paused_total",
-                "Requests paused for a portability look-up.",
-                &s.np_paused,
-            ),
-            (
-                "voxgate_route_np_ported_total",
-                "Calls routed to a ported number.",
-                &s.np_ported,
-            ),
-            (
-                "voxgate_route_np_unavailable_total",
-                "Calls routed on the dialled number, portability unavailable.",
-                &s.np_unavailable,
-            ),
-            (
-                "voxgate_route_probes_sent_total",
-                "Gateway OPTIONS probes sent.",
-                &s.probes_sent,
-            ),
-            (
-                "voxgate_route_gateways_down_total",
-                "Gateways taken out of service by probes.",
-                &s.gateways_down,
-            ),
-            (
-                "voxgate_route_gateways_up_total",
-                "Gateways put back in service by probes.",
-                &s.gateways_up,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
     }
 }
 
@@ -1209,7 +1125,13 @@ clir_prefixes = ["#31#"]
     }
 
     fn route(r: &Arc<Routing>, m: Message, caller: Caller<'_>) -> Planned {
-        r.plan(SystemTime::now(), m, Method::Invite, caller)
+        r.plan(
+            SystemTime::now(),
+            m,
+            Method::Invite,
+            caller,
+            &crate::stats::EngineStats::default(),
+        )
     }
 
     #[test]
@@ -1372,16 +1294,17 @@ clir_prefixes = ["#31#"]
     fn probes_take_out_and_put_back() {
         let r = routing("");
         let t0 = Instant::now();
+        let st = crate::stats::EngineStats::default();
         let mut out = Vec::new();
-        r.tick(1000, t0, &mut out);
+        r.tick(1000, t0, &st, &mut out);
         assert_eq!(out.len(), 1, "only a1 probes");
         let probe = Message::parse_datagram(out[0].1.clone()).expect("probe parses");
         assert!(probe.validate().is_ok());
         out.clear();
-        r.tick(1006, t0 + Duration::from_secs(6), &mut out);
+        r.tick(1006, t0 + Duration::from_secs(6), &st, &mut out);
         assert_eq!(r.gateway_state("a1"), Some(EndpointState::Probing));
         out.clear();
-        r.tick(1031, t0 + Duration::from_secs(31), &mut out);
+        r.tick(1031, t0 + Duration::from_secs(31), &st, &mut out);
         assert_eq!(out.len(), 1);
         let branch = {
             let m = Message::parse_datagram(out[0].1.clone()).expect("parse");
@@ -1392,7 +1315,7 @@ clir_prefixes = ["#31#"]
             String::from_utf8_lossy(&branch)
         );
         let resp = Message::parse_datagram(Bytes::from(resp)).expect("parse");
-        assert!(r.on_probe_response(&resp));
+        assert!(r.on_probe_response(&resp, &st));
         assert_eq!(r.gateway_state("a1"), Some(EndpointState::Up));
     }
 

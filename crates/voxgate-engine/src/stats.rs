@@ -67,6 +67,16 @@ engine_stats! {
     limited_fraud => "voxgate_fraud_blocked_total", "Calls refused by a fraud rule or a suspended account.";
     fraud_events => "voxgate_fraud_events_total", "Fraud warnings and critical events raised.";
     emergency => "voxgate_limits_emergency_total", "Emergency calls let past the limits.";
+    route_routed => "voxgate_route_routed_total", "Calls given gateway targets by the routing tables.";
+    route_no_rule => "voxgate_route_no_rule_total", "Calls refused: no routing rule.";
+    route_no_gateway => "voxgate_route_no_gateway_total", "Calls refused: no gateway in service.";
+    route_bad_number => "voxgate_route_bad_number_total", "Calls refused: the number translates to garbage.";
+    route_np_paused => "voxgate_route_np_paused_total", "Requests paused for a portability look-up.";
+    route_np_ported => "voxgate_route_np_ported_total", "Calls routed to a ported number (rn).";
+    route_np_unavailable => "voxgate_route_np_unavailable_total", "Calls routed on the dialled number: portability unavailable.";
+    route_probes_sent => "voxgate_route_probes_sent_total", "Gateway OPTIONS probes sent.";
+    route_gateways_down => "voxgate_route_gateways_down_total", "Gateways taken out of service by probes.";
+    route_gateways_up => "voxgate_route_gateways_up_total", "Gateways put back in service by probes.";
 }
 
 impl EngineStats {
