@@ -334,8 +334,17 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sigint.recv() => break "SIGINT",
                 _ = sighup.recv() => {
-                    // SIGHUP's default action would kill the node; reload comes later.
-                    tracing::warn!("SIGHUP received: config reload is not supported yet; ignored");
+                    // Only the routing tables reload (an atomic snapshot swap); the rest of
+                    // the config needs a restart.
+                    match (&engine, &path) {
+                        (Some(e), Some(p)) if e.engine.routing().is_some() => {
+                            match routing_setup::reload(&e.engine, p) {
+                                Ok(msg) => tracing::info!("SIGHUP: {msg}"),
+                                Err(err) => tracing::error!("SIGHUP: routing tables kept: {}", error_chain(&err)),
+                            }
+                        }
+                        _ => tracing::warn!("SIGHUP received: only the routing tables reload, and this node has none; ignored"),
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
@@ -95,6 +96,29 @@ pub fn build(
         "routing tables loaded"
     );
     Ok(Some(routing))
+}
+
+/// Reloads the routing tables of `engine` from the config file at `path` (SIGHUP): the new
+/// tables are compiled, then swapped in one step; gateway states carry over; calls in
+/// progress are not touched. On any error the old tables stay. Portability sources and
+/// `[route]` settings are not reloaded (restart for those).
+pub fn reload(engine: &Engine, path: &std::path::Path) -> anyhow::Result<String> {
+    let t0 = Instant::now();
+    let routing = engine.routing().context("no routing in this node")?;
+    let cfg = voxgate_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if cfg.drouting.is_none() {
+        anyhow::bail!("the new config has no [drouting] section");
+    }
+    let rc = cfg.routing_config();
+    routing
+        .reload(&rc, &resolve_gateway)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(format!(
+        "routing tables reloaded: {} rules, {} gateways in {} ms",
+        rc.routing.rules.len(),
+        rc.routing.gateways.len(),
+        t0.elapsed().as_millis()
+    ))
 }
 
 /// Whether `ip` is a trusted peer of `cfg`'s ACL, and its routing group.

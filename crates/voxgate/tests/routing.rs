@@ -791,3 +791,50 @@ fn sipp_calls_routed_by_prefix_to_a_sipp_carrier() {
         "{metrics}"
     );
 }
+
+// ----- reload -----
+
+#[test]
+fn sighup_reloads_the_tables_and_a_bad_table_is_refused() {
+    let mut s = setup("rt-reload", "never", "");
+    let (code, _) = call(s.udp, "+3312345678", "");
+    assert_eq!(code, 404);
+    let path = s._dir.0.join("node.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let added = text.replacen(
+        "[[dialplan.rules]]",
+        "[[drouting.rules]]\nid = \"fr\"\ngroups = [0]\nprefix = \"+33\"\ntargets = [\"gwB\"]\n\n[[dialplan.rules]]",
+        1,
+    );
+    std::fs::write(&path, &added).expect("write");
+    let pid = s.node.child.id().to_string();
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    };
+    hup();
+    s.node.wait_for("routing tables reloaded");
+    let (code, id) = call(s.udp, "+3312345678", "");
+    assert_eq!(code, 486);
+    assert_eq!(
+        s.b.ruris(&id),
+        vec![format!(
+            "INVITE sip:012345678@127.0.0.1:{} SIP/2.0",
+            s.b.port
+        )]
+    );
+    // a rule naming an unknown gateway: refused, the old tables stay
+    std::fs::write(
+        &path,
+        added.replace("targets = [\"gwB\"]", "targets = [\"gwX\"]"),
+    )
+    .expect("write");
+    hup();
+    s.node.wait_for("routing tables kept");
+    let (code, _) = call(s.udp, "+3312345679", "");
+    assert_eq!(code, 486);
+}
