@@ -778,3 +778,24 @@ fn netns_inner_node_ban() {
         "nftables: banned source dropped by the kernel ({before} -> {after} packets in), other source answered; unbanned source answered again"
     );
 }
+
+/// SIPVicious (svmap, svwar, svcrack) against three nodes: `scripts/security-scan.sh` with
+/// this build's binary. Ignored by default (about a minute); the script skips cleanly when
+/// the tools are absent.
+#[test]
+#[ignore = "about a minute: real scanners against the node (scripts/security-scan.sh)"]
+fn sipvicious_scanners_learn_nothing_and_end_banned() {
+    let script = here().join("../../scripts/security-scan.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("VOXGATE_BIN", BIN)
+        .output()
+        .expect("run security-scan.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}");
+}
