@@ -509,6 +509,7 @@ fn resolve_paths(cfg: &mut Config, base: Option<&Path>) {
         fix(&mut l.tls_key);
     }
     fix(&mut cfg.proxy.tls_ca);
+    fix(&mut cfg.route.tables);
 }
 
 fn from_toml_error(e: &toml::de::Error, text: &str, file: &str) -> Diagnostic {
@@ -626,8 +627,18 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
             push("security", DiagnosticKind::OutOfRange, e.to_string());
         }
     }
+    // with a tables file, the node's start and `voxgate check` compile the merged tables
     if cfg.drouting.is_some() {
-        if let Err(e) = voxgate_routing::Engines::compile(&cfg.routing_config(), None) {
+        if let Err(e) = voxgate_routing::Engines::compile(&cfg.routing_config(), None)
+            .map(|_| ())
+            .or_else(|e| {
+                if cfg.route.tables.is_some() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        {
             let key = match &e {
                 voxgate_routing::RoutingError::Routing(_) => "drouting",
                 voxgate_routing::RoutingError::Dialplan(_) => "dialplan",

@@ -77,6 +77,10 @@ pub struct RouteSection {
     pub probe_timeout_secs: u64,
     /// Unanswered probes in a row that take a gateway out of service (default 1).
     pub probe_failures: u32,
+    /// A file of routing tables (TOML with `[drouting]`, `[dialplan]`, `[loadbalancer]`
+    /// sections, up to 256 MB) whose gateways, carriers, rules and groups are added to the
+    /// config's: large tables live there. Relative to the config file.
+    pub tables: Option<std::path::PathBuf>,
 }
 
 impl Default for RouteSection {
@@ -92,6 +96,7 @@ impl Default for RouteSection {
             probe_interval_secs: 30,
             probe_timeout_secs: 5,
             probe_failures: 1,
+            tables: None,
         }
     }
 }

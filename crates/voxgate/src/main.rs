@@ -171,11 +171,11 @@ fn load_validated(path: Option<&PathBuf>) -> Result<(Config, String), ConfigErro
             e.to_string(),
         ));
     }
-    if let Err(msg) = routing_setup::validate(&cfg) {
+    if let Err((key, msg)) = routing_setup::validate(&cfg) {
         diags.push(voxgate_config::diagnostic_at(
             &text,
             &file,
-            "portability",
+            key,
             DiagnosticKind::Rejected,
             msg,
         ));

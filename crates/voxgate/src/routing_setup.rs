@@ -54,14 +54,65 @@ impl NpLookup for Np {
     }
 }
 
-/// Checks what `voxgate check` cannot see in the schema: the portability sources' URIs
-/// (without connecting: a source down at check time is not an error).
-pub fn validate(cfg: &Config) -> Result<(), String> {
+/// Largest routing tables file read.
+const MAX_TABLES_SIZE: u64 = 256 * 1024 * 1024;
+
+/// The sections a `[route] tables` file may hold.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TablesFile {
+    #[serde(default)]
+    drouting: Option<voxgate_routing::RoutingTablesConfig>,
+    #[serde(default)]
+    dialplan: Option<voxgate_routing::DialplanConfig>,
+    #[serde(default)]
+    loadbalancer: Option<voxgate_routing::LoadBalancerConfig>,
+}
+
+/// The routing sections of `cfg`, with the `[route] tables` file's rows added.
+pub fn routing_config(cfg: &Config) -> anyhow::Result<voxgate_routing::RoutingConfig> {
+    let mut rc = cfg.routing_config();
+    let Some(path) = &cfg.route.tables else {
+        return Ok(rc);
+    };
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).with_context(|| format!("route.tables {name}"))?;
+    if meta.len() > MAX_TABLES_SIZE {
+        anyhow::bail!("route.tables {name}: larger than {MAX_TABLES_SIZE} bytes");
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("route.tables {name}"))?;
+    let t: TablesFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("route.tables {name}: {e}"))?;
+    if let Some(d) = t.drouting {
+        rc.routing.gateways.extend(d.gateways);
+        rc.routing.carriers.extend(d.carriers);
+        rc.routing.rules.extend(d.rules);
+        rc.routing.groups.extend(d.groups);
+    }
+    if let Some(d) = t.dialplan {
+        rc.dialplan.rules.extend(d.rules);
+    }
+    if let Some(l) = t.loadbalancer {
+        rc.loadbalancer.destinations.extend(l.destinations);
+    }
+    Ok(rc)
+}
+
+/// Checks what `voxgate check` cannot see in the schema: the tables file (compiled with the
+/// config's tables) and the portability sources' URIs (without connecting: a source down at
+/// check time is not an error).
+/// On error: the config key at fault and the message.
+pub fn validate(cfg: &Config) -> Result<(), (&'static str, String)> {
     if cfg.drouting.is_none() {
         return Ok(());
     }
+    if cfg.route.tables.is_some() {
+        let rc = routing_config(cfg).map_err(|e| ("route.tables", format!("{e:#}")))?;
+        voxgate_routing::Engines::compile(&rc, None)
+            .map_err(|e| ("route.tables", e.to_string()))?;
+    }
     if let Some(p) = &cfg.portability {
-        NpResolver::validate(p).map_err(|e| e.to_string())?;
+        NpResolver::validate(p).map_err(|e| ("portability", e.to_string()))?;
     }
     Ok(())
 }
@@ -74,7 +125,7 @@ pub fn build(
     if cfg.drouting.is_none() {
         return Ok(None);
     }
-    let rc = cfg.routing_config();
+    let rc = routing_config(cfg)?;
     let resolver: voxgate_engine::route::GatewayResolver<'_> = if handle.is_some() {
         &resolve_gateway
     } else {
@@ -109,7 +160,7 @@ pub fn reload(engine: &Engine, path: &std::path::Path) -> anyhow::Result<String>
     if cfg.drouting.is_none() {
         anyhow::bail!("the new config has no [drouting] section");
     }
-    let rc = cfg.routing_config();
+    let rc = routing_config(&cfg)?;
     routing
         .reload(&rc, &resolve_gateway)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -838,3 +838,60 @@ fn sighup_reloads_the_tables_and_a_bad_table_is_refused() {
     let (code, _) = call(s.udp, "+3312345679", "");
     assert_eq!(code, 486);
 }
+
+// ----- large tables in their own file -----
+
+#[test]
+fn route_tables_file_adds_rows_and_check_names_a_bad_one() {
+    let dir = TempDir::new("rt-tables");
+    let main = format!(
+        "{}\n[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n",
+        tables(5081, 5082, 5083, "never").replace("[route]\n", "[route]\ntables = \"big.toml\"\n")
+    );
+    std::fs::write(dir.0.join("node.toml"), &main).expect("write");
+    let mut big = String::from("[drouting]\n");
+    for i in 0..2000 {
+        big.push_str(&format!(
+            "[[drouting.rules]]\nid = \"t{i}\"\ngroups = [0]\nprefix = \"+1{:04}\"\ntargets = [\"gwB\"]\n",
+            i
+        ));
+    }
+    std::fs::write(dir.0.join("big.toml"), &big).expect("write");
+    let bin = env!("CARGO_BIN_EXE_voxgate");
+    let st = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(dir.0.join("node.toml"))
+        .output()
+        .expect("check");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = Command::new(bin)
+        .args(["route", "explain", "--config"])
+        .arg(dir.0.join("node.toml"))
+        .args(["--to", "+115550000"])
+        .output()
+        .expect("explain");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["route"]["rule"], "t1555", "{v}");
+    assert_eq!(v["route"]["hops"][0]["gateway"], "gwB");
+    // a row naming an unknown gateway: check fails and names it
+    std::fs::write(
+        dir.0.join("big.toml"),
+        big.replace(
+            "prefix = \"+10007\"\ntargets = [\"gwB\"]",
+            "prefix = \"+10007\"\ntargets = [\"gwZ\"]",
+        ),
+    )
+    .expect("write");
+    let st = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(dir.0.join("node.toml"))
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(!st.status.success());
+    assert!(err.contains("route.tables") && err.contains("t7"), "{err}");
+}
