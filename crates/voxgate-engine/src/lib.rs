@@ -689,9 +689,9 @@ impl Engine {
                 let wall = std::time::UNIX_EPOCH + Duration::from_secs(now.unix);
                 match rt.plan(wall, msg, method, caller, &self.stats) {
                     route::Planned::NotRouted(m) => msg = m,
-                    route::Planned::Route(m, t) => {
+                    route::Planned::Route(m, t, res) => {
                         msg = m;
-                        routed = Some(t);
+                        routed = Some((t, res));
                     }
                     route::Planned::Lookup(m, number) => {
                         return Verdict::Lookup { msg: m, number };
@@ -718,7 +718,16 @@ impl Engine {
                 msg = m;
             }
         }
-        if let Some(targets) = routed {
+        if let Some((targets, res)) = routed {
+            // a load-balancer reservation lives as long as the call's dialog
+            let ext = match res {
+                Some(r) if method == Method::Invite => {
+                    let mut e = ext.unwrap_or_default();
+                    e.insert(r);
+                    Some(e)
+                }
+                _ => ext,
+            };
             return Verdict::Forward(Forward { msg, targets, ext });
         }
         // ----- route: location -----

@@ -38,12 +38,15 @@ use sip_proxy::{Destination, Transport};
 use sip_wire::edit::Editor;
 use sip_wire::{HeaderName, Message, Method, Uri};
 use voxgate_routing::clip::{CallerSource, ClipRequest, FromRewrite, PeerPolicy};
+use voxgate_routing::common::EndpointStates;
 use voxgate_routing::common::parse_kv_list;
 use voxgate_routing::dialplan::is_dial_string;
 use voxgate_routing::drouting::{Explanation, RouteDecision, RoutingStates};
 use voxgate_routing::metrics::RouteMetrics;
 use voxgate_routing::portability::{NpParams, apply_answer, np_key};
-use voxgate_routing::{EndpointState, Engines, NpAnswer, ProbeMode, RoutingConfig, RoutingError};
+use voxgate_routing::{
+    EndpointState, Engines, NpAnswer, ProbeMode, Reservation, RoutingConfig, RoutingError,
+};
 
 /// Branch prefix of gateway probes (their responses go to [`Routing::on_probe_response`]).
 pub const PROBE_BRANCH: &[u8] = b"z9hG4bKvgprobe.";
@@ -137,8 +140,8 @@ pub type GatewayResolver<'a> =
 pub(crate) enum Planned {
     /// Not a number to route: the core's own routing.
     NotRouted(Message),
-    /// Forward with these targets.
-    Route(Message, Vec<Destination>),
+    /// Forward with these targets (and a load-balancer reservation held by the call).
+    Route(Message, Vec<Destination>, Option<Reservation>),
     /// Pause: look `number` up, then feed the request again.
     Lookup(Message, String),
     /// Refuse with this status and reason.
@@ -174,6 +177,8 @@ struct ProbeState {
 struct Snapshot {
     engines: Engines,
     states: RoutingStates,
+    lb_states: EndpointStates,
+    lb_addrs: HashMap<String, SocketAddr>,
     metrics: RouteMetrics,
     gws: Vec<GwRuntime>,
     probes: Mutex<Vec<ProbeState>>,
@@ -299,9 +304,27 @@ impl Routing {
             .collect();
         let metrics = RouteMetrics::new(&engines.table);
         let probes = Mutex::new(vec![ProbeState::default(); gws.len()]);
+        let lb_states = engines.loadbalancer.new_states();
+        if let Some(p) = previous {
+            lb_states.carry_over_from(&p.lb_states);
+        }
+        let lb_addrs = cfg
+            .loadbalancer
+            .destinations
+            .iter()
+            .filter_map(|d| {
+                let (host, port) = uri_host_port(&d.uri)?;
+                Some((
+                    d.id.clone(),
+                    resolve(host, port, voxgate_routing::Transport::Udp)?,
+                ))
+            })
+            .collect();
         Ok(Snapshot {
             engines,
             states,
+            lb_states,
+            lb_addrs,
             metrics,
             gws,
             probes,
@@ -567,6 +590,54 @@ impl Routing {
             inc(&stats.route_no_rule);
             return Planned::Refuse(msg, self.cfg.not_found_code, "Not Found");
         }
+        // a rule with `lb=<group>` (and `resources=<list>`) sends the call to the
+        // load-balancer group instead of gateways
+        if let Some(rule) = d.rule(table)
+            && let Some(group) = parse_kv_list(rule.attrs())
+                .find(|(k, _)| *k == "lb")
+                .and_then(|(_, v)| v?.parse::<u32>().ok())
+        {
+            let resources = parse_kv_list(rule.attrs())
+                .find(|(k, _)| *k == "resources")
+                .and_then(|(_, v)| v)
+                .unwrap_or("");
+            let lb = &snap.engines.loadbalancer;
+            let res = lb
+                .request(&resources.replace(['|', ','], ";"))
+                .ok()
+                .and_then(|req| lb.reserve(group, &req, &snap.lb_states).ok());
+            let target = res.as_ref().and_then(|r| {
+                let id = r.destination_id()?;
+                let addr = *snap.lb_addrs.get(id)?;
+                let (host, port) = uri_host_port(r.uri()?)?;
+                let user = match &answer {
+                    NpAnswer::Ported(_) | NpAnswer::NotPorted => {
+                        apply_answer(&steps.number, &answer).unwrap_or_else(|| steps.number.clone())
+                    }
+                    NpAnswer::Unavailable => steps.number.clone(),
+                };
+                let ruri = match port {
+                    Some(p) => format!("sip:{user}@{host}:{p}"),
+                    None => format!("sip:{user}@{host}"),
+                };
+                Some(Destination {
+                    transport: Transport::Udp,
+                    addr,
+                    host_for_ruri: None,
+                    ruri: Some(Bytes::from(ruri)),
+                    route: None,
+                })
+            });
+            drop((pai, ppi, privacy));
+            let Some(target) = target else {
+                inc(&stats.route_no_gateway);
+                return Planned::Refuse(msg, self.cfg.no_gateway_code, "No Capacity");
+            };
+            inc(&stats.route_routed);
+            let eg = clip.egress(&PeerPolicy::default());
+            let msg = rewrite_identity(msg, &eg);
+            return Planned::Route(msg, vec![target], res);
+        }
         let mut cands: Vec<u32> = Vec::with_capacity(4);
         loop {
             for c in d.candidates() {
@@ -651,10 +722,10 @@ impl Routing {
             || !eg.remove_headers.is_empty();
         drop((pai, ppi, privacy));
         if !touched {
-            return Planned::Route(msg, targets);
+            return Planned::Route(msg, targets, None);
         }
         let msg = rewrite_identity(msg, &eg);
-        Planned::Route(msg, targets)
+        Planned::Route(msg, targets, None)
     }
 
     /// A dry run for `from`/`to` (numbers or URIs), as the call would be routed now, with
@@ -791,6 +862,14 @@ impl Routing {
             );
         }
         out.push(']');
+        out
+    }
+
+    /// Load-balancer resources as JSON (management API): destination, resource, load, max.
+    pub fn loadbalancer_json(&self) -> String {
+        let snap = self.snapshot();
+        let mut out = String::new();
+        lb_json(&snap, &mut out);
         out
     }
 
@@ -936,6 +1015,39 @@ fn fnv(b: &[u8]) -> u64 {
         h = (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3);
     }
     h
+}
+
+/// Host and port of `sip:[user@]host[:port][;params]`.
+fn uri_host_port(uri: &str) -> Option<(&str, Option<u16>)> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let hostport = rest.rsplit('@').next()?.split([';', '?']).next()?;
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((h, port));
+    }
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
+        None => Some((hostport, None)),
+    }
+}
+
+/// Load-balancer destinations as JSON: id, resource, load, max, state.
+fn lb_json(snap: &Snapshot, out: &mut String) {
+    out.push('[');
+    for (i, st) in snap.engines.loadbalancer.status().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"destination\":{:?},\"resource\":{:?},\"load\":{},\"max\":{}}}",
+            st.destination, st.resource, st.load, st.max
+        );
+    }
+    out.push(']');
 }
 
 /// The user part of `sip:user@host`, `tel:number`, or the text itself.
@@ -1142,7 +1254,7 @@ clir_prefixes = ["#31#"]
     #[test]
     fn national_number_routes_with_strip_and_prefix() {
         let r = routing("");
-        let Planned::Route(_, t) =
+        let Planned::Route(_, t, _) =
             route(&r, invite("sip:02079460000@proxy", ""), Caller::default())
         else {
             panic!("not routed");
@@ -1180,7 +1292,7 @@ clir_prefixes = ["#31#"]
     fn out_of_service_gateway_is_skipped() {
         let r = routing("");
         assert!(r.set_gateway_state("a1", EndpointState::Down));
-        let Planned::Route(_, t) =
+        let Planned::Route(_, t, _) =
             route(&r, invite("sip:+442079460000@proxy", ""), Caller::default())
         else {
             panic!("not routed");
@@ -1195,7 +1307,7 @@ clir_prefixes = ["#31#"]
         let r = routing("");
         let pai = "P-Asserted-Identity: <sip:+441110000@example.com>\r\n";
         // untrusted caller: its PAI is dropped
-        let Planned::Route(m, _) = route(
+        let Planned::Route(m, _, _) = route(
             &r,
             invite("sip:%2331%23+4930123@proxy", pai),
             Caller::default(),
@@ -1208,7 +1320,8 @@ clir_prefixes = ["#31#"]
             trusted: true,
             ..Caller::default()
         };
-        let Planned::Route(m, t) = route(&r, invite("sip:%2331%23+4930123@proxy", pai), c) else {
+        let Planned::Route(m, t, _) = route(&r, invite("sip:%2331%23+4930123@proxy", pai), c)
+        else {
             panic!("not routed");
         };
         assert_eq!(t[0].ruri.as_deref(), Some(&b"sip:30123@127.0.0.1:5082"[..]));
@@ -1221,7 +1334,7 @@ clir_prefixes = ["#31#"]
         );
         assert_eq!(m.header(HeaderName::Privacy), Some(&b"id"[..]));
         // towards an untrusted carrier (+44 has a1 first): no PAI
-        let Planned::Route(m, _) = route(&r, invite("sip:%2331%23+442079460000@proxy", pai), c)
+        let Planned::Route(m, _, _) = route(&r, invite("sip:%2331%23+442079460000@proxy", pai), c)
         else {
             panic!("not routed");
         };
@@ -1261,7 +1374,7 @@ clir_prefixes = ["#31#"]
         );
         assert_eq!(done.load(Ordering::Relaxed), 1);
         // the answer routes to +49 (b1) with rn and npdi
-        let Planned::Route(_, t) = route(&r, m, Caller::default()) else {
+        let Planned::Route(_, t, _) = route(&r, m, Caller::default()) else {
             panic!("not routed");
         };
         assert_eq!(
@@ -1270,7 +1383,7 @@ clir_prefixes = ["#31#"]
         );
         // a miss cached: ;npdi only
         *lock(&np.0) = Some(NpAnswer::NotPorted);
-        let Planned::Route(_, t) =
+        let Planned::Route(_, t, _) =
             route(&r, invite("sip:+442079460000@proxy", ""), Caller::default())
         else {
             panic!("not routed");
@@ -1281,7 +1394,7 @@ clir_prefixes = ["#31#"]
         );
         // npdi already present: not looked up, parameters carried
         *lock(&np.0) = None;
-        let Planned::Route(_, t) = route(
+        let Planned::Route(_, t, _) = route(
             &r,
             invite("sip:+442079460000;rn=+4930999;npdi@proxy", ""),
             Caller::default(),

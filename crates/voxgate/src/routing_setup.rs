@@ -222,8 +222,21 @@ pub fn explain_json(e: &RouteExplain) -> String {
 pub fn router(engine: Arc<Engine>) -> Router {
     let e1 = Arc::clone(&engine);
     let e2 = Arc::clone(&engine);
-    let e3 = engine;
+    let e3 = Arc::clone(&engine);
+    let e4 = engine;
     Router::new()
+        .route(
+            "/loadbalancer",
+            get(move || {
+                let e = Arc::clone(&e4);
+                async move {
+                    match e.routing() {
+                        Some(r) => json(StatusCode::OK, r.loadbalancer_json()),
+                        None => json(StatusCode::NOT_FOUND, "{\"error\":\"no routing\"}".into()),
+                    }
+                }
+            }),
+        )
         .route(
             "/gateways",
             get(move || {

@@ -78,6 +78,16 @@ fn response_to(req: &str, code: u16, to_tag: &str) -> String {
             out.push_str(&format!("To: {v};tag={to_tag}\r\n"));
         }
     }
+    if code == 200 {
+        for l in req.lines() {
+            let n = l.split(':').next().unwrap_or("").trim();
+            if n.eq_ignore_ascii_case("record-route") {
+                out.push_str(l.trim_end());
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Contact: <sip:carrier@127.0.0.1>\r\n");
+    }
     out.push_str("Content-Length: 0\r\n\r\n");
     out
 }
@@ -894,4 +904,56 @@ fn route_tables_file_adds_rows_and_check_names_a_bad_one() {
     let err = String::from_utf8_lossy(&st.stderr);
     assert!(!st.status.success());
     assert!(err.contains("route.tables") && err.contains("t7"), "{err}");
+}
+
+// ----- load balancing by resources -----
+
+#[test]
+fn load_balancer_keeps_destinations_within_capacity() {
+    let (d1, d2, d3) = (
+        Carrier::start(Some(200)),
+        Carrier::start(Some(200)),
+        Carrier::start(Some(200)),
+    );
+    let lb = format!(
+        "\n[[drouting.rules]]\nid = \"callcentre\"\ngroups = [0]\nprefix = \"+4480\"\n\
+         attrs = \"lb=1;resources=pstn\"\ntargets = [\"gwB\"]\n\
+         [[loadbalancer.destinations]]\nid = \"d1\"\ngroup = 1\nuri = \"sip:127.0.0.1:{}\"\nresources = \"pstn=2\"\n\
+         [[loadbalancer.destinations]]\nid = \"d2\"\ngroup = 1\nuri = \"sip:127.0.0.1:{}\"\nresources = \"pstn=1\"\n\
+         [[loadbalancer.destinations]]\nid = \"d3\"\ngroup = 1\nuri = \"sip:127.0.0.1:{}\"\nresources = \"pstn=1\"\n",
+        d1.port, d2.port, d3.port
+    );
+    let s = setup("rt-lb", "never", &lb);
+    for i in 0..4 {
+        let (code, _) = call(s.udp, &format!("+448000000{i}"), "");
+        assert_eq!(code, 200, "call {i}");
+    }
+    assert_eq!((d1.count(), d2.count(), d3.count()), (2, 1, 1));
+    let (_, body) = http(&s.admin, "GET", "/loadbalancer");
+    assert!(body.contains("\"load\":2,\"max\":2"), "{body}");
+    // every destination full: refused, nothing sent
+    let (code, _) = call(s.udp, "+4480000009", "");
+    assert_eq!(code, 503);
+    assert_eq!(d1.count() + d2.count() + d3.count(), 4);
+    // one call ends (BYE from the management API): its capacity is free again
+    let (st, body) = http(&s.admin, "GET", "/dialogs");
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let on_d2 = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| {
+            let callee = d["callee"].as_str().unwrap_or("");
+            let cid = d["call_id"].as_str().unwrap_or("");
+            d2.invite(cid).is_some() || callee.contains(&d2.port.to_string())
+        })
+        .map(|d| d["id"].as_str().unwrap_or("").to_string())
+        .expect("a dialog on d2");
+    let (st, _) = http(&s.admin, "DELETE", &format!("/dialogs/{on_d2}"));
+    assert_eq!(st, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _) = call(s.udp, "+4480000010", "");
+    assert_eq!(code, 200);
+    assert_eq!(d2.count(), 2, "the freed destination takes the call");
 }
