@@ -130,6 +130,9 @@ start_server() {  # start_server NAME -> SERVER_PID, or exit 2
       cat "$kdir/standard-create.sql" "$kdir/auth_db-create.sql" "$kdir/usrloc-create.sql" \
         | sqlite3 "$TMP/kamailio.db" || { blog "kamailio schema failed"; exit 2; }
       sqlite3 "$TMP/kamailio.db" < "$TMP/kam.sql" || { blog "kamailio users failed"; exit 2; }
+      # WAL, as voxgate's SQLite: with the default rollback journal the usrloc flush locks
+      # the auth_db readers out ("database is locked") and REGISTERs fail
+      sqlite3 "$TMP/kamailio.db" 'PRAGMA journal_mode=WAL;' > /dev/null
       sed "s/^listen=udp:127.0.0.1:5060$/listen=udp:127.0.0.1:$PORT/" "$KAM_CFG" > "$TMP/kamailio.cfg"
       kamailio -f "$TMP/kamailio.cfg" -DD -E -m 1024 -M 8 $KAMAILIO_ARGS \
         -A "VG_DB=\"sqlite://$TMP/kamailio.db\"" \
@@ -204,6 +207,11 @@ run_one() {
   c1=$(ticks_of $spids)
   rss=0
   for p in $spids; do rss=$(( rss + $(awk '/^VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0) )); done
+  if [ "${THREADS:-0}" = 1 ]; then   # CPU ticks per thread name, to stderr
+    for p in $spids; do
+      for t in /proc/$p/task/*; do echo "$(cat "$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done
+    done | awk '{a[$1]+=$2} END{for (k in a) printf "  %s %s ticks\n", k, a[k]}' >&2
+  fi
   ok=$(csv_last "$TMP/stat.csv" "SuccessfulCall(C)")
   fail=$(csv_last "$TMP/stat.csv" "FailedCall(C)")
   retr=$(csv_last "$TMP/stat.csv" "Retransmissions(C)")

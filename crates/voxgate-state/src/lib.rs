@@ -42,6 +42,7 @@
 //! transitions, and the errors, as plain atomics.
 
 pub mod bans;
+pub mod batch;
 pub mod codec;
 pub mod counters;
 pub mod location;
@@ -55,6 +56,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use bans::{RedisBans, RemoteBan, SharedBanList};
+pub use batch::BindingBatcher;
 pub use counters::{CounterSync, RedisCounters, RedisCountersConfig};
 pub use location::{LocationWriter, RedisLocation, RemoteBinding, apply_remote_binding};
 pub use portability::{NpResolver, NpStats, import_csv};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use voxgate_config::Config;
 use voxgate_engine::{CredLookup, CredentialSource, Engine, EngineConfig, StoredCreds};
-use voxgate_state::{RedisConfig, RedisConn, RedisLocation, RemoteBinding};
+use voxgate_state::{BindingBatcher, RedisConfig, RedisConn, RedisLocation, RemoteBinding};
 use voxgate_subscribers::{
     CredentialCache, Database, LocationStore, LocationWriter, StoreConfig, SubscriberStore,
     WriterConfig,
@@ -21,6 +21,13 @@ use voxgate_subscribers::{
 
 /// Remote binding changes queued between the Redis subscription and the engine.
 const REMOTE_QUEUE: usize = 65_536;
+/// How long binding changes are gathered before they go to the SQL location table as one
+/// transaction (one disk sync per window instead of one per REGISTER).
+const SQL_BATCH_EVERY: Duration = Duration::from_millis(200);
+/// The same for Redis (one pipeline per window; short, as other nodes wait for the news).
+const REDIS_BATCH_EVERY: Duration = Duration::from_millis(10);
+/// Gathered changes past which a shard hands them over at once.
+const BATCH_MAX: usize = 20_000;
 /// Interval of the sweep of expired bindings out of Redis.
 const REDIS_PURGE_EVERY: Duration = Duration::from_secs(15);
 
@@ -121,8 +128,11 @@ pub struct EngineSetup {
     pub engine: Arc<Engine>,
     /// The subscriber store (management API), when there is a database.
     pub store: Option<SubscriberStore>,
-    /// The location writer (kept so the writer task lives).
-    pub writer: Option<LocationWriter>,
+    /// The binding changes on their way to the location writer (the only strong handle:
+    /// dropping it ends the writer task once what it holds is written or spooled).
+    pub writer: Option<Arc<BindingBatcher>>,
+    /// The location writer task, awaited on shutdown.
+    pub writer_task: Option<tokio::task::JoinHandle<()>>,
     /// The nftables hand-off, when enabled.
     pub firewall: Option<Arc<voxgate_firewall::Firewall>>,
     /// The runtime of database work (fetches, writes); dropped last.
@@ -135,7 +145,20 @@ impl EngineSetup {
         if let Some(fw) = &self.firewall {
             tracing::info!(stats = ?fw.stats(), "firewall hand-off");
         }
-        drop(self.writer);
+        if let Some(b) = self.writer {
+            b.flush();
+            drop(b);
+        }
+        if let Some(task) = self.writer_task {
+            let r = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
+            if r.is_err() {
+                tracing::warn!(
+                    "location writer still busy after 5 s: the rest is left to the spool"
+                );
+            }
+        }
         self.runtime.shutdown_timeout(Duration::from_secs(3));
     }
 }
@@ -209,6 +232,7 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         engine.set_routing(r);
     }
     let mut writer = None;
+    let mut writer_task = None;
     let redis_url = ecfg
         .registrar
         .as_ref()
@@ -222,17 +246,12 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         if wcfg.spool_dir.is_none() {
             wcfg.spool_dir = Some(spool_dir(&store_cfg));
         }
-        let (w2, _task) = {
+        let (w, task) = {
             let _g = runtime.enter();
             LocationWriter::spawn_with(loc.clone(), wcfg).context("location writer spool")?
         };
-        let w3 = w2.clone();
-        engine.set_binding_sink(Box::new(move |events| {
-            if !w3.send(events) {
-                tracing::warn!("location writer queue full: binding changes not persisted");
-            }
-        }));
-        writer = Some(w2);
+        writer = Some(batched_sink(&runtime, &mut engine, w, REDIS_BATCH_EVERY));
+        writer_task = Some(task);
         redis_sub = Some((loc, rx));
     } else if let (Some(db), true) = (&db, engine.has_registrar()) {
         let loc = LocationStore::new(db.clone());
@@ -248,17 +267,12 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         if wcfg.spool_dir.is_none() {
             wcfg.spool_dir = Some(spool_dir(&store_cfg));
         }
-        let (w, _task) = {
+        let (w, task) = {
             let _g = runtime.enter();
             LocationWriter::spawn_with(loc, wcfg).context("location writer spool")?
         };
-        let w2 = w.clone();
-        engine.set_binding_sink(Box::new(move |events| {
-            if !w2.send(events) {
-                tracing::warn!("location writer queue full: binding changes not persisted");
-            }
-        }));
-        writer = Some(w);
+        writer = Some(batched_sink(&runtime, &mut engine, w, SQL_BATCH_EVERY));
+        writer_task = Some(task);
     }
     let mut firewall = None;
     if let Some(fw) = cfg.firewall.as_ref().filter(|f| f.enabled) {
@@ -288,9 +302,30 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         engine,
         store,
         writer,
+        writer_task,
         firewall,
         runtime,
     }))
+}
+
+/// Makes the engine hand its binding changes to a [`BindingBatcher`] in front of `writer`,
+/// flushed every `every`. The engine holds it weakly, so dropping the returned handle (on
+/// shutdown, after a last flush) ends the writer.
+fn batched_sink(
+    runtime: &tokio::runtime::Runtime,
+    engine: &mut Engine,
+    writer: LocationWriter,
+    every: Duration,
+) -> Arc<BindingBatcher> {
+    let batcher = BindingBatcher::new(writer, BATCH_MAX);
+    let weak = Arc::downgrade(&batcher);
+    engine.set_binding_sink(Box::new(move |events| match weak.upgrade() {
+        Some(b) => b.push(events),
+        None => tracing::debug!("binding changes after shutdown not persisted"),
+    }));
+    let _g = runtime.enter();
+    batcher.spawn_flusher(every);
+    batcher
 }
 
 fn unix_secs() -> u64 {
