@@ -1451,4 +1451,78 @@ clir_prefixes = ["#31#"]
         let e = r.explain("alice", "+3399", false, None, SystemTime::now());
         assert_eq!(e.refused, Some(404));
     }
+
+    /// Per-call cost of the route phase with the benchmark table: 100,000 prefixes
+    /// over 50 carriers, a dialplan regex and a cached portability answer on every call.
+    /// `cargo test --release -p voxgate-engine route_phase_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn route_phase_cost() {
+        use std::fmt::Write as _;
+        let mut t = String::from("[routing]\ndefault_group = 0\n");
+        for i in 0..100 {
+            let _ = write!(
+                t,
+                "[[routing.gateways]]\nid = \"g{i}\"\naddress = \"127.0.0.1:{}\"\nstrip = {}\n",
+                5000 + i,
+                i % 3
+            );
+        }
+        for c in 0..50 {
+            let _ = write!(
+                t,
+                "[[routing.carriers]]\nid = \"c{c}\"\ngateways = [\"g{}\", \"g{}\"]\n",
+                2 * c,
+                2 * c + 1
+            );
+        }
+        for i in 0..100_000u32 {
+            let _ = write!(
+                t,
+                "[[routing.rules]]\nid = \"r{i}\"\ngroups = [0]\nprefix = \"+{}\"\ntargets = [\"#c{}\", \"#c{}\"]\n",
+                100_000 + i * 7,
+                i % 50,
+                (i + 9) % 50
+            );
+        }
+        t.push_str("[[dialplan.rules]]\ndpid = 1\nid = \"svc\"\nmatch_op = \"regex\"\nmatch_exp = \"^service$\"\nsubst_exp = \"^service$\"\nrepl_exp = \"+135000123456\"\n");
+        let t0 = Instant::now();
+        let cfg: RoutingConfig = toml::from_str(&t).expect("toml");
+        let parsed = t0.elapsed();
+        let resolve = |h: &str, p: Option<u16>, _t| {
+            format!("{h}:{}", p.unwrap_or(5060))
+                .parse::<SocketAddr>()
+                .ok()
+        };
+        let t1 = Instant::now();
+        let mut r = Routing::new(&cfg, RouteSection::default(), &resolve).expect("compile");
+        let compiled = t1.elapsed();
+        let np = Arc::new(FixedNp(
+            Mutex::new(Some(NpAnswer::Ported("+135000999".into()))),
+            AtomicU64::new(0),
+        ));
+        r.set_portability(np);
+        let r = Arc::new(r);
+        let m = invite("sip:service@127.0.0.1:5060", "");
+        let st = crate::stats::EngineStats::default();
+        let n = 200_000u32;
+        let t2 = Instant::now();
+        for _ in 0..n {
+            let out = r.plan(
+                SystemTime::now(),
+                m.clone(),
+                Method::Invite,
+                Caller::default(),
+                &st,
+            );
+            assert!(matches!(out, Planned::Route(_, ref t, _) if t.len() == 4));
+        }
+        let per = t2.elapsed() / n;
+        let t3 = Instant::now();
+        r.reload(&cfg, &resolve).expect("reload");
+        let reload = t3.elapsed();
+        eprintln!(
+            "toml parse {parsed:?}, compile {compiled:?}, reload (compile+swap) {reload:?}; route phase per call: {per:?}"
+        );
+    }
 }
