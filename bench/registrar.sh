@@ -19,7 +19,11 @@
 #   SERVERS="kamailio voxgate"
 #   BAR=0.4              pass when voxgate's CPU per registration <= BAR * Kamailio's
 #   PORT=5170 SIPP_PORT=5191   server and SIPp ports on 127.0.0.1 (refused when busy)
-#   SETTLE_S=6           wait after SIPp before the last CPU sample (usrloc flushes every 5 s)
+#   WRITE_BACK_S=5       both servers gather binding changes this long before writing them
+#                        to SQLite (Kamailio: usrloc db_mode 2 timer_interval; voxgate:
+#                        [registrar] write_behind_ms)
+#   SETTLE_S             wait after SIPp before the last CPU sample (default WRITE_BACK_S+1,
+#                        so that the last write is counted)
 #   KAMAILIO_ARGS        default "-x tlsf"
 #   plus VOXGATE_BIN, SKIP_BUILD, CARGO_TARGET_DIR, OUT_DIR of bench/lib.sh
 # Exit status: 0 when every rate passes, 1 when one fails, 2 on a set-up error.
@@ -34,7 +38,8 @@ SERVERS=${SERVERS:-"kamailio voxgate"}
 BAR=${BAR:-0.4}
 PORT=${PORT:-5170}
 SIPP_PORT=${SIPP_PORT:-5191}
-SETTLE_S=${SETTLE_S:-6}
+WRITE_BACK_S=${WRITE_BACK_S:-5}
+SETTLE_S=${SETTLE_S:-$(( WRITE_BACK_S + 1 ))}
 HZ=$(getconf CLK_TCK)
 SCEN_XML=$BENCH_DIR/registrar-reg.xml
 KAM_CFG=$BENCH_DIR/kamailio-registrar.cfg
@@ -133,7 +138,9 @@ start_server() {  # start_server NAME -> SERVER_PID, or exit 2
       # WAL, as voxgate's SQLite: with the default rollback journal the usrloc flush locks
       # the auth_db readers out ("database is locked") and REGISTERs fail
       sqlite3 "$TMP/kamailio.db" 'PRAGMA journal_mode=WAL;' > /dev/null
-      sed "s/^listen=udp:127.0.0.1:5060$/listen=udp:127.0.0.1:$PORT/" "$KAM_CFG" > "$TMP/kamailio.cfg"
+      sed -e "s/^listen=udp:127.0.0.1:5060$/listen=udp:127.0.0.1:$PORT/" \
+          -e "s/^modparam(\"usrloc\", \"timer_interval\", 5)$/modparam(\"usrloc\", \"timer_interval\", $WRITE_BACK_S)/" \
+          "$KAM_CFG" > "$TMP/kamailio.cfg"
       kamailio -f "$TMP/kamailio.cfg" -DD -E -m 1024 -M 8 $KAMAILIO_ARGS \
         -A "VG_DB=\"sqlite://$TMP/kamailio.db\"" \
         -P "$TMP/server.pid" -Y "$TMP" > "$TMP/server.log" 2>&1 &
@@ -165,6 +172,7 @@ max_failures = 0
 
 [registrar]
 domains = ["127.0.0.1"]
+write_behind_ms = $(( WRITE_BACK_S * 1000 ))
 CFG
       "$VOXGATE_BIN" check --config "$TMP/voxgate.toml" > /dev/null 2> "$TMP/check.err" ||
         { blog "voxgate check failed:"; cat "$TMP/check.err" >&2; exit 2; }

@@ -147,6 +147,12 @@ pub struct RegistrarSection {
     pub redis_url: String,
     /// Prefix of the Redis keys (default `vg:`); the nodes of one cluster share it.
     pub redis_prefix: String,
+    /// How long binding changes are gathered (and coalesced per binding) before they are
+    /// written to the SQL location table in one transaction, in milliseconds (default 200).
+    /// Longer windows write less (a usrloc in write-back mode flushes every 60 s by
+    /// default); a crash loses at most the window's changes until clients refresh them.
+    /// Redis is written every 10 ms whatever this says (the other nodes wait for the news).
+    pub write_behind_ms: u64,
 }
 
 impl Default for RegistrarSection {
@@ -166,6 +172,7 @@ impl Default for RegistrarSection {
             path: d.path,
             redis_url: String::new(),
             redis_prefix: "vg:".into(),
+            write_behind_ms: 200,
         }
     }
 }

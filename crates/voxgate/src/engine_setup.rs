@@ -22,7 +22,8 @@ use voxgate_subscribers::{
 /// Remote binding changes queued between the Redis subscription and the engine.
 const REMOTE_QUEUE: usize = 65_536;
 /// How long binding changes are gathered before they go to the SQL location table as one
-/// transaction (one disk sync per window instead of one per REGISTER).
+/// transaction (one disk sync per window instead of one per REGISTER), unless
+/// `[registrar] write_behind_ms` says otherwise.
 const SQL_BATCH_EVERY: Duration = Duration::from_millis(200);
 /// The same for Redis (one pipeline per window; short, as other nodes wait for the news).
 const REDIS_BATCH_EVERY: Duration = Duration::from_millis(10);
@@ -271,7 +272,10 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
             let _g = runtime.enter();
             LocationWriter::spawn_with(loc, wcfg).context("location writer spool")?
         };
-        writer = Some(batched_sink(&runtime, &mut engine, w, SQL_BATCH_EVERY));
+        let every = ecfg.registrar.as_ref().map_or(SQL_BATCH_EVERY, |r| {
+            Duration::from_millis(r.write_behind_ms.clamp(1, 60_000))
+        });
+        writer = Some(batched_sink(&runtime, &mut engine, w, every));
         writer_task = Some(task);
     }
     let mut firewall = None;
