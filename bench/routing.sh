@@ -116,6 +116,15 @@ sed -i 's/^level = "warn"/level = "info"/' "$ROUTE_CFG"
 blog "routing config: $ROUTE_CFG ($(wc -c < "$ROUTE_CFG") bytes, $PREFIXES prefixes, $CARRIERS carriers)"
 "$VOXGATE_BIN" route explain --config "$ROUTE_CFG" --to service | head -20 >&2
 
+# the shared driver's ports are fixed: wait (bounded) while another benchmark holds 5060
+wait_5060() {
+  for i in $(seq 600); do
+    ss -lun 2>/dev/null | grep -q '127.0.0.1:5060 ' || return 0
+    sleep 0.5
+  done
+  blog "127.0.0.1:5060 still taken after 300 s"
+}
+
 RESULTS=$OUT/routing-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
   echo "# bench/routing.sh $(date -u +%FT%TZ) host=$(hostname) cpus=$(nproc) rate=$RATE count=$COUNT repeat=$REPEAT prefixes=$PREFIXES carriers=$CARRIERS"
@@ -126,6 +135,7 @@ for rep in $(seq "$REPEAT"); do
   for mode in bare routing; do
     if [ $mode = bare ]; then VOX_CFG=$BARE_CFG; else VOX_CFG=$ROUTE_CFG; fi
     blog "round $rep/$REPEAT $mode rate=$RATE count=$COUNT"
+    wait_5060
     line=$(run_one voxgate "$RATE" "$COUNT")
     echo "mode=$mode $line"
     echo "rep=$rep mode=$mode $line" >> "$RESULTS"
@@ -153,6 +163,7 @@ grep -o 'routing tables reloaded.*' "$RL_LOG" | tee -a "$RESULTS" >&2
 
 # ---------------------------------------------------------------- calls during reloads
 VOX_CFG=$ROUTE_CFG
+wait_5060
 ( sleep 3
   for i in $(seq "$RELOADS"); do
     p=$(pgrep -f -n "run --config $ROUTE_CFG") && kill -HUP "$p"
