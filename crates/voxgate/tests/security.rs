@@ -9,7 +9,8 @@
 //! - Fraud: a burst of calls to a premium prefix raises the warning, then the critical level
 //!   blocks (403) and suspends; both events reach a webhook receiver run by the test.
 //! - Rate-limit pipe: SIPp offers a customer 1.5x its calls per second for 20 s; the node
-//!   lets through its configured rate within a few percent and answers the rest 503.
+//!   lets through its configured rate within a few percent and answers the rest 503; the
+//!   503 carries Retry-After, and `reply = "drop"` answers nothing (a Rust client).
 //! - Flood: a Rust UDP blaster (one source, loopback) is blocked by pike while SIPp calls
 //!   from another source keep completing (light variant always; the 50,000 requests/s one
 //!   is `#[ignore]`d).
@@ -798,4 +799,78 @@ fn sipvicious_scanners_learn_nothing_and_end_banned() {
     );
     eprintln!("{text}");
     assert!(out.status.success(), "{text}");
+}
+
+/// Sends an INVITE with Call-ID `id` from `from` and returns the first final (>= 200) answer
+/// within `wait`, if any.
+fn invite_answer(from: &UdpSocket, node: SocketAddr, id: &str, wait: Duration) -> Option<String> {
+    let me = from.local_addr().expect("addr");
+    let msg = format!(
+        "INVITE sip:bob@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{id}\r\n\
+         From: <sip:alice@{me}>;tag=a-{id}\r\nTo: <sip:bob@{node}>\r\nCall-ID: {id}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let _ = from.send_to(msg.as_bytes(), node);
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        from.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        let Ok((len, _)) = from.recv_from(&mut buf) else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let code: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if code >= 200 && text.contains(id) {
+            return Some(text);
+        }
+    }
+    None
+}
+
+#[test]
+fn rate_limit_reply_is_503_with_retry_after_or_a_silent_drop() {
+    for reply in ["503", "drop"] {
+        let dir = TempDir::new("sec-rate-reply");
+        // a silent upstream: forwarded INVITEs get no final answer within the test's wait
+        let silent = UdpSocket::bind("127.0.0.1:0").expect("silent upstream");
+        let up = silent.local_addr().expect("addr").port();
+        let security = format!(
+            "[security.ratelimit]\nreply = \"{reply}\"\n\
+             [[security.ratelimit.pipes]]\nname = \"per-source\"\nkey = \"source_ip\"\n\
+             methods = [\"INVITE\"]\nlimit = 1\nalgorithm = \"sliding_window\"\n"
+        );
+        let mut node = Node::start_with(&dir, &node_config(up, 0, "", &security));
+        let (udp, _, admin) = node.addrs();
+        let caller = UdpSocket::bind("127.0.0.1:0").expect("caller");
+        let wait = Duration::from_millis(300);
+        assert_eq!(
+            invite_answer(&caller, udp, "rl-1", wait),
+            None,
+            "{reply}: the first INVITE is forwarded"
+        );
+        let second = invite_answer(&caller, udp, "rl-2", wait);
+        if reply == "503" {
+            let r = second.expect("a 503");
+            assert!(r.starts_with("SIP/2.0 503 "), "{r}");
+            let ra: u64 = r
+                .lines()
+                .find_map(|l| l.strip_prefix("Retry-After: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no Retry-After in {r}"));
+            assert!((1..=2).contains(&ra), "Retry-After {ra}");
+        } else {
+            assert_eq!(second, None, "drop: no answer");
+        }
+        assert_eq!(
+            metric(&admin, "voxgate_limits_rate_rejected_total", ""),
+            1,
+            "{reply}"
+        );
+        drop(silent);
+    }
 }
