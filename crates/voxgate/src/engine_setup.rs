@@ -90,7 +90,10 @@ impl CredentialSource for SqlCredentials {
             match r {
                 Ok(c) => {
                     if let Ok(mut m) = served.lock() {
-                        if m.len() > 10_000 {
+                        // sweep once per 1024 new keys past the bound, not on every insert:
+                        // with more than 10,000 fetches in SERVED_FOR (2,000 new users a
+                        // second) every entry is fresh and a sweep per insert is quadratic
+                        if m.len() > 10_000 && m.len() % 1024 == 0 {
                             m.retain(|_, (_, at)| at.elapsed() < SERVED_FOR);
                         }
                         m.insert(key, (c.map(creds), Instant::now()));
@@ -99,7 +102,7 @@ impl CredentialSource for SqlCredentials {
                 Err(e) => {
                     tracing::warn!("subscriber database: {e}");
                     if let Ok(mut m) = failed.lock() {
-                        if m.len() > 10_000 {
+                        if m.len() > 10_000 && m.len() % 1024 == 0 {
                             m.retain(|_, at| at.elapsed() < FAILED_FOR);
                         }
                         m.insert(key, Instant::now());
