@@ -58,7 +58,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use bans::{RedisBans, RemoteBan, SharedBanList};
 pub use batch::BindingBatcher;
 pub use counters::{CounterSync, RedisCounters, RedisCountersConfig};
-pub use location::{LocationWriter, RedisLocation, RemoteBinding, apply_remote_binding};
+pub use location::{
+    LazyRedisLocation, LocationWriter, RedisLocation, RemoteBinding, apply_remote_binding,
+};
 pub use portability::{NpResolver, NpStats, import_csv};
 
 /// Errors of the Redis back ends.

@@ -297,6 +297,35 @@ impl RedisLocation {
     }
 }
 
+/// A [`RedisLocation`] that may not be connected yet (a node started while Redis was away):
+/// until [`LazyRedisLocation::set`] it refuses every batch, so the [`LocationWriter`] spools
+/// them and replays them in order once it is set.
+#[derive(Debug, Clone, Default)]
+pub struct LazyRedisLocation(Arc<std::sync::OnceLock<RedisLocation>>);
+
+impl LazyRedisLocation {
+    /// Connects the location; false if one was set already.
+    pub fn set(&self, loc: RedisLocation) -> bool {
+        self.0.set(loc).is_ok()
+    }
+
+    /// The location, once connected.
+    pub fn get(&self) -> Option<&RedisLocation> {
+        self.0.get()
+    }
+}
+
+impl BindingSink for LazyRedisLocation {
+    const RETRY: (u32, Duration) = <RedisLocation as BindingSink>::RETRY;
+
+    async fn write_batch(&self, events: &[BindingEvent]) -> bool {
+        match self.0.get() {
+            Some(loc) => loc.apply(events).await.is_ok(),
+            None => false,
+        }
+    }
+}
+
 /// Decodes a location event; `None` for this node's own.
 fn decode_event(payload: &[u8], me: &[u8]) -> Result<Option<RemoteBinding>, StateError> {
     let mut r = Reader::new(payload);

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use voxgate_config::Config;
 use voxgate_engine::{CredLookup, CredentialSource, Engine, EngineConfig, StoredCreds};
-use voxgate_state::{BindingBatcher, RedisConfig, RedisConn, RedisLocation, RemoteBinding};
+use voxgate_state::{
+    BindingBatcher, LazyRedisLocation, RedisConfig, RedisConn, RedisLocation, RemoteBinding,
+    StateError,
+};
 use voxgate_subscribers::{
     CredentialCache, Database, LocationStore, LocationWriter, StoreConfig, SubscriberStore,
     WriterConfig,
@@ -243,20 +246,28 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         .filter(|r| r.enabled && !r.redis_url.is_empty())
         .map(|r| (r.redis_url.clone(), r.redis_prefix.clone()));
     let mut redis_sub = None;
+    let mut redis_later = None;
     if let (Some((url, prefix)), true) = (redis_url, engine.has_registrar()) {
-        let (loc, rx) = redis_location(&runtime, &mut engine, &cfg.node.name, &url, &prefix)
-            .with_context(|| format!("registrar.redis_url {url}"))?;
+        let lazy = LazyRedisLocation::default();
+        match redis_location(&runtime, &mut engine, &cfg.node.name, &url, &prefix)
+            .with_context(|| format!("registrar.redis_url {url}"))?
+        {
+            RedisStart::Connected(loc, rx) => {
+                lazy.set(loc.clone());
+                redis_sub = Some((loc, rx));
+            }
+            RedisStart::Later(rc) => redis_later = Some((rc, lazy.clone())),
+        }
         let mut wcfg: WriterConfig = store_cfg.writer();
         if wcfg.spool_dir.is_none() {
             wcfg.spool_dir = Some(spool_dir(&store_cfg));
         }
         let (w, task) = {
             let _g = runtime.enter();
-            LocationWriter::spawn_with(loc.clone(), wcfg).context("location writer spool")?
+            LocationWriter::spawn_with(lazy, wcfg).context("location writer spool")?
         };
         writer = Some(batched_sink(&runtime, &mut engine, w, REDIS_BATCH_EVERY));
         writer_task = Some(task);
-        redis_sub = Some((loc, rx));
     } else if let (Some(db), true) = (&db, engine.has_registrar()) {
         let loc = LocationStore::new(db.clone());
         let now = std::time::SystemTime::now()
@@ -305,6 +316,10 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         tokio::spawn(apply_remote(loc.clone(), rx, Arc::downgrade(&engine)));
         tokio::spawn(purge_expired(loc));
     }
+    if let Some((rc, lazy)) = redis_later {
+        let _g = runtime.enter();
+        tokio::spawn(connect_later(rc, lazy, Arc::downgrade(&engine)));
+    }
     Ok(Some(EngineSetup {
         engine,
         store,
@@ -341,16 +356,25 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How the cluster location started.
+enum RedisStart {
+    /// Connected, bindings loaded; the location and the subscription's queue.
+    Connected(RedisLocation, tokio::sync::mpsc::Receiver<RemoteBinding>),
+    /// Redis did not answer: connect in the background with these settings.
+    Later(RedisConfig),
+}
+
 /// Connects the cluster location in Redis: subscribes to the other nodes' changes first (so
 /// none made during the load is missed), then loads every live binding into the engine.
-/// Returns the location and the subscription's queue.
+/// A bad URL is an error; Redis not answering is not (the node starts, answers from memory,
+/// spools its changes and connects later).
 fn redis_location(
     runtime: &tokio::runtime::Runtime,
     engine: &mut Engine,
     node_name: &str,
     url: &str,
     prefix: &str,
-) -> anyhow::Result<(RedisLocation, tokio::sync::mpsc::Receiver<RemoteBinding>)> {
+) -> anyhow::Result<RedisStart> {
     // unique per process: a node ignores the changes it published itself, and two nodes
     // that share a name (or a restarted node) must still hear each other
     let nanos = std::time::SystemTime::now()
@@ -361,21 +385,74 @@ fn redis_location(
     if !prefix.is_empty() {
         rc.prefix = prefix.to_owned();
     }
-    let conn = runtime
-        .block_on(RedisConn::connect(rc))
-        .context("connecting")?;
+    let conn = match runtime.block_on(RedisConn::connect(rc.clone())) {
+        Ok(c) => c,
+        Err(e @ StateError::Url(_)) => return Err(e).context("connecting"),
+        Err(e) => {
+            tracing::warn!(
+                "redis unreachable at start ({e}): registrations are answered from memory and \
+                 their changes spooled until it answers"
+            );
+            return Ok(RedisStart::Later(rc));
+        }
+    };
     let loc = RedisLocation::new(conn);
-    let rx = {
+    let (rx, sub) = {
         let _g = runtime.enter();
-        loc.subscribe(REMOTE_QUEUE).0
+        loc.subscribe(REMOTE_QUEUE)
     };
     let now = unix_secs();
-    let loaded = runtime
-        .block_on(loc.load(now))
-        .context("loading registrations")?;
-    let restored = engine.restore_bindings(loaded, now);
-    tracing::info!(restored, "registrations loaded from redis");
-    Ok((loc, rx))
+    match runtime.block_on(loc.load(now)) {
+        Ok(loaded) => {
+            let restored = engine.restore_bindings(loaded, now);
+            tracing::info!(restored, "registrations loaded from redis");
+            Ok(RedisStart::Connected(loc, rx))
+        }
+        Err(e) => {
+            sub.abort();
+            tracing::warn!("loading registrations from redis: {e}; retrying in the background");
+            Ok(RedisStart::Later(rc))
+        }
+    }
+}
+
+/// Connects to Redis in the background (a node started while it was away): once it
+/// answers, loads its bindings, hands the location to the writer (which replays what it
+/// spooled meanwhile), and applies and sweeps as a node connected at start does.
+async fn connect_later(rc: RedisConfig, lazy: LazyRedisLocation, engine: std::sync::Weak<Engine>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        if engine.strong_count() == 0 {
+            return;
+        }
+        let Ok(conn) = RedisConn::connect(rc.clone()).await else {
+            continue;
+        };
+        let loc = RedisLocation::new(conn);
+        let (rx, sub) = loc.subscribe(REMOTE_QUEUE);
+        let now = unix_secs();
+        let all = match loc.load(now).await {
+            Ok(all) => all,
+            Err(e) => {
+                sub.abort();
+                tracing::debug!("loading registrations from redis: {e}");
+                continue;
+            }
+        };
+        let Some(e) = engine.upgrade() else { return };
+        let restored = e.restore_bindings(all, now);
+        drop(e);
+        lazy.set(loc.clone());
+        tracing::info!(
+            restored,
+            "redis reached: registrations loaded, spooled changes follow"
+        );
+        tokio::spawn(apply_remote(loc.clone(), rx, engine));
+        tokio::spawn(purge_expired(loc));
+        return;
+    }
 }
 
 /// Applies the other nodes' binding changes to the engine, in batches; reloads everything

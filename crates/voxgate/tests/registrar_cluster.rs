@@ -346,3 +346,43 @@ fn registrations_during_a_redis_outage_are_answered_and_not_lost() {
     assert!(all.contains("sip:bob@192.168.77.9"), "C: {all}");
     assert!(all.contains("sip:carol@192.168.77.9"), "C: {all}");
 }
+
+#[test]
+fn a_node_started_while_redis_is_down_serves_and_catches_up() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = TempDir::new("cluster-late");
+    let Some(mut redis) = Redis::start(&dir.0) else {
+        return;
+    };
+    redis.stop();
+    let pfx = prefix("late");
+    let dir_a = TempDir::new("late-a");
+    // the node starts although Redis does not answer, and registers users from memory
+    let (_a, udp_a, admin_a) = cluster_node(&dir_a, &redis.url(), &pfx);
+    let (code, out) = sipp_register(&dir_a, udp_a, free_port(), "carol", 300);
+    assert_eq!(code, 0, "carol's REGISTER with Redis down failed:\n{out}");
+    let (_, regs) = http(&admin_a, "GET", "/registrations?aor=sip:carol@127.0.0.1");
+    assert!(regs.contains("sip:carol@192.168.77.9"), "A: {regs}");
+
+    // Redis comes up: the node connects, and its spooled change reaches Redis
+    redis.spawn();
+    let key = format!("{pfx}loc:sip:carol@127.0.0.1");
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while !redis
+        .command(&["HLEN", &key])
+        .is_some_and(|r| r.starts_with(":1"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "carol never reached Redis after it came up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // and a node started now sees her
+    let dir_b = TempDir::new("late-b");
+    let (_b, _, admin_b) = cluster_node(&dir_b, &redis.url(), &pfx);
+    let (_, regs) = http(&admin_b, "GET", "/registrations?aor=sip:carol@127.0.0.1");
+    assert!(regs.contains("sip:carol@192.168.77.9"), "B: {regs}");
+}
