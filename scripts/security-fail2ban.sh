@@ -55,4 +55,6 @@ for fmt in text json; do
 done
 echo "$out" | sed -n '/Matched line/,/^`-/p' | grep -q '127.0.0.7' && { echo "FAIL: a forged line matched"; fail=1; }
 [ "$fail" = 0 ] && echo "PASS: fail2ban filter matches the node's ban lines in text and json formats, and no forged JSON line"
+# the line scripts/test.sh counts
+if [ "$fail" = 0 ]; then echo "security-fail2ban: 1 passed, 0 failed"; else echo "security-fail2ban: 0 passed, 1 failed"; fi
 exit "$fail"

@@ -18,6 +18,14 @@ command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v mariadb-install-db >/dev/null 2>&1 || need_apt+=(mariadb-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# optional tools (their scripts skip without them); never fatal: their packages start services
+opt_apt=()
+command -v svmap >/dev/null 2>&1 || opt_apt+=(sipvicious)
+command -v fail2ban-regex >/dev/null 2>&1 || opt_apt+=(fail2ban)
+if [ ${#opt_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${opt_apt[@]}" >/dev/null 2>&1 ||
+    echo "note: could not install ${opt_apt[*]}; the scripts that use them will skip" >&2
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -45,7 +53,7 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$summary"
 # Wire-level runs against the built binary (each skips cleanly when what it needs is absent:
 # SIPp, ../shared, permission for `unshare -n`, a TLS SIP client). Each prints a line with
 # "N passed, M failed" and exits non-zero on a failure.
-for s in smoke.sh replay-conformance.sh replay-protos.sh tls-interop.sh; do
+for s in smoke.sh replay-conformance.sh replay-protos.sh tls-interop.sh security-fail2ban.sh security-scan.sh; do
   if [ -x "scripts/$s" ]; then
     echo "== scripts/$s"
     "./scripts/$s" 2>&1 | tee -a "$summary"

@@ -802,6 +802,9 @@ pub(crate) fn new_shared(
     ))
 }
 
+/// Granularity of a proxy shard's timer wake-ups, in milliseconds.
+const TIMER_SLACK_MS: u64 = 10;
+
 /// Receive buffer chunk of a proxy shard (many datagrams share one allocation).
 const RX_CHUNK: usize = 1 << 20;
 
@@ -860,7 +863,15 @@ impl ProxyShard {
             };
             let timeout = match deadline {
                 Some(t) if t <= now.0 => 0,
-                Some(t) => ((t - now.0).div_ceil(1000)).min(i32::MAX as u64) as i32,
+                // Timer slack: sleep to the next multiple of TIMER_SLACK_MS past the
+                // deadline, so the timers of many calls fire in one wake-up instead of one
+                // each (a retransmission or clean-up a few ms late is harmless).
+                Some(t) => {
+                    let ms = (t - now.0).div_ceil(1000);
+                    ms.div_ceil(TIMER_SLACK_MS)
+                        .saturating_mul(TIMER_SLACK_MS)
+                        .min(i32::MAX as u64) as i32
+                }
                 None => -1,
             };
             if timeout != 0 {
