@@ -1583,9 +1583,14 @@ impl ProxyCore {
         let Some(c) = self.ctx_mut(r) else { return };
         c.active = None;
         c.fr_deadline = None;
+        // A response a downstream really sent beats one we made up (a branch's 408 on
+        // timeout) of the same class: the caller learns the 486 of the next carrier.
         let replace = match &c.best {
             None => true,
-            Some((old, _)) => better(status, *old),
+            Some((old, old_msg)) => {
+                better(status, *old)
+                    || (class(status) == class(*old) && old_msg.is_none() && msg.is_some())
+            }
         };
         if replace {
             c.best = Some((status, msg));
