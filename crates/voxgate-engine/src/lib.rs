@@ -951,6 +951,10 @@ impl Engine {
                 }
             }
             AuthVerdict::Challenge { stale, reason } => {
+                // counted once per answer (not for the first try of a cached wrong password)
+                if !(reason == sip_auth::Failure::WrongPassword && stored.is_some() && !resumed) {
+                    self.stats.auth_refused(reason).inc();
+                }
                 // a wrong password against a cached value: the password may have changed
                 if reason == sip_auth::Failure::WrongPassword && stored.is_some() && !resumed {
                     drop(creds);

@@ -31,6 +31,8 @@ macro_rules! engine_stats {
                 #[doc = $help]
                 pub $field: Counter,
             )*
+            /// Refused credentials by reason ([`AUTH_REASONS`] order).
+            pub auth_refused: [Counter; AUTH_REASONS.len()],
         }
 
         impl EngineStats {
@@ -79,13 +81,53 @@ engine_stats! {
     route_gateways_up => "voxgate_route_gateways_up_total", "Gateways put back in service by probes.";
 }
 
+/// The reasons credentials are refused, as labels of `voxgate_auth_refused_total`.
+pub const AUTH_REASONS: [&str; 10] = [
+    "no_credentials",
+    "bad_nonce",
+    "stale_nonce",
+    "replayed",
+    "algorithm_not_offered",
+    "qop_not_offered",
+    "opaque_mismatch",
+    "userhash_not_offered",
+    "unknown_user",
+    "wrong_password",
+];
+
 impl EngineStats {
+    /// Counts credentials refused for `reason`.
+    pub fn auth_refused(&self, reason: sip_auth::Failure) -> &Counter {
+        use sip_auth::Failure as F;
+        let i = match reason {
+            F::NoCredentials => 0,
+            F::BadNonce => 1,
+            F::StaleNonce => 2,
+            F::Replayed => 3,
+            F::AlgorithmNotOffered => 4,
+            F::QopNotOffered => 5,
+            F::OpaqueMismatch => 6,
+            F::UserhashNotOffered => 7,
+            F::UnknownUser => 8,
+            _ => 9,
+        };
+        &self.auth_refused[i]
+    }
+
     /// Appends the counters in Prometheus text format.
     pub fn write_prometheus(&self, out: &mut String) {
         for (name, help, v) in self.all() {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        out.push_str("# HELP voxgate_auth_refused_total Credentials refused, by reason (all look the same from outside).\n# TYPE voxgate_auth_refused_total counter\n");
+        for (reason, c) in AUTH_REASONS.iter().zip(&self.auth_refused) {
+            let _ = writeln!(
+                out,
+                "voxgate_auth_refused_total{{reason=\"{reason}\"}} {}",
+                c.get()
             );
         }
     }

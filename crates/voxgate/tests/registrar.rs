@@ -336,6 +336,14 @@ fn sha256_digest_wrong_password_and_replay() {
         metrics.contains("voxgate_auth_failures_total 3"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("voxgate_auth_refused_total{reason=\"wrong_password\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("voxgate_auth_refused_total{reason=\"replayed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
