@@ -334,6 +334,19 @@ fn reply(msg: &Message, status: u16, reason: &str, extra: &[(&str, &[u8])], out:
     build::response(msg, status, reason, tag.get(..n), extra, b"", out);
 }
 
+/// The id of the connection a request came over (TCP/TLS: the peer's address and the
+/// transport; `None` for UDP), so its bindings can be dropped when it closes.
+fn connection_id(src: Source) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    if src.transport == Transport::Udp {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    src.transport.hash(&mut h);
+    src.addr.hash(&mut h);
+    Some(h.finish())
+}
+
 fn reg_transport(t: Transport) -> sip_auth::registrar::Transport {
     match t {
         Transport::Udp => sip_auth::registrar::Transport::Udp,
@@ -615,6 +628,25 @@ impl Engine {
             })
             .filter(|(_, v): &(String, Vec<Binding>)| !v.is_empty())
             .collect()
+    }
+
+    /// A TCP/TLS connection closed: the bindings registered over it go (requests to them
+    /// could only travel over it), reported to the binding sink as removed.
+    pub fn connection_closed(&self, transport: Transport, peer: SocketAddr) {
+        let Some(r) = &self.registrar else { return };
+        let Some(id) = connection_id(Source {
+            transport,
+            addr: peer,
+        }) else {
+            return;
+        };
+        let mut events = Vec::new();
+        lock(&r.reg).connection_closed(id, &mut events);
+        if !events.is_empty() {
+            if let Some(sink) = &self.sink {
+                sink(events);
+            }
+        }
     }
 
     /// Number of bindings and of AORs.
@@ -1050,7 +1082,7 @@ impl Engine {
                 addr: src.addr,
                 transport: reg_transport(src.transport),
             },
-            connection: None,
+            connection: connection_id(src),
             now: now.unix,
             to_tag: tag.get(..tn),
         };

@@ -298,6 +298,9 @@ impl BoundNode {
                 what: "proxy shard eventfd",
                 source,
             })?;
+            if let Some(e) = &self.engine {
+                let _ = shared.engine.set(Arc::clone(e));
+            }
             node.proxy = Some(ProxyHandle {
                 shared: shared.clone(),
             });

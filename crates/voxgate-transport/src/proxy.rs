@@ -252,6 +252,8 @@ pub(crate) struct ProxyShared {
     stop: watch::Receiver<bool>,
     events: [AtomicU64; 5],
     tls_client: Option<tokio_rustls::TlsConnector>,
+    /// Told when a stream connection closes (its registrations go with it).
+    pub(crate) engine: std::sync::OnceLock<Arc<voxgate_engine::Engine>>,
 }
 
 impl ProxyShared {
@@ -374,6 +376,10 @@ impl ProxyShared {
             && conns.get(&(t, peer)).is_some_and(|c| c.same_channel(tx))
         {
             conns.remove(&(t, peer));
+            drop(conns);
+            if let Some(e) = self.engine.get() {
+                e.connection_closed(t, peer);
+            }
         }
     }
 
@@ -797,6 +803,7 @@ pub(crate) fn new_shared(
             stop,
             events: Default::default(),
             tls_client: tls_client.map(tokio_rustls::TlsConnector::from),
+            engine: std::sync::OnceLock::new(),
         }),
         rxs,
     ))

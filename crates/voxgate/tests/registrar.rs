@@ -479,3 +479,53 @@ fn path_routes_calls_back_through_the_edge() {
     let answer = recv_starting(&caller, "SIP/2.0 486");
     assert!(answer.contains("Call-ID: path-call-"), "{answer}");
 }
+
+#[test]
+fn a_tcp_binding_goes_with_its_connection() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("tcpbind");
+    let db = dir.0.join("voxgate.db");
+    let cfg = format!(
+        "[[listen]]\nproto = \"tcp\"\naddr = \"127.0.0.1:0\"\n\
+         [[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [subscribers]\ndatabase = \"sqlite://{}\"\n\
+         [registrar]\ndomains = [\"127.0.0.1\"]\n[proxy]\nrecord_route = true\n",
+        db.display()
+    );
+    let mut node = Node::start_with(&dir, &cfg);
+    let tcp: SocketAddr = node.wait_for("listening tcp ").parse().expect("tcp");
+    let admin = node.wait_for("admin listening ");
+    let mut conn = std::net::TcpStream::connect(tcp).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let port = conn.local_addr().expect("addr").port();
+    let reg = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKt1\r\n\
+         From: <sip:erin@127.0.0.1>;tag=e1\r\nTo: <sip:erin@127.0.0.1>\r\nCall-ID: tcp-reg-{port}\r\n\
+         CSeq: 1 REGISTER\r\nContact: <sip:erin@127.0.0.1:{port};transport=tcp>\r\nExpires: 600\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.write_all(reg.as_bytes()).expect("send");
+    let mut buf = [0u8; 2048];
+    let n = conn.read(&mut buf).expect("answer");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let (_, regs) = http(&admin, "GET", "/registrations");
+    assert!(regs.contains("sip:erin@127.0.0.1"), "{regs}");
+    assert!(regs.contains(&format!("tcp/127.0.0.1:{port}")), "{regs}");
+    // the client goes away: nothing could reach erin now, so the binding goes too
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, regs) = http(&admin, "GET", "/registrations");
+        if !regs.contains("sip:erin@127.0.0.1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "binding outlived its connection: {regs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
