@@ -1385,6 +1385,18 @@ impl Engine {
         true
     }
 
+    /// Replaces the access list (trusted peers included) with one compiled from `cfg`;
+    /// on error the old one stays. Returns the number of rules now in force.
+    pub fn reload_acl(&self, cfg: &voxgate_security::acl::AclConfig) -> Result<usize, String> {
+        let Some(sec) = &self.security else {
+            return Err("security is off on this node".into());
+        };
+        let table = voxgate_security::acl::AclTable::compile(cfg).map_err(|e| e.to_string())?;
+        let n = table.len();
+        lock(sec).acl = table;
+        Ok(n)
+    }
+
     /// Lifts a ban on `ip`; true if there was one.
     pub fn unban_ip(&self, ip: IpAddr) -> bool {
         let Some(sec) = &self.security else {

@@ -334,16 +334,30 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sigint.recv() => break "SIGINT",
                 _ = sighup.recv() => {
-                    // Only the routing tables reload (an atomic snapshot swap); the rest of
-                    // the config needs a restart.
+                    // The routing tables and the access list (trusted peers) reload, each
+                    // compiled then swapped whole; the rest of the config needs a restart.
                     match (&engine, &path) {
-                        (Some(e), Some(p)) if e.engine.routing().is_some() => {
-                            match routing_setup::reload(&e.engine, p) {
-                                Ok(msg) => tracing::info!("SIGHUP: {msg}"),
-                                Err(err) => tracing::error!("SIGHUP: routing tables kept: {}", error_chain(&err)),
+                        (Some(e), Some(p)) => {
+                            if e.engine.routing().is_some() {
+                                match routing_setup::reload(&e.engine, p) {
+                                    Ok(msg) => tracing::info!("SIGHUP: {msg}"),
+                                    Err(err) => tracing::error!("SIGHUP: routing tables kept: {}", error_chain(&err)),
+                                }
+                            }
+                            if e.engine.security().is_some() {
+                                match load_validated(Some(p)) {
+                                    Ok((new, _)) => {
+                                        let acl = new.security.map(|s| s.acl).unwrap_or_default();
+                                        match e.engine.reload_acl(&acl) {
+                                            Ok(n) => tracing::info!("SIGHUP: access list reloaded ({n} rules)"),
+                                            Err(err) => tracing::error!("SIGHUP: access list kept: {err}"),
+                                        }
+                                    }
+                                    Err(err) => tracing::error!("SIGHUP: access list kept: {err}"),
+                                }
                             }
                         }
-                        _ => tracing::warn!("SIGHUP received: only the routing tables reload, and this node has none; ignored"),
+                        _ => tracing::warn!("SIGHUP received: nothing reloadable on this node (routing tables, access list); ignored"),
                     }
                 }
             }

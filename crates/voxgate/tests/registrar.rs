@@ -529,3 +529,58 @@ fn a_tcp_binding_goes_with_its_connection() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Sends `msg` and waits up to `wait` for an answer (`None`: dropped).
+fn try_send_recv(sock: &UdpSocket, to: SocketAddr, msg: &str, wait: Duration) -> Option<String> {
+    sock.send_to(msg.as_bytes(), to).expect("send");
+    sock.set_read_timeout(Some(wait)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    sock.recv_from(&mut buf)
+        .ok()
+        .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn sighup_reloads_the_access_list() {
+    let dir = TempDir::new("aclreload");
+    let db = dir.0.join("voxgate.db");
+    let base = format!(
+        "[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [subscribers]\ndatabase = \"sqlite://{}\"\n\
+         [registrar]\ndomains = [\"127.0.0.1\"]\n[proxy]\nrecord_route = true\n\
+         [security.acl]\ndefault_action = \"allow\"\n",
+        db.display()
+    );
+    let deny =
+        format!("{base}[[security.acl.rules]]\ncidr = \"127.0.0.1/32\"\naction = \"deny\"\n");
+    let mut node = Node::start_with(&dir, &deny);
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    // denied: dropped, no answer
+    let r = try_send_recv(
+        &sock,
+        udp,
+        &register_msg(port, 1, None),
+        Duration::from_millis(700),
+    );
+    assert!(r.is_none(), "a denied source was answered: {r:?}");
+    // the operator lifts the rule and sends SIGHUP: the same source is served
+    std::fs::write(dir.0.join("node.toml"), &base).expect("rewrite config");
+    // SAFETY: plain kill(2) on our child's pid.
+    unsafe {
+        libc::kill(node.child.id() as i32, libc::SIGHUP);
+    }
+    node.wait_for("access list reloaded");
+    let r = try_send_recv(
+        &sock,
+        udp,
+        &register_msg(port, 2, None),
+        Duration::from_secs(3),
+    );
+    assert!(
+        r.as_deref().is_some_and(|r| r.starts_with("SIP/2.0 200")),
+        "{r:?}"
+    );
+}
