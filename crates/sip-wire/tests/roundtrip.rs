@@ -376,10 +376,17 @@ proptest! {
                 let Some(Ok(Uri::Sip(old))) = m.request_uri() else { panic!("ruri") };
                 prop_assert_eq!(u.user, old.user);
                 prop_assert_eq!(u.host, old.host);
+                // every other parameter kept; with a repeated name (`;f;f=-`), `get`
+                // answers the first, so only the first of each name is compared
+                let mut seen: Vec<&[u8]> = Vec::new();
                 for (pn, pv) in old.params.iter() {
-                    if !pn.eq_ignore_ascii_case(n.as_bytes()) {
-                        prop_assert_eq!(u.params.get(std::str::from_utf8(pn).unwrap()), Some(pv));
+                    if pn.eq_ignore_ascii_case(n.as_bytes())
+                        || seen.iter().any(|s| s.eq_ignore_ascii_case(pn))
+                    {
+                        continue;
                     }
+                    seen.push(pn);
+                    prop_assert_eq!(u.params.get(std::str::from_utf8(pn).unwrap()), Some(pv));
                 }
             }
             Op::RemoveRuriParam => {
