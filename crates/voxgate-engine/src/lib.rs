@@ -1355,6 +1355,16 @@ impl Engine {
                 let mut events = Vec::new();
                 s.pike.tick(now.mono, &mut events);
                 s.ratelimit.tick(now.mono);
+                // the shared counters' state, from the limiter's own view of its back end
+                let degraded = s.ratelimit.backend_degraded();
+                let was = self.stats.shared_counters_degraded.get() == 1;
+                if degraded && !was {
+                    self.stats.shared_counters_down.inc();
+                    tracing::warn!(target: "voxgate::security", "shared rate counters away (Redis): deciding with this node's own counters");
+                } else if !degraded && was {
+                    tracing::info!(target: "voxgate::security", "shared rate counters back (Redis)");
+                }
+                self.stats.shared_counters_degraded.set(u64::from(degraded));
                 s.bruteforce.tick(now.mono);
                 s.fraud.tick(now.unix);
                 for line in s.banlist.expire(now.mono) {
@@ -1395,6 +1405,14 @@ impl Engine {
         let n = table.len();
         lock(sec).acl = table;
         Ok(n)
+    }
+
+    /// Applies a ban list change made by another node of the cluster (not handed to the
+    /// ban hook again, no log line).
+    pub fn apply_remote_ban(&self, change: &BanChange) {
+        let Some(sec) = &self.security else { return };
+        let now = self.now();
+        lock(sec).banlist.apply_remote(change, now.mono);
     }
 
     /// Lifts a ban on `ip`; true if there was one.

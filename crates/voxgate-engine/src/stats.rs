@@ -16,6 +16,10 @@ impl Counter {
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    /// Sets the value (a gauge).
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     /// The value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -68,6 +72,8 @@ engine_stats! {
     limited_calls => "voxgate_limits_concurrent_rejected_total", "Calls refused by a concurrent-call limit.";
     limited_fraud => "voxgate_fraud_blocked_total", "Calls refused by a fraud rule or a suspended account.";
     fraud_events => "voxgate_fraud_events_total", "Fraud warnings and critical events raised.";
+    shared_counters_down => "voxgate_limits_shared_counters_outages_total", "Times the cluster's shared rate counters (Redis) went away and local counters took over.";
+    shared_counters_degraded => "voxgate_limits_shared_counters_degraded", "Whether rate limits are decided with local counters because the shared ones are away: 1 yes, 0 no.";
     emergency => "voxgate_limits_emergency_total", "Emergency calls let past the limits.";
     route_routed => "voxgate_route_routed_total", "Calls given gateway targets by the routing tables.";
     route_no_rule => "voxgate_route_no_rule_total", "Calls refused: no routing rule.";
@@ -117,9 +123,14 @@ impl EngineStats {
     /// Appends the counters in Prometheus text format.
     pub fn write_prometheus(&self, out: &mut String) {
         for (name, help, v) in self.all() {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
         out.push_str("# HELP voxgate_auth_refused_total Credentials refused, by reason (all look the same from outside).\n# TYPE voxgate_auth_refused_total counter\n");

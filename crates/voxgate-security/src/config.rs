@@ -32,6 +32,11 @@ pub struct SecurityConfig {
     pub fraud: FraudConfig,
     /// `[security.concurrency]`.
     pub concurrency: ConcurrencyConfig,
+    /// Redis shared by the cluster (`redis://host:port/db`): rate-limit counters and the
+    /// ban list are shared through it; empty: this node's own (the default).
+    pub redis_url: String,
+    /// Key prefix in that Redis (empty: `vg:`); nodes of one cluster share it.
+    pub redis_prefix: String,
 }
 
 /// Why a `[security]` section was refused.
@@ -69,7 +74,7 @@ pub struct SecurityEngines {
     /// Flood detector.
     pub pike: crate::pike::Pike,
     /// Rate limiter (local counters).
-    pub ratelimit: crate::ratelimit::RateLimiter,
+    pub ratelimit: crate::ratelimit::RateLimiter<crate::ratelimit::DynBackend>,
     /// Scanner matcher (immutable).
     pub scanner: crate::scanner::ScannerMatcher,
     /// Ban list.
@@ -91,7 +96,7 @@ impl SecurityConfig {
         Ok(SecurityEngines {
             acl: crate::acl::AclTable::compile(&self.acl)?,
             pike: crate::pike::Pike::new(&self.pike)?,
-            ratelimit: crate::ratelimit::RateLimiter::new(&self.ratelimit)?,
+            ratelimit: crate::ratelimit::RateLimiter::local_first(&self.ratelimit)?,
             scanner: crate::scanner::ScannerMatcher::new(&self.scanner)?,
             banlist: crate::banlist::BanList::new(&self.banlist),
             bruteforce: crate::bruteforce::BruteForce::new(&self.bruteforce)?,

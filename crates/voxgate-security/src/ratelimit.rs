@@ -525,7 +525,36 @@ impl RateLimiter<LocalCounters> {
     }
 }
 
+/// A back end chosen at start (the node's shared counters), boxed so the limiter's type
+/// does not depend on it.
+pub type DynBackend = Box<dyn CounterBackend + Send + Sync>;
+
+impl CounterBackend for DynBackend {
+    fn acquire(
+        &mut self,
+        key: &CounterKey<'_>,
+        limit: &Limit,
+        now: Duration,
+    ) -> Result<Decision, BackendUnavailable> {
+        (**self).acquire(key, limit, now)
+    }
+    fn expire(&mut self, now: Duration, idle: Duration) {
+        (**self).expire(now, idle);
+    }
+}
+
 impl<B: CounterBackend> RateLimiter<B> {
+    /// A limiter with local counters until [`RateLimiter::set_backend`] gives it a shared
+    /// back end.
+    pub fn local_first(cfg: &RateLimitConfig) -> Result<Self, RateLimitError> {
+        Self::build(cfg, None)
+    }
+
+    /// Counts in `backend` from now on (local counters stay the fallback while it is away).
+    pub fn set_backend(&mut self, backend: B) {
+        self.backend = Some(backend);
+    }
+
     /// A limiter whose counters live in `backend`, with local counters as fallback.
     pub fn with_backend(cfg: &RateLimitConfig, backend: B) -> Result<Self, RateLimitError> {
         Self::build(cfg, Some(backend))

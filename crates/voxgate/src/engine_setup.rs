@@ -294,16 +294,34 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
     }
     let mut firewall = None;
     if let Some(fw) = cfg.firewall.as_ref().filter(|f| f.enabled) {
-        let f = Arc::new(
+        firewall = Some(Arc::new(
             voxgate_firewall::Firewall::start(fw).map_err(|e| anyhow::anyhow!("firewall: {e}"))?,
-        );
-        let f2 = Arc::clone(&f);
+        ));
+    }
+    // [security] redis_url: rate counters and the ban list shared by the cluster
+    let shared_bans = match cfg.security.as_ref().filter(|s| !s.redis_url.is_empty()) {
+        Some(sec) => share_security(&runtime, &engine, sec, &cfg.node.name),
+        None => None,
+    };
+    if firewall.is_some() || shared_bans.is_some() {
+        let fw = firewall.clone();
+        let bans = shared_bans.clone();
+        let handle = runtime.handle().clone();
         engine.set_ban_hook(Box::new(move |changes| {
-            for c in changes {
-                f2.apply(c);
+            if let Some(f) = &fw {
+                for c in changes {
+                    f.apply(c);
+                }
+            }
+            if let Some(b) = &bans {
+                let (b, changes) = (b.clone(), changes.to_vec());
+                handle.spawn(async move {
+                    if let Err(e) = b.publish(&changes).await {
+                        tracing::warn!("ban list not shared (Redis): {e}");
+                    }
+                });
             }
         }));
-        firewall = Some(f);
     }
     if let Some(ev) = &cfg.events {
         if let Some(hook) = crate::webhook::start(ev, &cfg.node.name)? {
@@ -311,6 +329,14 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         }
     }
     let engine = Arc::new(engine);
+    if let Some(bans) = shared_bans {
+        let _g = runtime.enter();
+        tokio::spawn(apply_remote_bans(
+            bans,
+            Arc::downgrade(&engine),
+            firewall.clone(),
+        ));
+    }
     if let Some((loc, rx)) = redis_sub {
         let _g = runtime.enter();
         tokio::spawn(apply_remote(loc.clone(), rx, Arc::downgrade(&engine)));
@@ -506,6 +532,74 @@ async fn purge_expired(loc: RedisLocation) {
                     tracing::debug!("redis location sweep: {e}");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Connects the security engines to the cluster's Redis: rate-limit counters counted there
+/// (local counters decide while it is away, as `RateLimiter` does), and the ban list shared
+/// (this node's bans published, the others' applied). Redis down at start: this node keeps
+/// its own counters and bans, and says so.
+fn share_security(
+    runtime: &tokio::runtime::Runtime,
+    engine: &Engine,
+    sec: &voxgate_security::SecurityConfig,
+    node: &str,
+) -> Option<voxgate_state::RedisBans> {
+    let mut rc = voxgate_state::RedisConfig::new(
+        sec.redis_url.clone(),
+        format!("{node}-{}-sec", std::process::id()),
+    );
+    if !sec.redis_prefix.is_empty() {
+        rc.prefix = sec.redis_prefix.clone();
+    }
+    let conn = match runtime.block_on(voxgate_state::RedisConn::connect(rc)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                "security.redis_url: {e}; rate counters and bans stay local to this node"
+            );
+            return None;
+        }
+    };
+    let (counters, sync) =
+        voxgate_state::RedisCounters::new(&conn, voxgate_state::RedisCountersConfig::default());
+    if let Some(s) = engine.security() {
+        s.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ratelimit
+            .set_backend(Box::new(counters));
+    }
+    runtime.spawn(sync.run());
+    tracing::info!("rate counters and the ban list shared through Redis");
+    Some(voxgate_state::RedisBans::new(conn))
+}
+
+/// Applies other nodes' bans (and the current list on every (re)subscription) to the
+/// engine and the firewall, until the engine is gone.
+async fn apply_remote_bans(
+    bans: voxgate_state::RedisBans,
+    engine: std::sync::Weak<Engine>,
+    firewall: Option<Arc<voxgate_firewall::Firewall>>,
+) {
+    let (mut rx, _task) = bans.subscribe(1024);
+    while let Some(m) = rx.recv().await {
+        let Some(e) = engine.upgrade() else { break };
+        let changes = match m {
+            voxgate_state::RemoteBan::Change(c) => vec![c],
+            voxgate_state::RemoteBan::Resync => match bans.load().await {
+                Ok(v) => v,
+                Err(err) => {
+                    tracing::warn!("ban list reload from Redis: {err}");
+                    continue;
+                }
+            },
+        };
+        for c in &changes {
+            e.apply_remote_ban(c);
+            if let Some(f) = &firewall {
+                f.apply(c);
             }
         }
     }
