@@ -176,8 +176,14 @@ grep -h 'voxgate::ban' "$WORK/b-svcrack.log" | head -1 | sed 's/^/   log: /'
 
 echo "== C: no [security] (control: the tool works)"
 start_node c-svcrack ""
-(cd "$WORK" && timeout 120 svcrack -p "$SIP_PORT" -u alice -d passwords.txt 127.0.0.1 > svcrack-c.out 2>&1)
-found=$(svcrack_found "$WORK/svcrack-c.out")
+# svcrack gives up on a lost answer, so on a loaded machine the control may need a second
+# go (it only shows that the tool works; the defences above are what is tested)
+for attempt in 1 2 3; do
+    (cd "$WORK" && timeout 120 svcrack -p "$SIP_PORT" -u alice -d passwords.txt 127.0.0.1 > svcrack-c.out 2>&1)
+    found=$(svcrack_found "$WORK/svcrack-c.out")
+    [ "$found" = "$REAL_PW" ] && break
+    echo "   control attempt $attempt found ${found:-nothing}; again"
+done
 if [ "$found" = "$REAL_PW" ]; then ok "control: svcrack finds the real password without the defence"; else ko "control: svcrack did not find the password (${found:-nothing}):"; cat "$WORK/svcrack-c.out"; fi
 
 echo "security-scan: $PASS passed, $FAIL failed"
