@@ -502,6 +502,23 @@ impl Registrar {
         })
     }
 
+    /// [`Registrar::keepalive_targets`] of one partition (`part` < [`PARTITIONS`]), so a
+    /// driver can spread the keep-alive pass over its interval instead of walking every
+    /// binding at once.
+    pub fn keepalive_targets_in(
+        &self,
+        part: usize,
+        now: u64,
+    ) -> impl Iterator<Item = (&[u8], &Binding)> {
+        self.aors.parts.get(part).into_iter().flat_map(move |m| {
+            m.iter().flat_map(move |(k, v)| {
+                v.iter()
+                    .filter(move |b| b.expires > now && b.path.is_none() && b.behind_nat())
+                    .map(move |b| (&k[..], b))
+            })
+        })
+    }
+
     fn sort(v: &mut [Binding]) {
         v.sort_by(|a, b| b.q.cmp(&a.q).then(b.updated.cmp(&a.updated)));
     }

@@ -293,7 +293,8 @@ pub struct Engine {
     event_hook: Option<EventHookFn>,
     locals: Vec<SocketAddr>,
     aliases: Vec<Vec<u8>>,
-    last_keepalive: Mutex<u64>,
+    /// When the keep-alive pass last ran, and the partition it goes on from.
+    last_keepalive: Mutex<(u64, usize)>,
     pike_ban: Option<Duration>,
     scanner_ban: Duration,
     epoch: std::time::Instant,
@@ -430,7 +431,7 @@ impl Engine {
                 .iter()
                 .map(|a| a.to_ascii_lowercase().into_bytes())
                 .collect(),
-            last_keepalive: Mutex::new(0),
+            last_keepalive: Mutex::new((0, 0)),
             pike_ban: cfg
                 .security
                 .as_ref()
@@ -1309,35 +1310,51 @@ impl Engine {
                     sink(events);
                 }
             }
-            let due = {
-                let mut last = lock(&self.last_keepalive);
-                let every = self.nat.keepalive_secs;
-                if every > 0 && now.unix >= last.saturating_add(every) {
-                    *last = now.unix;
-                    true
+            // The keep-alive pass walks a slice of the registrar's partitions per tick,
+            // sized so that each is visited once per `keepalive_secs`: the registrar's lock
+            // is never held over every binding at once.
+            let every = self.nat.keepalive_secs;
+            let parts = {
+                let mut st = lock(&self.last_keepalive);
+                let (last, cursor) = *st;
+                let elapsed = now.unix.saturating_sub(last);
+                if last == 0 {
+                    // the first tick only starts the clock (no full pass at start-up)
+                    *st = (now.unix, 0);
+                    None
+                } else if every == 0 || elapsed == 0 {
+                    None
                 } else {
-                    false
+                    let n = (sip_auth::registrar::PARTITIONS as u64 * elapsed)
+                        .div_ceil(every)
+                        .min(sip_auth::registrar::PARTITIONS as u64)
+                        as usize;
+                    *st = (now.unix, (cursor + n) % sip_auth::registrar::PARTITIONS);
+                    Some((cursor, n))
                 }
             };
-            if due {
+            if let Some((cursor, n)) = parts {
                 let reg = lock(&r.reg);
-                for (aor, b) in reg.keepalive_targets(now.unix) {
-                    let Some(rcv) = b.received else { continue };
-                    if rcv.transport != sip_auth::registrar::Transport::Udp {
-                        continue;
-                    }
-                    let local = self
-                        .locals
-                        .iter()
-                        .find(|l| l.is_ipv4() == rcv.addr.is_ipv4());
-                    let bytes = match self.nat.keepalive_method {
-                        config::KeepaliveMethod::Crlf => Bytes::from_static(b"\r\n\r\n"),
-                        config::KeepaliveMethod::Options => {
-                            nat::keepalive_options(aor, &b.contact, local.copied(), now.unix)
+                for i in 0..n {
+                    let part = (cursor + i) % sip_auth::registrar::PARTITIONS;
+                    for (aor, b) in reg.keepalive_targets_in(part, now.unix) {
+                        let Some(rcv) = b.received else { continue };
+                        if rcv.transport != sip_auth::registrar::Transport::Udp {
+                            continue;
                         }
-                    };
-                    self.stats.keepalives.inc();
-                    keepalives.push((rcv.addr, bytes));
+                        let local = self
+                            .locals
+                            .iter()
+                            .find(|l| l.is_ipv4() == rcv.addr.is_ipv4());
+                        let bytes = match self.nat.keepalive_method {
+                            config::KeepaliveMethod::Crlf => Bytes::from_static(b"\r\n\r\n"),
+                            config::KeepaliveMethod::Options => {
+                                nat::keepalive_options(aor, &b.contact, local.copied(), now.unix)
+                            }
+                        };
+                        self.stats.keepalives.inc();
+                        keepalives.push((rcv.addr, bytes));
+                    }
                 }
             }
         }

@@ -1170,26 +1170,15 @@ impl ProxyShard {
         if !handled {
             return false;
         }
-        let st = self.shared.stats.shard(self.idx);
         for (dest, data) in self.outbox.iter() {
-            let (t, to) = match dest {
-                voxgate_policy::Dest::Source => (src.transport, src.addr),
-                voxgate_policy::Dest::Addr(t, a) => (to_core(t), a),
+            let to = match dest {
+                voxgate_policy::Dest::Source => src,
+                voxgate_policy::Dest::Addr(t, a) => Source {
+                    transport: to_core(t),
+                    addr: a,
+                },
             };
-            let sent = if t == PTransport::Udp {
-                self.sockets
-                    .iter()
-                    .find(|(l, _)| l.is_ipv4() == to.is_ipv4())
-                    .is_some_and(|(_, s)| s.send_to(data, &SockAddr::from(to)).is_ok())
-            } else {
-                self.shared
-                    .send_stream(self.idx, t, to, Bytes::copy_from_slice(data))
-            };
-            if sent {
-                st.packet_out(data.len());
-            } else {
-                st.drop_msg(DropReason::SendFailed);
-            }
+            self.send_to(to, data);
         }
         true
     }
