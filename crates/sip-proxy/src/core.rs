@@ -19,7 +19,10 @@ use crate::dialog::{
     Dialog, DialogEvent, DialogFilter, DialogId, DialogInfo, DialogState, EndReason, Extensions, F,
     Profiles,
 };
-use crate::types::{Destination, LocalAddr, Output, ProxyConfig, Routing, Source, Transport};
+use crate::types::{
+    BranchOutcome, BranchReport, Destination, LocalAddr, Output, ProxyConfig, Routing, Source,
+    Transport,
+};
 use crate::util::{
     BRANCH_PREFIX, contains_ic, fnv, host_addr, host_ip, loophash_from_branch, write_hostport,
 };
@@ -55,6 +58,8 @@ pub struct ProxyStats {
     pub loops: u64,
     /// In-dialog requests for no known dialog (481).
     pub unknown_dialog: u64,
+    /// Requests sent again with credentials after a target's 401/407.
+    pub auth_retries: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +93,12 @@ struct ClientP {
     abandoned: bool,
     cancel_wanted: bool,
     cancel_sent: bool,
+    /// Index of the context's target this branch went to.
+    target: usize,
+    /// Sent again with credentials after a challenge.
+    authed: bool,
+    /// Added to the caller's CSeq number in this request (responses get it taken off).
+    cseq_add: u32,
 }
 
 /// What a client transaction's response handling needs from its payload (copied out, as
@@ -97,6 +108,9 @@ struct BranchInfo {
     abandoned: bool,
     upstream: Source,
     dest: Source,
+    target: usize,
+    authed: bool,
+    cseq_add: u32,
 }
 
 enum Payload {
@@ -115,6 +129,9 @@ struct RoutePlan {
     next_hop: Option<Destination>,
     /// Whether any Route remains after ours were removed.
     routes_left: bool,
+    /// Added to the CSeq number of the request as forwarded (a downstream whose challenge
+    /// we answered saw a higher number than the caller sent: RFC 3261 §22.2).
+    cseq_add: u32,
 }
 
 struct Ctx {
@@ -137,6 +154,8 @@ struct Ctx {
     /// An in-dialog INVITE/UPDATE and the side that sent it: its 2xx refreshes the
     /// answering side's target (RFC 3261 §12.2.1.2) and may refresh the session (RFC 4028).
     refresh: Option<(DialogId, Side)>,
+    /// Targets (index < 64) whose attempt was reported in an [`Output::Branch`].
+    reported: u64,
 }
 
 struct DSlot {
@@ -146,6 +165,15 @@ struct DSlot {
 }
 
 const TK_CTX: u8 = 0;
+
+/// What [`ProxyCore::launch`] did.
+enum Launch {
+    Sent,
+    /// Nothing to send to that target (no request could be built, challenge not answered).
+    Skipped,
+    /// No room for the transaction.
+    Full,
+}
 const TK_DIALOG: u8 = 1;
 
 /// Which side of a dialog a request came from.
@@ -279,6 +307,21 @@ fn exec(
             _ => {}
         }
     }
+}
+
+/// Sets the CSeq number of `msg` to `seq` in its editor (no change when it is already).
+fn set_cseq(e: &mut Editor<'_>, msg: &Message, seq: u32) {
+    let Ok(cs) = msg.cseq() else { return };
+    if cs.seq == seq {
+        return;
+    }
+    let Some(h) = msg.iter_headers().find(|h| h.name == HeaderName::CSeq) else {
+        return;
+    };
+    let mut v = Vec::with_capacity(24);
+    let _ = write!(v, "{seq} ");
+    v.extend_from_slice(cs.method_raw);
+    let _ = e.replace_header_value(h.index, &v);
 }
 
 fn timeout_of(actions: &Actions) -> Option<TimerId> {
@@ -1025,6 +1068,17 @@ impl ProxyCore {
                 _ => e.add_header("Route", route),
             }
         }
+        if plan.cseq_add != 0 {
+            if let (Some(h), Ok(cs)) = (
+                req.iter_headers().find(|h| h.name == HeaderName::CSeq),
+                req.cseq(),
+            ) {
+                let mut v = Vec::with_capacity(24);
+                let _ = write!(v, "{} ", cs.seq.wrapping_add(plan.cseq_add));
+                v.extend_from_slice(cs.method_raw);
+                let _ = e.replace_header_value(h.index, &v);
+            }
+        }
         if let Some((top, bottom)) = &rr {
             e.add_record_route(top);
             if let Some(b) = bottom {
@@ -1087,11 +1141,12 @@ impl ProxyCore {
 
     /// The ACK of a 2xx: forwarded statelessly along its dialog.
     fn forward_ack(&mut self, msg: &Message) {
-        let plan = self.route_plan(msg);
+        let mut plan = self.route_plan(msg);
         let dest = match self.match_dialog(msg) {
             Some((id, side)) => {
                 if side == Side::Caller {
                     self.set_state(id, DialogState::Confirmed, true);
+                    plan.cseq_add = self.dialog(id).map_or(0, |d| d.cseq_delta);
                 }
                 plan.next_hop.clone().or_else(|| self.side_dest(id, side))
             }
@@ -1252,6 +1307,9 @@ impl ProxyCore {
             abandoned: false,
             cancel_wanted: false,
             cancel_sent: false,
+            target: 0,
+            authed: false,
+            cseq_add: 0,
         });
         if let Ok(step) = self
             .table
@@ -1286,7 +1344,7 @@ impl ProxyCore {
             self.reply_stateless(&msg, src, 482, &[]);
             return;
         }
-        let plan = self.route_plan(&msg);
+        let mut plan = self.route_plan(&msg);
         let in_dialog = msg.to_hdr().ok().and_then(|t| t.tag()).is_some();
         let is_invite = method == Method::Invite;
         let mut dialog_side = None;
@@ -1298,6 +1356,9 @@ impl ProxyCore {
                         return;
                     };
                     dialog_side = Some((id, side));
+                    if side == Side::Caller {
+                        plan.cseq_add = self.dialog(id).map_or(0, |d| d.cseq_delta);
+                    }
                     vec![d]
                 }
                 None => match &plan.next_hop {
@@ -1422,6 +1483,7 @@ impl ProxyCore {
             loophash,
             is_invite,
             refresh: dialog_side.filter(|_| matches!(method, Method::Invite | Method::Update)),
+            reported: 0,
         };
         let r = self.insert_ctx(ctx);
         if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
@@ -1445,61 +1507,16 @@ impl ProxyCore {
     fn start_branch(&mut self, now: Time, r: CtxRef) {
         loop {
             let Some(c) = self.ctx_mut(r) else { return };
-            let Some(dest) = c.targets.get(c.next).cloned() else {
+            if c.next >= c.targets.len() {
                 self.finalize(now, r);
                 return;
-            };
+            }
+            let target = c.next;
             c.next += 1;
-            let idx = c.next;
-            let req = c.request.clone();
-            let plan = c.plan.clone();
-            let rr = c.record_route.then_some(c.upstream);
-            let upstream = c.upstream;
-            let (seq, lh, is_invite) = (c.seq, c.loophash, c.is_invite);
-            let branch = self.new_branch(lh, format_args!("{seq:x}.{idx}"));
-            let Some(bytes) = self.build_forward(&req, &plan, &dest, &branch, rr) else {
-                continue;
-            };
-            let key = TransactionKey::client(
-                &branch,
-                match req.method() {
-                    Some(Method::Invite) => KeyMethod::Invite,
-                    _ => KeyMethod::from_token(req.method_raw().unwrap_or(b"")),
-                },
-            );
-            let p = Payload::Client(ClientP {
-                request: bytes,
-                dest: Source {
-                    transport: dest.transport,
-                    addr: dest.addr,
-                },
-                upstream,
-                role: Role::Branch(r),
-                provisional: false,
-                abandoned: false,
-                cancel_wanted: false,
-                cancel_sent: false,
-            });
-            match self
-                .table
-                .start_client(now, key, dest.transport.is_reliable(), p)
-            {
-                Ok(step) => {
-                    let id = step.id;
-                    let fr = self.cfg.fr_invite.filter(|_| is_invite);
-                    if let Some(c) = self.ctx_mut(r) {
-                        c.active = Some(id);
-                        c.branches.push(id);
-                        c.fr_deadline = fr.map(|f| now + f);
-                    }
-                    if let Some(f) = fr {
-                        self.timers
-                            .push(Reverse((now + f, TK_CTX, r.index, r.generation)));
-                    }
-                    self.txn_step(now, step, None);
-                    return;
-                }
-                Err(_) => {
+            match self.launch(now, r, target, None) {
+                Launch::Sent => return,
+                Launch::Skipped => continue,
+                Launch::Full => {
                     self.stats.refused_limits += 1;
                     if let Some(c) = self.ctx_mut(r) {
                         c.best = Some((503, None));
@@ -1509,6 +1526,148 @@ impl ProxyCore {
                     return;
                 }
             }
+        }
+    }
+
+    /// Sends the context's request to `target` as a new branch (with credentials answering
+    /// `auth`'s challenge, when given).
+    fn launch(&mut self, now: Time, r: CtxRef, target: usize, auth: Option<&Message>) -> Launch {
+        let Some(c) = self.ctx(r) else {
+            return Launch::Skipped;
+        };
+        let Some(dest) = c.targets.get(target).cloned() else {
+            return Launch::Skipped;
+        };
+        let req = c.request.clone();
+        let mut plan = c.plan.clone();
+        let rr = c.record_route.then_some(c.upstream);
+        let upstream = c.upstream;
+        let (seq, lh, is_invite) = (c.seq, c.loophash, c.is_invite);
+        let idx = target + 1;
+        let branch = if auth.is_some() {
+            plan.cseq_add = plan.cseq_add.saturating_add(1);
+            self.new_branch(lh, format_args!("{seq:x}.{idx}a"))
+        } else {
+            self.new_branch(lh, format_args!("{seq:x}.{idx}"))
+        };
+        let Some(mut bytes) = self.build_forward(&req, &plan, &dest, &branch, rr) else {
+            return Launch::Skipped;
+        };
+        if let (Some(challenge), Some(creds)) = (auth, dest.auth.as_deref()) {
+            let Ok(sent) = Message::parse_datagram(bytes) else {
+                return Launch::Skipped;
+            };
+            let cnonce = format!(
+                "{:016x}",
+                fnv(&[&branch, &now.0.to_be_bytes(), sent.call_id().unwrap_or(b"")])
+            );
+            let Some((name, value)) = crate::uac::answer_response(
+                challenge,
+                creds,
+                sent.method_raw().unwrap_or(b""),
+                sent.request_uri_raw().unwrap_or(b""),
+                cnonce.as_bytes(),
+            ) else {
+                return Launch::Skipped;
+            };
+            let mut e = Editor::new(&sent);
+            e.add_header(name, &value);
+            let mut out = Vec::with_capacity(sent.bytes().len() + value.len() + 32);
+            if e.write(&mut out).is_err() {
+                return Launch::Skipped;
+            }
+            bytes = Bytes::from(out);
+            self.stats.auth_retries += 1;
+            if let Some(c) = self.ctx_mut(r) {
+                c.plan.cseq_add = plan.cseq_add;
+            }
+        }
+        let key = TransactionKey::client(
+            &branch,
+            match req.method() {
+                Some(Method::Invite) => KeyMethod::Invite,
+                _ => KeyMethod::from_token(req.method_raw().unwrap_or(b"")),
+            },
+        );
+        let p = Payload::Client(ClientP {
+            request: bytes,
+            dest: Source {
+                transport: dest.transport,
+                addr: dest.addr,
+            },
+            upstream,
+            role: Role::Branch(r),
+            provisional: false,
+            abandoned: false,
+            cancel_wanted: false,
+            cancel_sent: false,
+            target,
+            authed: auth.is_some(),
+            cseq_add: plan.cseq_add,
+        });
+        match self
+            .table
+            .start_client(now, key, dest.transport.is_reliable(), p)
+        {
+            Ok(step) => {
+                let id = step.id;
+                let fr = self.cfg.fr_invite.filter(|_| is_invite);
+                if let Some(c) = self.ctx_mut(r) {
+                    c.active = Some(id);
+                    c.branches.push(id);
+                    c.fr_deadline = fr.map(|f| now + f);
+                }
+                if let Some(f) = fr {
+                    self.timers
+                        .push(Reverse((now + f, TK_CTX, r.index, r.generation)));
+                }
+                self.txn_step(now, step, None);
+                Launch::Sent
+            }
+            Err(_) => Launch::Full,
+        }
+    }
+
+    /// Reports the end of the attempt to `target` (once, and only for a tagged target).
+    fn report(&mut self, r: CtxRef, target: usize, outcome: BranchOutcome, authed: bool) {
+        let Some(c) = self.ctx_mut(r) else { return };
+        let bit = 1u64
+            .checked_shl(u32::try_from(target).unwrap_or(64))
+            .unwrap_or(0);
+        if bit == 0 || c.reported & bit != 0 {
+            return;
+        }
+        let Some(d) = c.targets.get(target) else {
+            return;
+        };
+        if d.tag == 0 {
+            return;
+        }
+        c.reported |= bit;
+        let rep = BranchReport {
+            tag: d.tag,
+            index: target,
+            dest: d.addr,
+            outcome,
+            authenticated: authed,
+        };
+        self.out.push_back(Output::Branch(rep));
+    }
+
+    /// A 401/407 from `txn`: when its target has credentials and this attempt did not
+    /// answer a challenge yet, the request goes again with them. True when it did.
+    fn try_auth(&mut self, now: Time, r: CtxRef, target: usize, resp: &Message) -> bool {
+        let Some(c) = self.ctx(r) else { return false };
+        if c.cancelled || c.targets.get(target).is_none_or(|d| d.auth.is_none()) {
+            return false;
+        }
+        if let Some(c) = self.ctx_mut(r) {
+            c.active = None;
+            c.fr_deadline = None;
+        }
+        match self.launch(now, r, target, Some(resp)) {
+            Launch::Sent => true,
+            Launch::Skipped | Launch::Full => false,
         }
     }
 
@@ -1525,6 +1684,9 @@ impl ProxyCore {
                 let mut out = Vec::with_capacity(m.bytes().len());
                 let mut e = Editor::new(&m);
                 let _ = e.pop_via();
+                if let Ok(cs) = c.request.cseq() {
+                    set_cseq(&mut e, &m, cs.seq);
+                }
                 let mut status = status;
                 if status == 503 && self.cfg.map_503_to_500 {
                     e.splice(m.start_line_range(), b"SIP/2.0 500 Service Unavailable");
@@ -1560,9 +1722,14 @@ impl ProxyCore {
         if provisional {
             return;
         }
+        let mut attempt = None;
         if let Some(Payload::Client(p)) = self.table.payload_mut(active) {
             p.abandoned = true;
             p.cancel_wanted = true;
+            attempt = Some((p.target, p.authed));
+        }
+        if let Some((target, authed)) = attempt {
+            self.report(r, target, BranchOutcome::Timeout, authed);
         }
         if let Some(step) = self.table.on_event(active, now, Event::Cancelled) {
             self.txn_step(now, step, None);
@@ -1677,6 +1844,9 @@ impl ProxyCore {
                     abandoned: c.abandoned,
                     upstream: c.upstream,
                     dest: c.dest,
+                    target: c.target,
+                    authed: c.authed,
+                    cseq_add: c.cseq_add,
                 },
             )),
             Some(Payload::Server(s)) => {
@@ -1714,6 +1884,7 @@ impl ProxyCore {
                 Role::Branch(r) => {
                     let active = self.ctx(r).is_some_and(|c| c.active == Some(step.id));
                     if active {
+                        self.report(r, binfo.target, BranchOutcome::Timeout, binfo.authed);
                         self.branch_failed(now, r, 408, None, true);
                     }
                 }
@@ -1783,21 +1954,32 @@ impl ProxyCore {
             if let Some(d) = dialog {
                 self.dialog_from_response(now, d, resp, binfo.dest, false);
             }
-            self.forward_response(now, Some(server), resp, None);
+            self.forward_response(now, Some(server), resp, None, binfo.cseq_add);
             return;
         }
         if (200..300).contains(&status) {
             let upstream = binfo.upstream;
             match self.ctx(r).map(|c| (c.server, c.dialog, c.refresh)) {
                 Some((server, dialog, refresh)) => {
+                    self.report(
+                        r,
+                        binfo.target,
+                        BranchOutcome::Answered(status),
+                        binfo.authed,
+                    );
                     if let Some(d) = dialog {
                         self.dialog_from_response(now, d, resp, binfo.dest, true);
+                        if binfo.cseq_add > 0 {
+                            if let Some(dl) = self.dialog_mut(d) {
+                                dl.cseq_delta = binfo.cseq_add;
+                            }
+                        }
                     }
                     if let Some((d, side)) = refresh {
                         self.target_refresh(d, side, resp);
                         self.session_refresh(now, d, resp);
                     }
-                    self.forward_response(now, Some(server), resp, Some(upstream));
+                    self.forward_response(now, Some(server), resp, Some(upstream), 0);
                     // other pending branches are cancelled (§16.7 step 10)
                     let others: Vec<TxnId> = self
                         .ctx(r)
@@ -1809,7 +1991,9 @@ impl ProxyCore {
                     self.remove_ctx(r);
                 }
                 // a retransmitted or late 2xx: forward it too
-                None => self.forward_response(now, None, resp, Some(upstream)),
+                None => {
+                    self.forward_response(now, None, resp, Some(upstream), binfo.cseq_add);
+                }
             }
             return;
         }
@@ -1818,6 +2002,13 @@ impl ProxyCore {
         }
         let active = self.ctx(r).is_some_and(|c| c.active == Some(txn));
         if active {
+            if matches!(status, 401 | 407)
+                && !binfo.authed
+                && self.try_auth(now, r, binfo.target, resp)
+            {
+                return;
+            }
+            self.report(r, binfo.target, BranchOutcome::Failed(status), binfo.authed);
             self.branch_failed(now, r, status, Some(resp.clone()), false);
         }
     }
@@ -1830,13 +2021,25 @@ impl ProxyCore {
         server: Option<TxnId>,
         resp: &Message,
         fallback: Option<Source>,
+        cseq_add: u32,
     ) {
         let Some(status) = resp.status_code() else {
             return;
         };
         let mut e = Editor::new(resp);
         let mut out = Vec::with_capacity(resp.bytes().len());
-        if e.pop_via().is_err() || e.write(&mut out).is_err() {
+        if e.pop_via().is_err() {
+            return;
+        }
+        // the caller gets its own CSeq back (a challenged target saw a higher one)
+        let want = match server.and_then(|s| self.table.payload(s)) {
+            Some(Payload::Server(s)) => s.request.cseq().ok().map(|c| c.seq),
+            _ => resp.cseq().ok().map(|c| c.seq.wrapping_sub(cseq_add)),
+        };
+        if let Some(w) = want {
+            set_cseq(&mut e, resp, w);
+        }
+        if e.write(&mut out).is_err() {
             return;
         }
         let bytes = Bytes::from(out);
@@ -2171,7 +2374,7 @@ impl ProxyCore {
                 d.get(F::To),
                 d.get(F::RoutesToCallee),
                 dest,
-                d.caller_cseq,
+                d.caller_cseq.wrapping_add(d.cseq_delta),
             )
         } else {
             (
@@ -2241,6 +2444,9 @@ impl ProxyCore {
             abandoned: false,
             cancel_wanted: false,
             cancel_sent: false,
+            target: 0,
+            authed: false,
+            cseq_add: 0,
         });
         if let Ok(step) = self
             .table

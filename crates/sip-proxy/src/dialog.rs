@@ -135,6 +135,8 @@ pub struct Dialog {
     pub(crate) callee: Option<(crate::Transport, std::net::SocketAddr)>,
     pub(crate) caller_cseq: u32,
     pub(crate) callee_cseq: u32,
+    /// Added to the caller's CSeq numbers toward the callee (its challenge was answered).
+    pub(crate) cseq_delta: u32,
     pub(crate) created: Time,
     pub(crate) deadline_end: Option<Time>,
     pub(crate) lifetime_end: Option<Time>,
@@ -155,6 +157,7 @@ impl Dialog {
             callee: None,
             caller_cseq: 0,
             callee_cseq: 0,
+            cseq_delta: 0,
             created,
             deadline_end: None,
             lifetime_end: None,

@@ -43,6 +43,7 @@
 //!     match out {
 //!         Output::Send { transport, dest, bytes } => sent.push((transport, dest, bytes)),
 //!         Output::Event(ev) => { /* metrics, CDR hooks */ let _ = ev; }
+//!         Output::Branch(report) => { /* per-target metrics */ let _ = report; }
 //!     }
 //! }
 //! assert_eq!(sent.len(), 2); // 100 Trying to the caller, the INVITE to the upstream
@@ -136,6 +137,7 @@
 mod core;
 mod dialog;
 mod types;
+pub mod uac;
 mod util;
 
 pub use crate::core::{ProxyCore, ProxyStats, owner_shard};
@@ -144,5 +146,9 @@ pub use dialog::{
     Profiles,
 };
 pub use sip_txn::{Micros, Time};
-pub use types::{Destination, LocalAddr, Output, ProxyConfig, Routing, Source, Transport};
+pub use types::{
+    BranchOutcome, BranchReport, Destination, LocalAddr, Output, ProxyConfig, Routing, Source,
+    Transport,
+};
+pub use uac::UacCredentials;
 pub use util::shard_from_branch;

@@ -1,6 +1,7 @@
 //! Addresses, configuration and outputs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sip_txn::{Micros, TimerConfig, TryingPolicy};
@@ -87,6 +88,12 @@ pub struct Destination {
     /// Route header values put in front of the request sent here (a registered contact's
     /// Path, RFC 3327), first hop first, comma separated.
     pub route: Option<Bytes>,
+    /// The policy's label for this target (e.g. gateway and carrier indices), handed back
+    /// in [`Output::Branch`] when the attempt ends; 0: no report.
+    pub tag: u64,
+    /// Credentials answering this target's 401/407 (once per attempt): the request is sent
+    /// again with `Authorization`/`Proxy-Authorization` and the next CSeq.
+    pub auth: Option<Arc<crate::uac::UacCredentials>>,
 }
 
 impl Destination {
@@ -99,6 +106,8 @@ impl Destination {
             host_for_ruri: None,
             ruri: None,
             route: None,
+            tag: 0,
+            auth: None,
         }
     }
 }
@@ -195,6 +204,34 @@ pub enum Output {
     },
     /// A dialog changed state (metrics, CDR hooks).
     Event(DialogEvent),
+    /// An attempt to a tagged target ended (per-gateway metrics).
+    Branch(BranchReport),
+}
+
+/// How one attempt (a branch to one target) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchOutcome {
+    /// A 2xx.
+    Answered(u16),
+    /// A final non-2xx response with this status (a 487 after a CANCEL too).
+    Failed(u16),
+    /// No answer in time (Timer B/F, the fr timer) or the send failed.
+    Timeout,
+}
+
+/// The end of an attempt to a target whose [`Destination::tag`] is not 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BranchReport {
+    /// The target's tag.
+    pub tag: u64,
+    /// Its index in the request's target set.
+    pub index: usize,
+    /// Where it was sent.
+    pub dest: SocketAddr,
+    /// How it ended.
+    pub outcome: BranchOutcome,
+    /// Whether the attempt answered the target's challenge with credentials.
+    pub authenticated: bool,
 }
 
 /// How an initial request is routed, given by the caller's policy (all borrowed).

@@ -27,6 +27,7 @@
 pub mod config;
 mod location;
 mod nat;
+pub mod registrant;
 pub mod route;
 mod stats;
 
@@ -550,7 +551,16 @@ impl Engine {
         }
     }
 
-    /// A response that answers a gateway probe (true: consumed, not for the proxy core).
+    /// The proxy core's report of an attempt to a gateway (per-gateway and per-carrier
+    /// metrics).
+    pub fn on_branch(&self, report: &sip_proxy::BranchReport) {
+        if let Some(r) = &self.routing {
+            r.on_branch(report);
+        }
+    }
+
+    /// A response that answers a gateway probe or a carrier registration (true: consumed,
+    /// not for the proxy core).
     pub fn on_probe_response(&self, msg: &Message) -> bool {
         self.routing
             .as_ref()

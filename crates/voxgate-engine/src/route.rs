@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sip_proxy::{Destination, Transport};
+use sip_proxy::{BranchOutcome, BranchReport, Destination, Transport, UacCredentials};
 use sip_wire::edit::Editor;
 use sip_wire::{HeaderName, Message, Method, Uri};
 use voxgate_routing::clip::{CallerSource, ClipRequest, FromRewrite, PeerPolicy};
@@ -42,7 +42,7 @@ use voxgate_routing::common::EndpointStates;
 use voxgate_routing::common::parse_kv_list;
 use voxgate_routing::dialplan::is_dial_string;
 use voxgate_routing::drouting::{Explanation, RouteDecision, RoutingStates};
-use voxgate_routing::metrics::RouteMetrics;
+use voxgate_routing::metrics::{AttemptOutcome, RouteMetrics};
 use voxgate_routing::portability::{NpParams, apply_answer, np_key};
 use voxgate_routing::{
     EndpointState, Engines, NpAnswer, ProbeMode, Reservation, RoutingConfig, RoutingError,
@@ -84,6 +84,11 @@ pub struct RouteSection {
     /// sections, up to 256 MB) whose gateways, carriers, rules and groups are added to the
     /// config's: large tables live there. Relative to the config file.
     pub tables: Option<std::path::PathBuf>,
+    /// A database of routing tables (`sqlite://path`, `postgres://...`, `mysql://...`):
+    /// its `dr_gateways`, `dr_carriers`, `dr_rules`, `dr_groups`, `dialplan` and
+    /// `load_balancer` rows are added to the config's and the tables file's; read at start
+    /// (unreachable = the node does not start) and on SIGHUP (unreachable = tables kept).
+    pub db_url: Option<String>,
 }
 
 impl Default for RouteSection {
@@ -100,6 +105,7 @@ impl Default for RouteSection {
             probe_timeout_secs: 5,
             probe_failures: 1,
             tables: None,
+            db_url: None,
         }
     }
 }
@@ -156,11 +162,13 @@ pub(crate) struct Caller<'a> {
     pub user: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct GwRuntime {
     addr: Option<SocketAddr>,
     transport: Option<Transport>,
     policy: PeerPolicy,
+    /// Credentials answering the gateway's 401/407.
+    auth: Option<Arc<UacCredentials>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -182,6 +190,11 @@ struct Snapshot {
     metrics: RouteMetrics,
     gws: Vec<GwRuntime>,
     probes: Mutex<Vec<ProbeState>>,
+    /// Registrations with carriers (gateways with `register = true`).
+    registrants: Mutex<Vec<crate::registrant::Registrant>>,
+    /// Changes on every reload: a branch report of an older table's call is not counted
+    /// against the new table's gateways.
+    generation: u16,
 }
 
 /// The routing of one node (shared by its shards).
@@ -300,10 +313,53 @@ impl Routing {
                 addr: resolve(g.host(), g.port(), g.transport()),
                 transport: transport_of(g.transport()),
                 policy: gw_policy(g.attrs()),
+                auth: g.credentials().map(|c| {
+                    Arc::new(UacCredentials {
+                        username: c.username.clone(),
+                        password: (!c.password.is_empty()).then(|| c.password.clone()),
+                        ha1: c.ha1.clone(),
+                        realm: c.realm.clone(),
+                    })
+                }),
             })
             .collect();
         let metrics = RouteMetrics::new(&engines.table);
         let probes = Mutex::new(vec![ProbeState::default(); gws.len()]);
+        let salt = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut registrants = Vec::new();
+        for (i, g) in engines.table.gateways().iter().enumerate() {
+            let (true, Some(rt)) = (g.needs_registration(), gws.get(i)) else {
+                continue;
+            };
+            let (Some(creds), Some(Transport::Udp)) = (&rt.auth, rt.transport) else {
+                continue;
+            };
+            let registrar = g.registrar().unwrap_or(g.address());
+            let Some((host, port)) =
+                uri_host_port(&format!("sip:{registrar}")).map(|(h, p)| (h.to_owned(), p))
+            else {
+                continue;
+            };
+            let Some(addr) = resolve(&host, port, voxgate_routing::Transport::Udp) else {
+                tracing::warn!(target: "voxgate::routing", "gateway {}: registrar {registrar} does not resolve; not registering", g.id());
+                continue;
+            };
+            registrants.push(crate::registrant::Registrant::new(
+                crate::registrant::RegistrantConfig {
+                    index: i,
+                    registrar: registrar.to_owned(),
+                    addr,
+                    domain: host,
+                    creds: Arc::clone(creds),
+                    expires: g
+                        .register_expires()
+                        .unwrap_or(crate::registrant::DEFAULT_EXPIRES),
+                },
+                salt.wrapping_add(i as u64),
+            ));
+        }
         let lb_states = engines.loadbalancer.new_states();
         if let Some(p) = previous {
             lb_states.carry_over_from(&p.lb_states);
@@ -328,6 +384,8 @@ impl Routing {
             metrics,
             gws,
             probes,
+            registrants: Mutex::new(registrants),
+            generation: previous.map_or(1, |p| p.generation.wrapping_add(1).max(1)),
         })
     }
 
@@ -621,11 +679,8 @@ impl Routing {
                     None => format!("sip:{user}@{host}"),
                 };
                 Some(Destination {
-                    transport: Transport::Udp,
-                    addr,
-                    host_for_ruri: None,
                     ruri: Some(Bytes::from(ruri)),
-                    route: None,
+                    ..Destination::new(Transport::Udp, addr)
                 })
             });
             drop((pai, ppi, privacy));
@@ -638,11 +693,13 @@ impl Routing {
             let msg = rewrite_identity(msg, &eg);
             return Planned::Route(msg, vec![target], res);
         }
-        let mut cands: Vec<u32> = Vec::with_capacity(4);
+        let mut cands: Vec<voxgate_routing::drouting::Candidate> = Vec::with_capacity(4);
         loop {
             for c in d.candidates() {
-                if cands.len() < self.cfg.max_targets && !cands.contains(&c.gateway) {
-                    cands.push(c.gateway);
+                if cands.len() < self.cfg.max_targets
+                    && !cands.iter().any(|x| x.gateway == c.gateway)
+                {
+                    cands.push(*c);
                 }
             }
             let more = (self.cfg.fallback || cands.is_empty())
@@ -667,7 +724,8 @@ impl Routing {
         } else {
             None
         };
-        for &gi in &cands {
+        for cand in &cands {
+            let gi = cand.gateway;
             let (Some(g), Some(rt)) = (table.gateway(gi), snap.gws.get(gi as usize)) else {
                 continue;
             };
@@ -686,16 +744,11 @@ impl Routing {
                 Transport::Tcp => ruri.push_str(";transport=tcp"),
                 Transport::Tls => ruri.push_str(";transport=tls"),
             }
-            snap.metrics.attempt(&voxgate_routing::drouting::Candidate {
-                gateway: gi,
-                carrier: None,
-            });
             targets.push(Destination {
-                transport,
-                addr,
-                host_for_ruri: None,
                 ruri: Some(Bytes::from(ruri)),
-                route: None,
+                tag: branch_tag(snap.generation, cand),
+                auth: rt.auth.clone(),
+                ..Destination::new(transport, addr)
             });
             policy = Some(match policy {
                 None => rt.policy,
@@ -824,10 +877,15 @@ impl Routing {
 
     // ----- gateways: state, probes, management -----
 
-    /// Gateways as JSON: id, address, state, probe counters, attempts.
+    /// Gateways as JSON: id, address, state, probe counters, attempts, answers, failures
+    /// by code, answer-seizure ratio, and the registration with the carrier (or null).
     pub fn gateways_json(&self) -> String {
         let snap = self.snapshot();
         let probes = lock(&snap.probes);
+        let regs = lock(&snap.registrants);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let metrics = snap.metrics.gateways();
         let mut out = String::from("[");
         for (i, ((g, (_, st)), p)) in snap
@@ -860,6 +918,47 @@ impl Routing {
                 p.last_status,
                 m.map_or(0, |m| m.attempts)
             );
+            out.pop();
+            let _ = write!(
+                out,
+                ",\"answers\":{},\"asr\":{},\"failures\":{{",
+                m.map_or(0, |m| m.answers),
+                m.map_or(0.0, |m| m.asr)
+            );
+            for (j, (code, n)) in m
+                .map(|m| m.failures.as_slice())
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
+                if j > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{code:?}:{n}");
+            }
+            out.push_str("},\"registration\":");
+            match regs.iter().find(|r| r.index() == i) {
+                Some(r) => {
+                    let st = r.status(now);
+                    let _ = write!(
+                        out,
+                        "{{\"state\":\"{}\",\"registered\":{},\"expires_in\":{},\"last_status\":{},\"sent\":{},\"failures\":{}}}",
+                        match st.state {
+                            crate::registrant::RegState::Idle => "idle",
+                            crate::registrant::RegState::Registering => "registering",
+                            crate::registrant::RegState::Registered => "registered",
+                            crate::registrant::RegState::Failed => "failed",
+                        },
+                        st.registered,
+                        st.expires_in,
+                        st.last_status,
+                        st.sent,
+                        st.failures
+                    );
+                }
+                None => out.push_str("null"),
+            }
+            out.push('}');
         }
         out.push(']');
         out
@@ -952,12 +1051,180 @@ impl Routing {
             p.sent += 1;
             inc(&stats.route_probes_sent);
         }
+        drop(probes);
+        for r in lock(&snap.registrants).iter_mut() {
+            let seq = self.probe_seq.fetch_add(1, Ordering::Relaxed);
+            let mut buf = Vec::with_capacity(700);
+            if r.poll(unix, local, seq, &mut buf) {
+                out.push((r.addr(), Bytes::from(buf)));
+            }
+        }
+    }
+
+    /// The end of an attempt to a gateway (the proxy core's [`BranchReport`]): counted in
+    /// the gateway's and its carrier's metrics (an attempt of an older table is not).
+    pub fn on_branch(&self, rep: &BranchReport) {
+        let snap = self.snapshot();
+        let Some(c) = candidate_of(snap.generation, rep.tag) else {
+            return;
+        };
+        snap.metrics.attempt(&c);
+        let outcome = match rep.outcome {
+            BranchOutcome::Answered(_) => AttemptOutcome::Answered,
+            BranchOutcome::Failed(code) => AttemptOutcome::Failed(code),
+            BranchOutcome::Timeout => AttemptOutcome::Timeout,
+        };
+        snap.metrics.outcome(&c, outcome);
+    }
+
+    /// A response to a registrant's REGISTER (top Via branch starting
+    /// [`crate::registrant::REGISTER_BRANCH`]); true when it was one.
+    fn on_register_response(&self, msg: &Message) -> bool {
+        let Some((gi, seq)) = crate::registrant::register_branch(msg) else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let snap = self.snapshot();
+        let mut regs = lock(&snap.registrants);
+        if let Some(r) = regs.iter_mut().find(|r| r.index() == gi) {
+            let before = r.status(now).registered;
+            r.on_response(now, seq, msg);
+            let st = r.status(now);
+            if st.registered != before || (!st.registered && st.last_status >= 300) {
+                if let Some(g) = snap.engines.table.gateway(gi as u32) {
+                    tracing::info!(target: "voxgate::routing", "gateway {}: registration {:?} (status {}, expires in {} s)", g.id(), st.state, st.last_status, st.expires_in);
+                }
+            }
+        }
+        true
+    }
+
+    /// Per-gateway and per-carrier metrics in Prometheus text format: attempts, answers,
+    /// failures by code, answer-seizure ratio, state, registration.
+    pub fn write_prometheus(&self, out: &mut String) {
+        let snap = self.snapshot();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for (kind, list) in [
+            ("gateway", snap.metrics.gateways()),
+            ("carrier", snap.metrics.carriers()),
+        ] {
+            let _ = write!(
+                out,
+                "# HELP voxgate_route_{kind}_attempts_total Calls sent to the {kind} (attempts ended).
+# TYPE voxgate_route_{kind}_attempts_total counter
+"
+            );
+            for m in &list {
+                let _ = writeln!(
+                    out,
+                    "voxgate_route_{kind}_attempts_total{{{kind}=\"{}\"}} {}",
+                    prom_escape(&m.id),
+                    m.attempts
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP voxgate_route_{kind}_answers_total Attempts answered with 2xx.
+# TYPE voxgate_route_{kind}_answers_total counter
+"
+            );
+            for m in &list {
+                let _ = writeln!(
+                    out,
+                    "voxgate_route_{kind}_answers_total{{{kind}=\"{}\"}} {}",
+                    prom_escape(&m.id),
+                    m.answers
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP voxgate_route_{kind}_failures_total Failed attempts by final code (4xx/5xx/6xx: other codes of the class, timeout: no answer).
+# TYPE voxgate_route_{kind}_failures_total counter
+"
+            );
+            for m in &list {
+                for (code, n) in &m.failures {
+                    let _ = writeln!(
+                        out,
+                        "voxgate_route_{kind}_failures_total{{{kind}=\"{}\",code=\"{code}\"}} {n}",
+                        prom_escape(&m.id)
+                    );
+                }
+            }
+            let _ = write!(
+                out,
+                "# HELP voxgate_route_{kind}_asr Answer-seizure ratio (answers / attempts).
+# TYPE voxgate_route_{kind}_asr gauge
+"
+            );
+            for m in &list {
+                let _ = writeln!(
+                    out,
+                    "voxgate_route_{kind}_asr{{{kind}=\"{}\"}} {}",
+                    prom_escape(&m.id),
+                    m.asr
+                );
+            }
+        }
+        out.push_str(
+            "# HELP voxgate_route_gateway_up Gateway in service (1) or not (0).
+# TYPE voxgate_route_gateway_up gauge
+",
+        );
+        for (i, g) in snap.engines.table.gateways().iter().enumerate() {
+            let up = state_of(&snap.states, i) == EndpointState::Up;
+            let _ = writeln!(
+                out,
+                "voxgate_route_gateway_up{{gateway=\"{}\"}} {}",
+                prom_escape(g.id()),
+                u8::from(up)
+            );
+        }
+        let regs = lock(&snap.registrants);
+        if !regs.is_empty() {
+            out.push_str("# HELP voxgate_route_gateway_registered Registration with the carrier live (1) or not (0).
+# TYPE voxgate_route_gateway_registered gauge
+");
+            for r in regs.iter() {
+                let Some(g) = snap.engines.table.gateway(r.index() as u32) else {
+                    continue;
+                };
+                let st = r.status(now);
+                let _ = writeln!(
+                    out,
+                    "voxgate_route_gateway_registered{{gateway=\"{}\"}} {}",
+                    prom_escape(g.id()),
+                    u8::from(st.registered)
+                );
+            }
+            out.push_str("# HELP voxgate_route_gateway_register_sent_total REGISTER requests sent to the carrier.
+# TYPE voxgate_route_gateway_register_sent_total counter
+");
+            for r in regs.iter() {
+                let Some(g) = snap.engines.table.gateway(r.index() as u32) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    out,
+                    "voxgate_route_gateway_register_sent_total{{gateway=\"{}\"}} {}",
+                    prom_escape(g.id()),
+                    r.status(now).sent
+                );
+            }
+        }
     }
 
     /// A response to a probe (top Via branch starting [`PROBE_BRANCH`]): the gateway is
     /// alive unless the answer is 408 or 5xx other than 503... any answer but 408 puts it
     /// back (OpenSIPS treats any reply as alive). True when it was a probe response.
     pub fn on_probe_response(&self, msg: &Message, stats: &crate::stats::EngineStats) -> bool {
+        if self.on_register_response(msg) {
+            return true;
+        }
         let Ok(via) = msg.top_via() else {
             return false;
         };
@@ -1004,8 +1271,43 @@ impl Routing {
     }
 }
 
+/// The [`Destination::tag`] of a gateway target: table generation, carrier + 1, gateway + 1.
+fn branch_tag(generation: u16, c: &voxgate_routing::drouting::Candidate) -> u64 {
+    let carrier = c
+        .carrier
+        .and_then(|i| u16::try_from(i).ok())
+        .filter(|&i| i < u16::MAX)
+        .map_or(0, |i| u64::from(i) + 1);
+    (u64::from(generation) << 48) | (carrier << 32) | (u64::from(c.gateway) + 1)
+}
+
+/// The candidate a tag names, when it belongs to table `generation`.
+fn candidate_of(generation: u16, tag: u64) -> Option<voxgate_routing::drouting::Candidate> {
+    if (tag >> 48) as u16 != generation {
+        return None;
+    }
+    let gw = (tag & 0xffff_ffff) as u32;
+    let carrier = ((tag >> 32) & 0xffff) as u32;
+    Some(voxgate_routing::drouting::Candidate {
+        gateway: gw.checked_sub(1)?,
+        carrier: carrier.checked_sub(1),
+    })
+}
+
 fn state_of(states: &RoutingStates, i: usize) -> EndpointState {
     voxgate_routing::common::StateView::state(&states.gateways, i)
+}
+
+/// A Prometheus label value with `\\`, `"` and newlines escaped.
+fn prom_escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }
 
 /// FNV-1a of a Call-ID: the seed of weighted choices (a retransmission gets the same order).

@@ -98,8 +98,13 @@ impl Default for RoutingTablesConfig {
 pub struct Credentials {
     /// Digest username.
     pub username: String,
-    /// Digest password.
+    /// Digest password (empty when `ha1` is given).
+    #[serde(default)]
     pub password: String,
+    /// Stored HA1 in hex instead of a password (32 digits: MD5, 64: SHA-256); needs
+    /// `realm`, as HA1 depends on it.
+    #[serde(default)]
+    pub ha1: Option<String>,
     /// Realm to answer (any realm when unset).
     #[serde(default)]
     pub realm: Option<String>,
@@ -144,6 +149,12 @@ pub struct GatewayConfig {
     /// Whether voxgate keeps a registration with this gateway (needs `credentials`).
     #[serde(default)]
     pub register: bool,
+    /// Registration expiry asked for, in seconds (default 3600).
+    #[serde(default)]
+    pub expires: Option<u32>,
+    /// Where REGISTER goes, `host[:port]` (default: the gateway's address).
+    #[serde(default)]
+    pub registrar: Option<String>,
     /// Start out of service (operator-disabled).
     #[serde(default)]
     pub disabled: bool,
@@ -246,6 +257,8 @@ pub struct Gateway {
     probe: ProbeMode,
     credentials: Option<Credentials>,
     register: bool,
+    expires: Option<u32>,
+    registrar: Option<Box<str>>,
     disabled: bool,
 }
 
@@ -293,6 +306,14 @@ impl Gateway {
     /// Whether a registration must be kept with this gateway.
     pub fn needs_registration(&self) -> bool {
         self.register
+    }
+    /// Registration expiry asked for (seconds), when configured.
+    pub fn register_expires(&self) -> Option<u32> {
+        self.expires
+    }
+    /// Where REGISTER goes (`host[:port]`), when not the gateway's own address.
+    pub fn registrar(&self) -> Option<&str> {
+        self.registrar.as_deref()
     }
     /// Configured out of service.
     pub fn configured_disabled(&self) -> bool {
@@ -639,6 +660,31 @@ impl RoutingTable {
             if g.register && g.credentials.is_none() {
                 return cfg_err("gateway", &id, "register needs credentials");
             }
+            if let Some(c) = &g.credentials {
+                if c.password.is_empty() && c.ha1.is_none() {
+                    return cfg_err("gateway", &id, "credentials need a password or ha1");
+                }
+                if let Some(h) = &c.ha1 {
+                    if !matches!(h.len(), 32 | 64) || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return cfg_err("gateway", &id, "ha1: want 32 or 64 hex digits");
+                    }
+                    if c.realm.is_none() {
+                        return cfg_err("gateway", &id, "ha1 needs realm");
+                    }
+                }
+            }
+            if g.expires == Some(0) {
+                return cfg_err("gateway", &id, "expires: must be at least 1");
+            }
+            if let Some(r) = &g.registrar {
+                if split_host_port(r).is_none() {
+                    return cfg_err(
+                        "gateway",
+                        &id,
+                        format!("bad registrar {r:?}, want host[:port]"),
+                    );
+                }
+            }
             if t.gateway_ids
                 .insert(g.id.as_str().into(), t.gateways.len() as u32)
                 .is_some()
@@ -657,6 +703,8 @@ impl RoutingTable {
                 probe: g.probe,
                 credentials: g.credentials.clone(),
                 register: g.register,
+                expires: g.expires,
+                registrar: g.registrar.as_deref().map(|r| r.trim().into()),
                 disabled: g.disabled,
             });
         }
@@ -1544,6 +1592,8 @@ targets = ["#carrierW"]
                 probe: ProbeMode::Never,
                 credentials: None,
                 register: false,
+                expires: None,
+                registrar: None,
                 disabled: false,
             });
             cfg.carriers.push(CarrierConfig {

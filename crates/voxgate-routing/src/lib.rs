@@ -486,6 +486,8 @@ mod robustness {
                 probe: Default::default(),
                 credentials: None,
                 register: false,
+                expires: None,
+                registrar: None,
                 disabled: false,
             });
             if let Ok(t) = crate::RoutingTable::compile(&rt) {

@@ -1263,6 +1263,11 @@ impl ProxyShard {
                             c.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    Output::Branch(report) => {
+                        if let Some(e) = &self.engine {
+                            e.on_branch(&report);
+                        }
+                    }
                 }
             }
             if errors.is_empty() {

@@ -28,6 +28,9 @@ impl StatsSource for NodeMetrics {
         self.proxy.write_prometheus(out);
         if let Some(e) = &self.engine {
             e.stats().write_prometheus(out);
+            if let Some(r) = e.routing() {
+                r.write_prometheus(out);
+            }
             crate::webhook::write_prometheus(out);
             let (bindings, aors) = e.binding_counts();
             out.push_str(&format!(

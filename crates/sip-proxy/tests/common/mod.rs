@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use sip_proxy::{
-    Destination, DialogEvent, LocalAddr, Micros, Output, ProxyConfig, ProxyCore, Routing, Source,
-    Time, Transport,
+    BranchReport, Destination, DialogEvent, LocalAddr, Micros, Output, ProxyConfig, ProxyCore,
+    Routing, Source, Time, Transport,
 };
 use sip_wire::{Bytes, HeaderName, Message};
 
@@ -54,6 +54,8 @@ pub struct Net {
     pub core: ProxyCore,
     pub now: Time,
     pub events: Vec<DialogEvent>,
+    /// Attempts to tagged targets that ended.
+    pub branches: Vec<BranchReport>,
     /// Wall time spent inside the core's entry points (not the harness's UA work).
     pub core_time: std::time::Duration,
 }
@@ -76,6 +78,7 @@ impl Net {
             core: ProxyCore::new(cfg),
             now: Time(1_000_000),
             events: Vec::new(),
+            branches: Vec::new(),
             core_time: std::time::Duration::ZERO,
         }
     }
@@ -127,6 +130,7 @@ impl Net {
                     msg: Message::parse_datagram(bytes).expect("proxy output parses"),
                 }),
                 Output::Event(e) => self.events.push(e),
+                Output::Branch(b) => self.branches.push(b),
             }
         }
         v
