@@ -632,7 +632,7 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
         if let Err(e) = voxgate_routing::Engines::compile(&cfg.routing_config(), None)
             .map(|_| ())
             .or_else(|e| {
-                if cfg.route.tables.is_some() {
+                if cfg.route.tables.is_some() || cfg.route.db_url.is_some() {
                     Ok(())
                 } else {
                     Err(e)
@@ -672,6 +672,32 @@ fn validate(cfg: &Config, text: &str, file: &str) -> Vec<Diagnostic> {
                 "events.timeout_ms",
                 DiagnosticKind::OutOfRange,
                 "must be between 1 and 60000".to_string(),
+            );
+        }
+    }
+    // tables in SQL: the URL's form here; the rows are read at start and on SIGHUP
+    if cfg.route.db_url.is_some() && cfg.drouting.is_none() {
+        push(
+            "route.db_url",
+            DiagnosticKind::OutOfRange,
+            "needs a [drouting] section (it may be empty: the rows come from the database)"
+                .to_string(),
+        );
+    }
+    for (key, url) in [
+        ("route.db_url", cfg.route.db_url.as_deref()),
+        (
+            "security.acl.db_url",
+            cfg.security.as_ref().and_then(|s| s.acl.db_url.as_deref()),
+        ),
+    ] {
+        if let Some(u) = url
+            && voxgate_subscribers::Backend::from_url(u).is_none()
+        {
+            push(
+                key,
+                DiagnosticKind::OutOfRange,
+                "must be a sqlite://, postgres:// or mysql:// URL".to_string(),
             );
         }
     }

@@ -91,6 +91,10 @@ pub struct AclConfig {
     pub class_defaults: BTreeMap<NeighbourClass, Action>,
     /// The rules (`[[security.acl.rules]]`).
     pub rules: Vec<AclRuleConfig>,
+    /// A database whose `address` rows are added after `rules` (`sqlite://path`,
+    /// `postgres://...`, `mysql://...`); read by the node at start and on SIGHUP, not by
+    /// [`AclTable::compile`].
+    pub db_url: Option<String>,
 }
 
 /// One `[[security.acl.rules]]` row.

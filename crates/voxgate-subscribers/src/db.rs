@@ -42,46 +42,162 @@ struct Migration {
 }
 
 /// The shipped migrations, applied in order on start (recorded in `schema_version`).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: &[
-        "CREATE TABLE subscriber (username TEXT NOT NULL, domain TEXT NOT NULL, \
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: &[
+            "CREATE TABLE subscriber (username TEXT NOT NULL, domain TEXT NOT NULL, \
              ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL, customer TEXT NOT NULL DEFAULT '', \
              created INTEGER NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (username, domain))",
-        "CREATE TABLE location (id TEXT NOT NULL PRIMARY KEY, aor BLOB NOT NULL, \
+            "CREATE TABLE location (id TEXT NOT NULL PRIMARY KEY, aor BLOB NOT NULL, \
              contact BLOB NOT NULL, q INTEGER NOT NULL, expires INTEGER NOT NULL, \
              call_id BLOB NOT NULL, cseq INTEGER NOT NULL, path BLOB, received TEXT, \
              transport TEXT, instance BLOB, reg_id INTEGER, user_agent BLOB, \
              updated INTEGER NOT NULL)",
-        "CREATE INDEX location_expires ON location (expires)",
-    ],
-    postgres: &[
-        "CREATE TABLE subscriber (username TEXT NOT NULL, domain TEXT NOT NULL, \
+            "CREATE INDEX location_expires ON location (expires)",
+        ],
+        postgres: &[
+            "CREATE TABLE subscriber (username TEXT NOT NULL, domain TEXT NOT NULL, \
              ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL, customer TEXT NOT NULL DEFAULT '', \
              created BIGINT NOT NULL, updated BIGINT NOT NULL, PRIMARY KEY (username, domain))",
-        "CREATE TABLE location (id TEXT NOT NULL PRIMARY KEY, aor BYTEA NOT NULL, \
+            "CREATE TABLE location (id TEXT NOT NULL PRIMARY KEY, aor BYTEA NOT NULL, \
              contact BYTEA NOT NULL, q BIGINT NOT NULL, expires BIGINT NOT NULL, \
              call_id BYTEA NOT NULL, cseq BIGINT NOT NULL, path BYTEA, received TEXT, \
              transport TEXT, instance BYTEA, reg_id BIGINT, user_agent BYTEA, \
              updated BIGINT NOT NULL)",
-        "CREATE INDEX location_expires ON location (expires)",
-    ],
-    mysql: &[
-        "CREATE TABLE subscriber (username VARCHAR(128) NOT NULL, domain VARCHAR(128) NOT NULL, \
+            "CREATE INDEX location_expires ON location (expires)",
+        ],
+        mysql: &[
+            "CREATE TABLE subscriber (username VARCHAR(128) NOT NULL, domain VARCHAR(128) NOT NULL, \
              ha1_md5 VARCHAR(32) NOT NULL, ha1_sha256 VARCHAR(64) NOT NULL, \
              customer VARCHAR(128) NOT NULL DEFAULT '', created BIGINT NOT NULL, \
              updated BIGINT NOT NULL, PRIMARY KEY (username, domain))",
-        "CREATE TABLE location (id VARCHAR(64) NOT NULL PRIMARY KEY, aor BLOB NOT NULL, \
+            "CREATE TABLE location (id VARCHAR(64) NOT NULL PRIMARY KEY, aor BLOB NOT NULL, \
              contact BLOB NOT NULL, q BIGINT NOT NULL, expires BIGINT NOT NULL, \
              call_id BLOB NOT NULL, cseq BIGINT NOT NULL, path BLOB, received VARCHAR(64), \
              transport VARCHAR(8), instance BLOB, reg_id BIGINT, user_agent BLOB, \
              updated BIGINT NOT NULL)",
-        "CREATE INDEX location_expires ON location (expires)",
-    ],
-}];
+            "CREATE INDEX location_expires ON location (expires)",
+        ],
+    },
+    Migration {
+        // routing tables and the access list (OpenSIPS-like names): read by `crate::tables`
+        version: 2,
+        sqlite: &[
+            "CREATE TABLE address (id INTEGER PRIMARY KEY, cidr TEXT NOT NULL, \
+             port INTEGER NOT NULL DEFAULT 0, proto TEXT NOT NULL DEFAULT 'any', \
+             action TEXT NOT NULL DEFAULT 'allow', trusted INTEGER NOT NULL DEFAULT 0, \
+             grp INTEGER NOT NULL DEFAULT 0, context_info TEXT, pattern TEXT, listener TEXT, \
+             class TEXT, tag TEXT)",
+            "CREATE TABLE dr_gateways (id INTEGER PRIMARY KEY, gwid TEXT NOT NULL, \
+             address TEXT NOT NULL, transport TEXT NOT NULL DEFAULT 'udp', \
+             strip INTEGER NOT NULL DEFAULT 0, pri_prefix TEXT NOT NULL DEFAULT '', \
+             attrs TEXT NOT NULL DEFAULT '', probe_mode INTEGER NOT NULL DEFAULT 0, \
+             auth_username TEXT, auth_password TEXT, auth_realm TEXT, \
+             registration INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, \
+             description TEXT)",
+            "CREATE TABLE dr_carriers (id INTEGER PRIMARY KEY, carrierid TEXT NOT NULL, \
+             gwlist TEXT NOT NULL, weighted INTEGER NOT NULL DEFAULT 0, \
+             first_only INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, \
+             attrs TEXT NOT NULL DEFAULT '', description TEXT)",
+            "CREATE TABLE dr_rules (id INTEGER PRIMARY KEY, groupid TEXT NOT NULL, \
+             prefix TEXT NOT NULL DEFAULT '', timerec TEXT, timezone TEXT, \
+             priority INTEGER NOT NULL DEFAULT 0, gwlist TEXT NOT NULL, \
+             attrs TEXT NOT NULL DEFAULT '', exact_length INTEGER NOT NULL DEFAULT 0, \
+             emergency INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, \
+             description TEXT)",
+            "CREATE TABLE dr_groups (id INTEGER PRIMARY KEY, username TEXT NOT NULL, \
+             domain TEXT NOT NULL, groupid INTEGER NOT NULL, description TEXT)",
+            "CREATE TABLE dialplan (id INTEGER PRIMARY KEY, dpid INTEGER NOT NULL, \
+             pr INTEGER NOT NULL DEFAULT 0, match_op INTEGER NOT NULL DEFAULT 0, \
+             match_exp TEXT NOT NULL, match_flags INTEGER NOT NULL DEFAULT 0, subst_exp TEXT, \
+             repl_exp TEXT, timerec TEXT, timezone TEXT, attrs TEXT NOT NULL DEFAULT '', \
+             disabled INTEGER NOT NULL DEFAULT 0)",
+            "CREATE TABLE load_balancer (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL, \
+             dst_uri TEXT NOT NULL, resources TEXT NOT NULL, \
+             probe_mode INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, \
+             description TEXT)",
+        ],
+        postgres: &[
+            "CREATE TABLE address (id BIGSERIAL PRIMARY KEY, cidr TEXT NOT NULL, \
+             port BIGINT NOT NULL DEFAULT 0, proto TEXT NOT NULL DEFAULT 'any', \
+             action TEXT NOT NULL DEFAULT 'allow', trusted SMALLINT NOT NULL DEFAULT 0, \
+             grp BIGINT NOT NULL DEFAULT 0, context_info TEXT, pattern TEXT, listener TEXT, \
+             class TEXT, tag TEXT)",
+            "CREATE TABLE dr_gateways (id BIGSERIAL PRIMARY KEY, gwid TEXT NOT NULL, \
+             address TEXT NOT NULL, transport TEXT NOT NULL DEFAULT 'udp', \
+             strip BIGINT NOT NULL DEFAULT 0, pri_prefix TEXT NOT NULL DEFAULT '', \
+             attrs TEXT NOT NULL DEFAULT '', probe_mode SMALLINT NOT NULL DEFAULT 0, \
+             auth_username TEXT, auth_password TEXT, auth_realm TEXT, \
+             registration SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
+             description TEXT)",
+            "CREATE TABLE dr_carriers (id BIGSERIAL PRIMARY KEY, carrierid TEXT NOT NULL, \
+             gwlist TEXT NOT NULL, weighted SMALLINT NOT NULL DEFAULT 0, \
+             first_only SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
+             attrs TEXT NOT NULL DEFAULT '', description TEXT)",
+            "CREATE TABLE dr_rules (id BIGSERIAL PRIMARY KEY, groupid TEXT NOT NULL, \
+             prefix TEXT NOT NULL DEFAULT '', timerec TEXT, timezone TEXT, \
+             priority BIGINT NOT NULL DEFAULT 0, gwlist TEXT NOT NULL, \
+             attrs TEXT NOT NULL DEFAULT '', exact_length SMALLINT NOT NULL DEFAULT 0, \
+             emergency SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
+             description TEXT)",
+            "CREATE TABLE dr_groups (id BIGSERIAL PRIMARY KEY, username TEXT NOT NULL, \
+             domain TEXT NOT NULL, groupid BIGINT NOT NULL, description TEXT)",
+            "CREATE TABLE dialplan (id BIGSERIAL PRIMARY KEY, dpid BIGINT NOT NULL, \
+             pr BIGINT NOT NULL DEFAULT 0, match_op SMALLINT NOT NULL DEFAULT 0, \
+             match_exp TEXT NOT NULL, match_flags SMALLINT NOT NULL DEFAULT 0, subst_exp TEXT, \
+             repl_exp TEXT, timerec TEXT, timezone TEXT, attrs TEXT NOT NULL DEFAULT '', \
+             disabled SMALLINT NOT NULL DEFAULT 0)",
+            "CREATE TABLE load_balancer (id BIGSERIAL PRIMARY KEY, group_id BIGINT NOT NULL, \
+             dst_uri TEXT NOT NULL, resources TEXT NOT NULL, \
+             probe_mode SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
+             description TEXT)",
+        ],
+        mysql: &[
+            "CREATE TABLE address (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             cidr VARCHAR(64) NOT NULL, port BIGINT NOT NULL DEFAULT 0, \
+             proto VARCHAR(8) NOT NULL DEFAULT 'any', action VARCHAR(8) NOT NULL DEFAULT 'allow', \
+             trusted SMALLINT NOT NULL DEFAULT 0, grp BIGINT NOT NULL DEFAULT 0, \
+             context_info VARCHAR(128), pattern VARCHAR(255), listener VARCHAR(64), \
+             class VARCHAR(32), tag VARCHAR(255))",
+            "CREATE TABLE dr_gateways (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             gwid VARCHAR(64) NOT NULL, address VARCHAR(255) NOT NULL, \
+             transport VARCHAR(8) NOT NULL DEFAULT 'udp', strip BIGINT NOT NULL DEFAULT 0, \
+             pri_prefix VARCHAR(64) NOT NULL DEFAULT '', attrs VARCHAR(255) NOT NULL DEFAULT '', \
+             probe_mode SMALLINT NOT NULL DEFAULT 0, auth_username VARCHAR(128), \
+             auth_password VARCHAR(128), auth_realm VARCHAR(128), \
+             registration SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
+             description VARCHAR(255))",
+            "CREATE TABLE dr_carriers (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             carrierid VARCHAR(64) NOT NULL, gwlist VARCHAR(2048) NOT NULL, \
+             weighted SMALLINT NOT NULL DEFAULT 0, first_only SMALLINT NOT NULL DEFAULT 0, \
+             disabled SMALLINT NOT NULL DEFAULT 0, attrs VARCHAR(255) NOT NULL DEFAULT '', \
+             description VARCHAR(255))",
+            "CREATE TABLE dr_rules (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             groupid VARCHAR(255) NOT NULL, prefix VARCHAR(64) NOT NULL DEFAULT '', \
+             timerec VARCHAR(255), timezone VARCHAR(64), priority BIGINT NOT NULL DEFAULT 0, \
+             gwlist VARCHAR(2048) NOT NULL, attrs VARCHAR(255) NOT NULL DEFAULT '', \
+             exact_length SMALLINT NOT NULL DEFAULT 0, emergency SMALLINT NOT NULL DEFAULT 0, \
+             disabled SMALLINT NOT NULL DEFAULT 0, description VARCHAR(255))",
+            "CREATE TABLE dr_groups (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             username VARCHAR(128) NOT NULL, domain VARCHAR(128) NOT NULL, \
+             groupid BIGINT NOT NULL, description VARCHAR(255))",
+            "CREATE TABLE dialplan (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             dpid BIGINT NOT NULL, pr BIGINT NOT NULL DEFAULT 0, \
+             match_op SMALLINT NOT NULL DEFAULT 0, match_exp VARCHAR(1024) NOT NULL, \
+             match_flags SMALLINT NOT NULL DEFAULT 0, subst_exp VARCHAR(1024), \
+             repl_exp VARCHAR(1024), timerec VARCHAR(255), timezone VARCHAR(64), \
+             attrs VARCHAR(255) NOT NULL DEFAULT '', disabled SMALLINT NOT NULL DEFAULT 0)",
+            "CREATE TABLE load_balancer (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             group_id BIGINT NOT NULL, dst_uri VARCHAR(255) NOT NULL, \
+             resources VARCHAR(255) NOT NULL, probe_mode SMALLINT NOT NULL DEFAULT 0, \
+             disabled SMALLINT NOT NULL DEFAULT 0, description VARCHAR(255))",
+        ],
+    },
+];
 
 /// The schema version this build ships.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A connection pool to the subscriber/location database, migrated on open. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -14,6 +14,9 @@
 //!   written behind from [`sip_auth::registrar::BindingEvent`]s and loaded back on start.
 //!   With a spool directory ([`WriterConfig::spool_dir`]) batches the store refuses are kept
 //!   on disk and replayed in order when it is back or on the next start.
+//! * [`tables`]: routing tables (`dr_gateways`, `dr_carriers`, `dr_rules`, `dr_groups`,
+//!   `dialplan`, `load_balancer`) and the access list (`address`) read into the routing and
+//!   security config structs, errors naming the table and row.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), voxgate_subscribers::StoreError> {
@@ -35,6 +38,7 @@ mod db;
 mod location;
 mod spool;
 mod subscribers;
+pub mod tables;
 mod writer;
 
 pub use cache::{CacheConfig, CacheStats, CredentialCache};

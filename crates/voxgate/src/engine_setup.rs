@@ -194,7 +194,7 @@ fn node_id(name: &str) -> u16 {
 
 /// Builds the engine when the config turns any of its phases on (`None` otherwise).
 pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<EngineSetup>> {
-    let ecfg = EngineConfig {
+    let mut ecfg = EngineConfig {
         auth: cfg.auth.clone(),
         registrar: cfg.registrar.clone(),
         nat: cfg.nat.clone(),
@@ -212,6 +212,11 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
         .enable_all()
         .build()
         .context("database runtime")?;
+    // [security.acl] db_url: the `address` rows join the config's rules (unreachable or a bad
+    // row: the node does not start)
+    if let Some(sec) = ecfg.security.as_mut() {
+        sec.acl = crate::tables_sql::acl_config(&sec.acl, Some(runtime.handle()))?;
+    }
     let needs_db = ecfg.auth.as_ref().is_some_and(|a| a.enabled)
         || ecfg.registrar.as_ref().is_some_and(|r| r.enabled);
     let store_cfg = cfg.subscribers.clone().unwrap_or_default();

@@ -7,6 +7,7 @@ mod np_cli;
 mod route_cli;
 mod routing_setup;
 mod subscriber_cli;
+mod tables_sql;
 mod webhook;
 
 use anyhow::Context;
@@ -52,7 +53,8 @@ enum Cmd {
     },
     /// Provision subscribers (users who authenticate): add, passwd, remove, list.
     Subscriber(subscriber_cli::SubscriberArgs),
-    /// Routing dry runs: `route explain --config FILE --from X --to Y [--source-ip IP]`.
+    /// Routing dry runs (`route explain --config FILE --from X --to Y [--source-ip IP]`) and
+    /// SQL provisioning of the routing tables and the access list (`route sql --database URL`).
     Route {
         /// What to do.
         #[command(subcommand)]
@@ -339,7 +341,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                     match (&engine, &path) {
                         (Some(e), Some(p)) => {
                             if e.engine.routing().is_some() {
-                                match routing_setup::reload(&e.engine, p) {
+                                match routing_setup::reload(&e.engine, p, Some(e.runtime.handle())) {
                                     Ok(msg) => tracing::info!("SIGHUP: {msg}"),
                                     Err(err) => tracing::error!("SIGHUP: routing tables kept: {}", error_chain(&err)),
                                 }
@@ -348,7 +350,12 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                                 match load_validated(Some(p)) {
                                     Ok((new, _)) => {
                                         let acl = new.security.map(|s| s.acl).unwrap_or_default();
-                                        match e.engine.reload_acl(&acl) {
+                                        // with [security.acl] db_url, its rows too (a database
+                                        // down or a bad row: the list in force stays)
+                                        match tables_sql::acl_config(&acl, Some(e.runtime.handle()))
+                                            .map_err(|err| error_chain(&err))
+                                            .and_then(|acl| e.engine.reload_acl(&acl))
+                                        {
                                             Ok(n) => tracing::info!("SIGHUP: access list reloaded ({n} rules)"),
                                             Err(err) => tracing::error!("SIGHUP: access list kept: {err}"),
                                         }

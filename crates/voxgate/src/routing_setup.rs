@@ -18,6 +18,7 @@ use voxgate_engine::Engine;
 use voxgate_engine::route::{NpLookup, RouteExplain, Routing};
 use voxgate_routing::{EndpointState, NpAnswer, Transport};
 use voxgate_state::portability::NpResolver;
+use voxgate_subscribers::tables::RoutingOrigins;
 
 /// A gateway's address: an IP literal, or a name resolved now (first address).
 pub fn resolve_gateway(host: &str, port: Option<u16>, t: Transport) -> Option<SocketAddr> {
@@ -98,15 +99,34 @@ pub fn routing_config(cfg: &Config) -> anyhow::Result<voxgate_routing::RoutingCo
     Ok(rc)
 }
 
+/// The routing sections of `cfg` with the `[route] tables` file's rows and the `[route]
+/// db_url` database's rows added (the database read on `handle`'s runtime, else a
+/// throwaway one), and where the entries came from (names the SQL row of an error).
+pub fn routing_config_all(
+    cfg: &Config,
+    handle: Option<&tokio::runtime::Handle>,
+) -> anyhow::Result<(voxgate_routing::RoutingConfig, RoutingOrigins)> {
+    let mut rc = routing_config(cfg)?;
+    let origins = match &cfg.route.db_url {
+        Some(url) => {
+            let rows = crate::tables_sql::routing_rows(url, handle)?;
+            tracing::info!(rows = rows.len(), "routing rows read from SQL");
+            rows.merge_into(&mut rc)
+        }
+        None => RoutingOrigins::default(),
+    };
+    Ok((rc, origins))
+}
+
 /// Checks what `voxgate check` cannot see in the schema: the tables file (compiled with the
-/// config's tables) and the portability sources' URIs (without connecting: a source down at
+/// config's tables; not when rows also come from a database, which `check` does not read) and the portability sources' URIs (without connecting: a source down at
 /// check time is not an error).
 /// On error: the config key at fault and the message.
 pub fn validate(cfg: &Config) -> Result<(), (&'static str, String)> {
     if cfg.drouting.is_none() {
         return Ok(());
     }
-    if cfg.route.tables.is_some() {
+    if cfg.route.tables.is_some() && cfg.route.db_url.is_none() {
         let rc = routing_config(cfg).map_err(|e| ("route.tables", format!("{e:#}")))?;
         voxgate_routing::Engines::compile(&rc, None)
             .map_err(|e| ("route.tables", e.to_string()))?;
@@ -125,14 +145,14 @@ pub fn build(
     if cfg.drouting.is_none() {
         return Ok(None);
     }
-    let rc = routing_config(cfg)?;
+    let (rc, origins) = routing_config_all(cfg, handle)?;
     let resolver: voxgate_engine::route::GatewayResolver<'_> = if handle.is_some() {
         &resolve_gateway
     } else {
         &no_dns
     };
     let mut routing = Routing::new(&rc, cfg.route.clone(), resolver)
-        .map_err(|e| anyhow::anyhow!("routing tables: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("routing tables: {}", origins.describe(&e)))?;
     if let (Some(p), Some(h)) = (&cfg.portability, handle) {
         if !p.sources.is_empty() {
             let r = NpResolver::new(p.clone(), h.clone())
@@ -152,18 +172,23 @@ pub fn build(
 /// Reloads the routing tables of `engine` from the config file at `path` (SIGHUP): the new
 /// tables are compiled, then swapped in one step; gateway states carry over; calls in
 /// progress are not touched. On any error the old tables stay. Portability sources and
-/// `[route]` settings are not reloaded (restart for those).
-pub fn reload(engine: &Engine, path: &std::path::Path) -> anyhow::Result<String> {
+/// `[route]` settings are not reloaded (restart for those); `[route] db_url` is read again
+/// (on `handle`'s runtime): a database that does not answer keeps the old tables too.
+pub fn reload(
+    engine: &Engine,
+    path: &std::path::Path,
+    handle: Option<&tokio::runtime::Handle>,
+) -> anyhow::Result<String> {
     let t0 = Instant::now();
     let routing = engine.routing().context("no routing in this node")?;
     let cfg = voxgate_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if cfg.drouting.is_none() {
         anyhow::bail!("the new config has no [drouting] section");
     }
-    let rc = routing_config(&cfg)?;
+    let (rc, origins) = routing_config_all(&cfg, handle)?;
     routing
         .reload(&rc, &resolve_gateway)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{}", origins.describe(&e)))?;
     Ok(format!(
         "routing tables reloaded: {} rules, {} gateways in {} ms",
         rc.routing.rules.len(),
