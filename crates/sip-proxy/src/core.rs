@@ -1661,6 +1661,10 @@ impl ProxyCore {
         if c.cancelled || c.targets.get(target).is_none_or(|d| d.auth.is_none()) {
             return false;
         }
+        // an INVITE whose dialog is not tracked could not keep the two CSeq spaces apart
+        if c.is_invite && c.dialog.is_none() {
+            return false;
+        }
         if let Some(c) = self.ctx_mut(r) {
             c.active = None;
             c.fr_deadline = None;

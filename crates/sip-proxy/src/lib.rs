@@ -88,6 +88,16 @@
 //!   [`ProxyConfig::map_503_to_500`], on by default so a caller's proxy does not take the
 //!   whole node for overloaded). 401/407 challenges are not merged (serial forking only
 //!   ever has one at a time).
+//! * **Challenges of a target (OpenSIPS `uac_auth`).** A target with
+//!   [`Destination::auth`] that answers 401/407 gets the request again (new branch, CSeq
+//!   + 1, `Authorization`/`Proxy-Authorization` from [`uac`]); the caller never sees the
+//!   challenge. The dialog remembers the CSeq offset: the caller's later requests are
+//!   shifted toward the callee and every response going back carries the caller's own
+//!   number (RFC 3261 §22.2 asks the resubmitting UAC to increment). Once per attempt; an
+//!   INVITE without a tracked dialog is not answered (its offset could not be kept).
+//! * **Attempt reports.** Every attempt to a target whose [`Destination::tag`] is not 0 ends
+//!   in exactly one [`Output::Branch`]: 2xx, final failure status, or timeout (Timer B/F,
+//!   the fr timer, a send error), for per-gateway metrics.
 //! * **CANCEL (§16.10).** Answered 200 hop by hop; sent on every pending branch that had a
 //!   provisional; a branch with none gets it when its provisional comes (§9.1), and if it
 //!   never answers the proxy answers 487 itself when Timer B ends it; the INVITE ends with

@@ -209,3 +209,41 @@ fn timeouts_are_reported_once() {
     net.resp_msg(UAS1, answer(&inv, 200, Some("x"), None));
     assert!(net.branches.is_empty());
 }
+
+#[test]
+fn untracked_invite_is_not_answered_but_a_message_is() {
+    let mut cfg = base_config();
+    cfg.record_route = false;
+    let mut net = Net::new(cfg);
+    let t = targets();
+    let routing = Routing {
+        targets: &t[..1],
+        ..Routing::default()
+    };
+    let sent = net.req_routed(UAC, &invite("u5", "z9hG4bK-u5"), &routing);
+    let first = only(&sent, UAS1, "INVITE").msg.clone();
+    let ch = "Digest realm=\"r\", nonce=\"n\"";
+    let sent = net.resp_msg(UAS1, challenge(&first, 407, "Proxy-Authenticate", ch));
+    // no dialog to keep the CSeq offset in: the challenge goes to the caller
+    only(&sent, UAC, "407");
+    assert_eq!(count(&sent, UAS1, "INVITE"), 0);
+    // an out-of-dialog MESSAGE is answered (no dialog needed)
+    let msg = "MESSAGE sip:bob@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m1
+Max-Forwards: 70
+From: <sip:alice@a.example>;tag=m1
+To: <sip:bob@b.example>
+Call-ID: m1@uac
+CSeq: 7 MESSAGE
+Content-Length: 0
+
+";
+    let sent = net.req_routed(UAC, msg, &routing);
+    let first = only(&sent, UAS1, "MESSAGE").msg.clone();
+    let sent = net.resp_msg(UAS1, challenge(&first, 401, "WWW-Authenticate", ch));
+    let again = only(&sent, UAS1, "MESSAGE").msg.clone();
+    assert_eq!(again.cseq().unwrap().seq, 8);
+    assert!(again.header(HeaderName::Authorization).is_some());
+    let sent = net.resp_msg(UAS1, answer(&again, 202, None, None));
+    assert_eq!(only(&sent, UAC, "202").msg.cseq().unwrap().seq, 7);
+}

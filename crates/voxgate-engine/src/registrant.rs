@@ -180,7 +180,7 @@ impl Registrant {
         self.failures += 1;
         self.outstanding = None;
         self.challenge = None;
-        if !self.expires_at.is_some_and(|e| e > now) {
+        if self.expires_at.is_none_or(|e| e <= now) {
             self.state = RegState::Failed;
         }
         self.next_at = now + RETRY_SECS;
