@@ -89,9 +89,9 @@
 //!   whole node for overloaded). 401/407 challenges are not merged (serial forking only
 //!   ever has one at a time).
 //! * **Challenges of a target (OpenSIPS `uac_auth`).** A target with
-//!   [`Destination::auth`] that answers 401/407 gets the request again (new branch, CSeq
-//!   + 1, `Authorization`/`Proxy-Authorization` from [`uac`]); the caller never sees the
-//!   challenge. The dialog remembers the CSeq offset: the caller's later requests are
+//!   [`Destination::auth`] that answers 401/407 gets the request again (new branch, the
+//!   next CSeq, `Authorization`/`Proxy-Authorization` from [`uac`]); the caller never sees
+//!   the challenge. The dialog remembers the CSeq offset: the caller's later requests are
 //!   shifted toward the callee and every response going back carries the caller's own
 //!   number (RFC 3261 §22.2 asks the resubmitting UAC to increment). Once per attempt; an
 //!   INVITE without a tracked dialog is not answered (its offset could not be kept).
