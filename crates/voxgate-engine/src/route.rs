@@ -51,6 +51,9 @@ use voxgate_routing::{
 /// Branch prefix of gateway probes (their responses go to [`Routing::on_probe_response`]).
 pub const PROBE_BRANCH: &[u8] = b"z9hG4bKvgprobe.";
 
+/// Branch prefix of load-balancer destination probes.
+pub const LB_PROBE_BRANCH: &[u8] = b"z9hG4bKvglbprobe.";
+
 /// Most answers of finished portability look-ups waiting for their paused request.
 const MAX_FRESH: usize = 4096;
 
@@ -147,7 +150,7 @@ pub(crate) enum Planned {
     /// Not a number to route: the core's own routing.
     NotRouted(Message),
     /// Forward with these targets (and a load-balancer reservation held by the call).
-    Route(Message, Vec<Destination>, Option<Reservation>),
+    Route(Message, Vec<Destination>, Option<LbHold>),
     /// Pause: look `number` up, then feed the request again.
     Lookup(Message, String),
     /// Refuse with this status and reason.
@@ -190,12 +193,38 @@ struct Snapshot {
     metrics: RouteMetrics,
     gws: Vec<GwRuntime>,
     probes: Mutex<Vec<ProbeState>>,
+    /// Load-balanced calls that may fail over, by the slot in their targets' tags.
+    lb_calls: Mutex<HashMap<u32, LbCall>>,
+    /// OPTIONS probes of load-balancer destinations, by destination index.
+    lb_probes: Mutex<Vec<ProbeState>>,
     /// Registrations with carriers (gateways with `register = true`).
     registrants: Mutex<Vec<crate::registrant::Registrant>>,
     /// Changes on every reload: a branch report of an older table's call is not counted
     /// against the new table's gateways.
     generation: u16,
 }
+
+/// A load-balanced call's reservation, held by its dialog (released when the dialog
+/// ends); moved to the next destination when the call fails over.
+#[derive(Debug)]
+pub struct LbHold(Arc<Mutex<Reservation>>);
+
+impl LbHold {
+    /// Id of the destination the call holds units on.
+    pub fn destination_id(&self) -> Option<String> {
+        lock(&self.0).destination_id().map(str::to_owned)
+    }
+}
+
+/// A load-balanced call that may fail over: its reservation and its destinations in order.
+#[derive(Debug)]
+struct LbCall {
+    hold: std::sync::Weak<Mutex<Reservation>>,
+    order: Vec<usize>,
+}
+
+/// Most load-balanced calls tracked for failover at once (beyond: no failover targets).
+const MAX_LB_CALLS: usize = 100_000;
 
 /// The routing of one node (shared by its shards).
 pub struct Routing {
@@ -204,6 +233,7 @@ pub struct Routing {
     np: Option<Arc<dyn NpLookup>>,
     fresh: Mutex<HashMap<String, NpAnswer>>,
     probe_seq: AtomicU64,
+    lb_seq: std::sync::atomic::AtomicU32,
     local: Mutex<Option<SocketAddr>>,
 }
 
@@ -291,6 +321,7 @@ impl Routing {
             np: None,
             fresh: Mutex::new(HashMap::new()),
             probe_seq: AtomicU64::new(0),
+            lb_seq: std::sync::atomic::AtomicU32::new(1),
             local: Mutex::new(None),
         })
     }
@@ -361,6 +392,9 @@ impl Routing {
             ));
         }
         let lb_states = engines.loadbalancer.new_states();
+        let lb_count = (0..)
+            .take_while(|&i| engines.loadbalancer.probe_target(i).is_some())
+            .count();
         if let Some(p) = previous {
             lb_states.carry_over_from(&p.lb_states);
         }
@@ -385,7 +419,9 @@ impl Routing {
             gws,
             probes,
             registrants: Mutex::new(registrants),
-            generation: previous.map_or(1, |p| p.generation.wrapping_add(1).max(1)),
+            lb_calls: Mutex::new(HashMap::new()),
+            lb_probes: Mutex::new(vec![ProbeState::default(); lb_count]),
+            generation: previous.map_or(1, |p| (p.generation % 0x7fff) + 1),
         })
     }
 
@@ -660,38 +696,92 @@ impl Routing {
                 .and_then(|(_, v)| v)
                 .unwrap_or("");
             let lb = &snap.engines.loadbalancer;
-            let res = lb
-                .request(&resources.replace(['|', ','], ";"))
-                .ok()
-                .and_then(|req| lb.reserve(group, &req, &snap.lb_states).ok());
-            let target = res.as_ref().and_then(|r| {
-                let id = r.destination_id()?;
-                let addr = *snap.lb_addrs.get(id)?;
-                let (host, port) = uri_host_port(r.uri()?)?;
-                let user = match &answer {
-                    NpAnswer::Ported(_) | NpAnswer::NotPorted => {
-                        apply_answer(&steps.number, &answer).unwrap_or_else(|| steps.number.clone())
+            let mut order = Vec::new();
+            let req = lb.request(&resources.replace(['|', ','], ";")).ok();
+            let mut held = None;
+            if let Some(req) = &req {
+                lb.candidates(
+                    group,
+                    req,
+                    &snap.lb_states,
+                    self.cfg.max_targets,
+                    &mut order,
+                );
+                // the first with room (another call may have taken the last unit)
+                for k in 0..order.len() {
+                    if let Some(r) = order.get(k).and_then(|&i| lb.reserve_on(i, req).ok()) {
+                        held = Some(r);
+                        order.drain(..k);
+                        break;
                     }
-                    NpAnswer::Unavailable => steps.number.clone(),
+                }
+            }
+            let user = match &answer {
+                NpAnswer::Ported(_) | NpAnswer::NotPorted => {
+                    apply_answer(&steps.number, &answer).unwrap_or_else(|| steps.number.clone())
+                }
+                NpAnswer::Unavailable => steps.number.clone(),
+            };
+            drop((pai, ppi, privacy));
+            let Some(res) = held else {
+                inc(&stats.route_no_gateway);
+                return Planned::Refuse(msg, self.cfg.no_gateway_code, "No Capacity");
+            };
+            order.retain(|&i| {
+                lb.destination(i)
+                    .is_some_and(|(id, _)| snap.lb_addrs.contains_key(id))
+            });
+            let hold = Arc::new(Mutex::new(res));
+            // a slot names the call in its targets' tags when it can fail over
+            let slot = if order.len() > 1 && method == Method::Invite {
+                let mut calls = lock(&snap.lb_calls);
+                if calls.len() >= MAX_LB_CALLS {
+                    calls.retain(|_, c| c.hold.strong_count() > 0);
+                }
+                (calls.len() < MAX_LB_CALLS).then(|| {
+                    let slot = self.lb_seq.fetch_add(1, Ordering::Relaxed).max(1);
+                    calls.insert(
+                        slot,
+                        LbCall {
+                            hold: Arc::downgrade(&hold),
+                            order: order.clone(),
+                        },
+                    );
+                    slot
+                })
+            } else {
+                None
+            };
+            let mut targets = Vec::with_capacity(order.len());
+            for (k, &i) in order.iter().enumerate() {
+                if slot.is_none() && k > 0 {
+                    break;
+                }
+                let Some((id, uri)) = lb.destination(i) else {
+                    continue;
+                };
+                let (Some(&addr), Some((host, port))) = (snap.lb_addrs.get(id), uri_host_port(uri))
+                else {
+                    continue;
                 };
                 let ruri = match port {
                     Some(p) => format!("sip:{user}@{host}:{p}"),
                     None => format!("sip:{user}@{host}"),
                 };
-                Some(Destination {
+                targets.push(Destination {
                     ruri: Some(Bytes::from(ruri)),
+                    tag: slot.map_or(0, |s| lb_tag(snap.generation, s, k)),
                     ..Destination::new(Transport::Udp, addr)
-                })
-            });
-            drop((pai, ppi, privacy));
-            let Some(target) = target else {
+                });
+            }
+            if targets.is_empty() {
                 inc(&stats.route_no_gateway);
                 return Planned::Refuse(msg, self.cfg.no_gateway_code, "No Capacity");
-            };
+            }
             inc(&stats.route_routed);
             let eg = clip.egress(&PeerPolicy::default());
             let msg = rewrite_identity(msg, &eg);
-            return Planned::Route(msg, vec![target], res);
+            return Planned::Route(msg, targets, Some(LbHold(hold)));
         }
         let mut cands: Vec<voxgate_routing::drouting::Candidate> = Vec::with_capacity(4);
         loop {
@@ -1052,6 +1142,8 @@ impl Routing {
             inc(&stats.route_probes_sent);
         }
         drop(probes);
+        self.tick_lb(&snap, unix, mono, timeout, stats, local, out);
+        lock(&snap.lb_calls).retain(|_, c| c.hold.strong_count() > 0);
         for r in lock(&snap.registrants).iter_mut() {
             let seq = self.probe_seq.fetch_add(1, Ordering::Relaxed);
             let mut buf = Vec::with_capacity(700);
@@ -1061,10 +1153,123 @@ impl Routing {
         }
     }
 
+    /// Probes of load-balancer destinations (as gateways': `probe = "always"` or
+    /// `"when_inactive"`; unanswered ones take the destination out, any answer but 408
+    /// puts it back).
+    #[allow(clippy::too_many_arguments)]
+    fn tick_lb(
+        &self,
+        snap: &Snapshot,
+        unix: u64,
+        mono: Instant,
+        timeout: Duration,
+        stats: &crate::stats::EngineStats,
+        local: SocketAddr,
+        out: &mut Vec<(SocketAddr, Bytes)>,
+    ) {
+        let interval = self.cfg.probe_interval_secs.max(1);
+        let lb = &snap.engines.loadbalancer;
+        let mut probes = lock(&snap.lb_probes);
+        for (i, p) in probes.iter_mut().enumerate() {
+            let Some((mode, uri)) = lb.probe_target(i) else {
+                continue;
+            };
+            let state = voxgate_routing::common::StateView::state(&snap.lb_states, i);
+            if let Some((_, sent)) = p.outstanding {
+                if mono.duration_since(sent) >= timeout {
+                    p.outstanding = None;
+                    p.misses = p.misses.saturating_add(1);
+                    if p.misses >= self.cfg.probe_failures.max(1) && state == EndpointState::Up {
+                        snap.lb_states.set(i, EndpointState::Probing);
+                        inc(&stats.route_gateways_down);
+                        tracing::warn!(target: "voxgate::routing", "load-balancer destination {uri} out of service: {} probe(s) unanswered", p.misses);
+                    }
+                }
+            }
+            let wanted = match mode {
+                ProbeMode::Never => false,
+                ProbeMode::Always => state != EndpointState::Down,
+                ProbeMode::WhenInactive => state == EndpointState::Probing,
+            };
+            if !wanted || p.outstanding.is_some() || unix < p.next_at {
+                continue;
+            }
+            let Some((id, _)) = lb.destination(i) else {
+                continue;
+            };
+            let (Some(&addr), Some((host, port))) = (snap.lb_addrs.get(id), uri_host_port(uri))
+            else {
+                continue;
+            };
+            let hostport = match port {
+                Some(pt) if host.contains(':') => format!("[{host}]:{pt}"),
+                Some(pt) => format!("{host}:{pt}"),
+                None => host.to_owned(),
+            };
+            let seq = self.probe_seq.fetch_add(1, Ordering::Relaxed);
+            out.push((
+                addr,
+                probe_options_with(LB_PROBE_BRANCH, i, seq, &hostport, local),
+            ));
+            p.outstanding = Some((seq, mono));
+            p.next_at = unix + interval;
+            p.sent += 1;
+            inc(&stats.route_probes_sent);
+        }
+    }
+
+    /// An answer to a load-balancer destination probe; true when it was one.
+    fn on_lb_probe_response(&self, msg: &Message, stats: &crate::stats::EngineStats) -> bool {
+        let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
+            return false;
+        };
+        let Some(rest) = branch.strip_prefix(LB_PROBE_BRANCH) else {
+            return false;
+        };
+        let Some((i, seq)) = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.split_once('.'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<u64>().ok()?)))
+        else {
+            return true;
+        };
+        let status = msg.status_code().unwrap_or(0);
+        if status < 200 {
+            return true;
+        }
+        let snap = self.snapshot();
+        let mut probes = lock(&snap.lb_probes);
+        let Some(p) = probes.get_mut(i) else {
+            return true;
+        };
+        if p.outstanding.map(|(s, _)| s) != Some(seq) {
+            return true;
+        }
+        p.outstanding = None;
+        p.last_status = status;
+        if status == 408 {
+            return true;
+        }
+        p.answered += 1;
+        p.misses = 0;
+        if voxgate_routing::common::StateView::state(&snap.lb_states, i) == EndpointState::Probing {
+            snap.lb_states.set(i, EndpointState::Up);
+            inc(&stats.route_gateways_up);
+            if let Some((id, _)) = snap.engines.loadbalancer.destination(i) {
+                tracing::info!(target: "voxgate::routing", "load-balancer destination {id} back in service (probe answered {status})");
+            }
+        }
+        true
+    }
+
     /// The end of an attempt to a gateway (the proxy core's [`BranchReport`]): counted in
     /// the gateway's and its carrier's metrics (an attempt of an older table is not).
     pub fn on_branch(&self, rep: &BranchReport) {
         let snap = self.snapshot();
+        if rep.tag & LB_TAG != 0 {
+            self.on_lb_branch(&snap, rep);
+            return;
+        }
         let Some(c) = candidate_of(snap.generation, rep.tag) else {
             return;
         };
@@ -1075,6 +1280,32 @@ impl Routing {
             BranchOutcome::Timeout => AttemptOutcome::Timeout,
         };
         snap.metrics.outcome(&c, outcome);
+    }
+
+    /// A load-balanced call's attempt ended: on failure its reservation moves to the
+    /// destination the proxy core tries next; the call is forgotten once it is answered or
+    /// has no destination left.
+    fn on_lb_branch(&self, snap: &Snapshot, rep: &BranchReport) {
+        let (generation, slot, k) = lb_tag_parts(rep.tag);
+        if generation != snap.generation {
+            return;
+        }
+        let mut calls = lock(&snap.lb_calls);
+        let failed = !matches!(rep.outcome, BranchOutcome::Answered(_));
+        let next = calls
+            .get(&slot)
+            .and_then(|c| Some((c.hold.upgrade()?, c.order.get(k + 1).copied()?)));
+        match (failed, next) {
+            (true, Some((hold, index))) => {
+                let mut r = lock(&hold);
+                if snap.engines.loadbalancer.move_to(&mut r, index).is_err() {
+                    calls.remove(&slot);
+                }
+            }
+            _ => {
+                calls.remove(&slot);
+            }
+        }
     }
 
     /// A response to a registrant's REGISTER (top Via branch starting
@@ -1222,7 +1453,7 @@ impl Routing {
     /// alive unless the answer is 408 or 5xx other than 503... any answer but 408 puts it
     /// back (OpenSIPS treats any reply as alive). True when it was a probe response.
     pub fn on_probe_response(&self, msg: &Message, stats: &crate::stats::EngineStats) -> bool {
-        if self.on_register_response(msg) {
+        if self.on_register_response(msg) || self.on_lb_probe_response(msg, stats) {
             return true;
         }
         let Ok(via) = msg.top_via() else {
@@ -1279,6 +1510,25 @@ fn branch_tag(generation: u16, c: &voxgate_routing::drouting::Candidate) -> u64 
         .filter(|&i| i < u16::MAX)
         .map_or(0, |i| u64::from(i) + 1);
     (u64::from(generation) << 48) | (carrier << 32) | (u64::from(c.gateway) + 1)
+}
+
+/// Bit of a tag that marks a load-balanced target.
+const LB_TAG: u64 = 1 << 63;
+
+/// The tag of the `k`th target of load-balanced call `slot`.
+fn lb_tag(generation: u16, slot: u32, k: usize) -> u64 {
+    LB_TAG
+        | (u64::from(generation & 0x7fff) << 48)
+        | (u64::from(slot) << 16)
+        | (k.min(0xffff) as u64)
+}
+
+fn lb_tag_parts(tag: u64) -> (u16, u32, usize) {
+    (
+        ((tag >> 48) & 0x7fff) as u16,
+        ((tag >> 16) & 0xffff_ffff) as u32,
+        (tag & 0xffff) as usize,
+    )
 }
 
 /// The candidate a tag names, when it belongs to table `generation`.
@@ -1461,10 +1711,16 @@ fn rewrite_identity(msg: Message, eg: &voxgate_routing::clip::EgressIdentity<'_>
 
 /// An OPTIONS probe to gateway `index`.
 fn probe_options(index: usize, seq: u64, gw: &str, local: SocketAddr) -> Bytes {
+    probe_options_with(PROBE_BRANCH, index, seq, gw, local)
+}
+
+/// An OPTIONS probe to `gw` with Via branch `<prefix><index>.<seq>`.
+fn probe_options_with(prefix: &[u8], index: usize, seq: u64, gw: &str, local: SocketAddr) -> Bytes {
+    let prefix = std::str::from_utf8(prefix).unwrap_or("z9hG4bKvgprobe.");
     let mut s = String::with_capacity(400);
     let _ = write!(
         s,
-        "OPTIONS sip:{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKvgprobe.{index}.{seq}\r\n\
+        "OPTIONS sip:{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={prefix}{index}.{seq}\r\n\
          Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=pr{seq:x}\r\nTo: <sip:{gw}>\r\n\
          Call-ID: vgprobe.{seq}.{index}@{local}\r\nCSeq: {} OPTIONS\r\nContent-Length: 0\r\n\r\n",
         seq % 1_000_000 + 1
@@ -1708,6 +1964,129 @@ clir_prefixes = ["#31#"]
             Some(&b"sip:2079460000;rn=+4930999;npdi@127.0.0.1:5082"[..])
         );
         assert_eq!(np.1.load(Ordering::Relaxed), 1);
+    }
+
+    const LB: &str = r#"
+[[routing.rules]]
+id = "cc"
+groups = [0]
+prefix = "+4480"
+attrs = "lb=1;resources=pstn"
+targets = ["b1"]
+[[loadbalancer.destinations]]
+id = "d1"
+group = 1
+uri = "sip:127.0.0.1:5091"
+resources = "pstn=2"
+[[loadbalancer.destinations]]
+id = "d2"
+group = 1
+uri = "sip:127.0.0.1:5092"
+resources = "pstn=1"
+[[loadbalancer.destinations]]
+id = "d3"
+group = 1
+uri = "sip:127.0.0.1:5093"
+resources = "pstn=1"
+probe = "always"
+"#;
+
+    fn lb_load(r: &Routing, id: &str) -> u32 {
+        let snap = r.snapshot();
+        snap.engines
+            .loadbalancer
+            .status()
+            .find(|s| s.destination == id)
+            .map_or(u32::MAX, |s| s.load)
+    }
+
+    #[test]
+    fn load_balanced_call_fails_over_and_its_units_move() {
+        let r = routing(LB);
+        let Planned::Route(_, t, Some(hold)) =
+            route(&r, invite("sip:+448000001@proxy", ""), Caller::default())
+        else {
+            panic!("not load balanced");
+        };
+        let ports: Vec<u16> = t.iter().map(|d| d.addr.port()).collect();
+        assert_eq!(ports, [5091, 5092, 5093]);
+        assert_eq!(hold.destination_id().as_deref(), Some("d1"));
+        assert_eq!(lb_load(&r, "d1"), 1);
+        let report = |k: usize, outcome| BranchReport {
+            tag: t[k].tag,
+            index: k,
+            dest: t[k].addr,
+            outcome,
+            authenticated: false,
+        };
+        // d1 answers 503: the core tries d2, the unit goes with the call
+        r.on_branch(&report(0, BranchOutcome::Failed(503)));
+        assert_eq!((lb_load(&r, "d1"), lb_load(&r, "d2")), (0, 1));
+        assert_eq!(hold.destination_id().as_deref(), Some("d2"));
+        // d2 silent: on to d3
+        r.on_branch(&report(1, BranchOutcome::Timeout));
+        assert_eq!((lb_load(&r, "d2"), lb_load(&r, "d3")), (0, 1));
+        // d3 answers: kept there until the call ends
+        r.on_branch(&report(2, BranchOutcome::Answered(200)));
+        assert!(r.snapshot().lb_calls.lock().unwrap().is_empty());
+        assert_eq!(lb_load(&r, "d3"), 1);
+        drop(hold);
+        assert_eq!(lb_load(&r, "d3"), 0);
+        // gateway reports never touch the load balancer, and vice versa
+        let Planned::Route(_, g, _) =
+            route(&r, invite("sip:+4930000@proxy", ""), Caller::default())
+        else {
+            panic!("not routed");
+        };
+        assert_eq!(g[0].tag & LB_TAG, 0);
+        assert!(candidate_of(r.snapshot().generation, t[0].tag).is_none());
+    }
+
+    #[test]
+    fn load_balancer_destinations_are_probed() {
+        let r = routing(LB);
+        let st = crate::stats::EngineStats::default();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        r.tick(1000, t0, &st, &mut out);
+        let lb: Vec<_> = out
+            .iter()
+            .filter(|(a, _)| a.port() == 5093)
+            .map(|(_, b)| Message::parse_datagram(b.clone()).expect("probe parses"))
+            .collect();
+        assert_eq!(lb.len(), 1, "d3 probed");
+        assert!(lb[0].request_uri_raw() == Some(&b"sip:127.0.0.1:5093"[..]));
+        out.clear();
+        // unanswered: out of service, calls skip it
+        r.tick(1006, t0 + Duration::from_secs(6), &st, &mut out);
+        let Planned::Route(_, t, _) =
+            route(&r, invite("sip:+448000002@proxy", ""), Caller::default())
+        else {
+            panic!("not routed");
+        };
+        assert!(t.iter().all(|d| d.addr.port() != 5093));
+        // probed again while out; the answer puts it back
+        out.clear();
+        r.tick(1031, t0 + Duration::from_secs(31), &st, &mut out);
+        let (_, probe) = out
+            .iter()
+            .find(|(a, _)| a.port() == 5093)
+            .expect("probed again");
+        let m = Message::parse_datagram(probe.clone()).expect("parse");
+        let branch = m.top_via().expect("via").branch().expect("branch").to_vec();
+        assert!(branch.starts_with(LB_PROBE_BRANCH));
+        let resp = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={}\r\nFrom: <sip:p@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            String::from_utf8_lossy(&branch)
+        );
+        let resp = Message::parse_datagram(Bytes::from(resp)).expect("parse");
+        assert!(r.on_probe_response(&resp, &st));
+        let Planned::Route(_, t, _) =
+            route(&r, invite("sip:+448000003@proxy", ""), Caller::default())
+        else {
+            panic!("not routed");
+        };
+        assert!(t.iter().any(|d| d.addr.port() == 5093));
     }
 
     #[test]

@@ -421,6 +421,92 @@ impl LoadBalancer {
         self.select(r, states)
     }
 
+    /// The failover order of `group` for `req`: usable destinations that have every
+    /// requested resource and free capacity now, most free first (at most `max`), as
+    /// destination indices. The first is what [`LoadBalancer::reserve`] would take.
+    pub fn candidates(
+        &self,
+        group: u32,
+        req: &ResourceRequest,
+        states: &impl StateView,
+        max: usize,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        let Some(members) = self.groups.get(&group) else {
+            return;
+        };
+        let mut scored: Vec<(i64, usize)> = Vec::with_capacity(members.len().min(max * 2));
+        for &di in members {
+            let Some(d) = self.dests.get(di as usize) else {
+                continue;
+            };
+            if !states.state(di as usize).usable() {
+                continue;
+            }
+            let mut pos = [0u8; MAX_RESOURCES_PER_REQUEST];
+            if !positions_for(d, req, &mut pos) {
+                continue;
+            }
+            let free = free_of(d, &pos[..usize::from(req.len)], self.mode);
+            if free > 0 {
+                scored.push((free, di as usize));
+            }
+        }
+        // stable: equal free capacity keeps the configured order
+        scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+        out.extend(scored.into_iter().take(max).map(|(_, i)| i));
+    }
+
+    /// Id and URI of destination `index`.
+    pub fn destination(&self, index: usize) -> Option<(&str, &str)> {
+        self.dests.get(index).map(|d| (&*d.slot.id, &*d.slot.uri))
+    }
+
+    /// Reserves `req` on destination `index` when it has room.
+    pub fn reserve_on(&self, index: usize, req: &ResourceRequest) -> Result<Reservation, LbError> {
+        let d = self.dests.get(index).ok_or(LbError::NoDestination)?;
+        let mut r = Reservation {
+            slot: None,
+            positions: [0; MAX_RESOURCES_PER_REQUEST],
+            npos: 0,
+            group: d.group,
+            request: *req,
+            mode: self.mode,
+            tried: Vec::new(),
+        };
+        if !positions_for(d, req, &mut r.positions) {
+            return Err(LbError::NoDestination);
+        }
+        r.npos = req.len;
+        if !d
+            .slot
+            .try_take(r.positions.get(..usize::from(r.npos)).unwrap_or(&[]))
+        {
+            return Err(LbError::NoCapacity);
+        }
+        r.slot = Some(d.slot.clone());
+        Ok(r)
+    }
+
+    /// Moves `r` to destination `index` (a call failing over there): the units held are
+    /// given back and taken on `index`, even beyond its capacity (the call is already on its
+    /// way, as OpenSIPS `lb_count_call` counts it).
+    pub fn move_to(&self, r: &mut Reservation, index: usize) -> Result<(), LbError> {
+        let d = self.dests.get(index).ok_or(LbError::NoDestination)?;
+        r.release_inner();
+        let mut pos = [0u8; MAX_RESOURCES_PER_REQUEST];
+        if !positions_for(d, &r.request, &mut pos) {
+            return Err(LbError::NoDestination);
+        }
+        r.positions = pos;
+        r.npos = r.request.len;
+        d.slot
+            .force_take(r.positions.get(..usize::from(r.npos)).unwrap_or(&[]));
+        r.slot = Some(d.slot.clone());
+        Ok(())
+    }
+
     /// Counts a call on a given destination regardless of capacity (OpenSIPS
     /// `lb_count_call`, for inbound calls from a destination).
     pub fn count_call(
@@ -693,6 +779,41 @@ resources = "pstn=1"
         assert!(!r.is_active());
         drop(r);
         assert!(lb.status().all(|s| s.load == 0));
+    }
+
+    #[test]
+    fn candidates_in_failover_order_and_moving_a_call() {
+        let lb = lb();
+        let req = lb.request("pstn").unwrap();
+        let mut order = Vec::new();
+        lb.candidates(1, &req, &AllUp, 8, &mut order);
+        let ids: Vec<&str> = order
+            .iter()
+            .map(|&i| lb.destination(i).unwrap().0)
+            .collect();
+        assert_eq!(ids, ["big", "mid", "small"]);
+        let mut r = lb.reserve_on(order[0], &req).unwrap();
+        assert_eq!(load(&lb, "big", "pstn"), 1);
+        // the call fails over to "mid": the unit moves with it
+        lb.move_to(&mut r, order[1]).unwrap();
+        assert_eq!((load(&lb, "big", "pstn"), load(&lb, "mid", "pstn")), (0, 1));
+        drop(r);
+        assert_eq!(load(&lb, "mid", "pstn"), 0);
+        // a destination without the resource is not a candidate; a full one neither
+        let t = lb.request("transcoding").unwrap();
+        lb.candidates(1, &t, &AllUp, 8, &mut order);
+        let ids: Vec<&str> = order
+            .iter()
+            .map(|&i| lb.destination(i).unwrap().0)
+            .collect();
+        assert_eq!(ids, ["mid", "small"]);
+        let _held = lb.reserve_on(order[1], &t).unwrap();
+        assert!(matches!(
+            lb.reserve_on(order[1], &t),
+            Err(LbError::NoCapacity)
+        ));
+        lb.candidates(1, &t, &AllUp, 1, &mut order);
+        assert_eq!(order.len(), 1);
     }
 
     #[test]
