@@ -573,3 +573,35 @@ fn metrics_count_attempts_answers_and_failures_by_code() {
     let g = gateway_json(&admin, "gwSilent");
     assert_eq!(g["failures"]["timeout"], 2, "{g}");
 }
+
+#[test]
+fn load_balanced_call_fails_over_and_its_capacity_moves() {
+    let dir = TempDir::new("carrier-lb");
+    let d1 = Carrier::start(Some(503), false, 3600);
+    let d2 = Carrier::start(Some(200), false, 3600);
+    let unused = Carrier::start(Some(486), false, 3600);
+    let text = format!(
+        "[proxy]\n[drouting]\ndefault_group = 0\n{}\
+         [[drouting.rules]]\nid = \"cc\"\ngroups = [0]\nprefix = \"+4480\"\n\
+         attrs = \"lb=1;resources=pstn\"\ntargets = [\"gwX\"]\n\
+         [[loadbalancer.destinations]]\nid = \"d1\"\ngroup = 1\nuri = \"sip:127.0.0.1:{}\"\nresources = \"pstn=5\"\n\
+         [[loadbalancer.destinations]]\nid = \"d2\"\ngroup = 1\nuri = \"sip:127.0.0.1:{}\"\nresources = \"pstn=2\"\n",
+        gateway("gwX", unused.port, ""),
+        d1.port,
+        d2.port
+    );
+    let mut node = Node::start(&dir, &text, 2);
+    let (udp, _, admin) = node.addrs();
+    // d1 has most room and gets the call first; its 503 sends it to d2, which answers
+    let r = call(udp, "+448000001", false);
+    assert_eq!(r.code, 200);
+    assert_eq!(d1.requests("INVITE", &r.call_id).len(), 1);
+    assert_eq!(d2.requests("INVITE", &r.call_id).len(), 1);
+    // the call's unit moved with it: d1 free again, d2 holds it while the call is up
+    let (_, body) = http(&admin, "GET", "/loadbalancer");
+    assert!(
+        body.contains("{\"destination\":\"d1\",\"resource\":\"pstn\",\"load\":0,\"max\":5}")
+            && body.contains("{\"destination\":\"d2\",\"resource\":\"pstn\",\"load\":1,\"max\":2}"),
+        "{body}"
+    );
+}
