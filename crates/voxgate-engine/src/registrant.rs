@@ -148,6 +148,22 @@ impl Registrant {
         self.cfg.index
     }
 
+    /// Whether `cfg` asks for the same registration (registrar, account, expiry): a reload
+    /// then keeps this one (its binding and Call-ID) under the new gateway index.
+    #[must_use]
+    pub fn same_registration(&self, cfg: &RegistrantConfig) -> bool {
+        self.cfg.registrar == cfg.registrar
+            && self.cfg.addr == cfg.addr
+            && self.cfg.domain == cfg.domain
+            && self.cfg.creds == cfg.creds
+            && self.cfg.expires == cfg.expires
+    }
+
+    /// Renumbers the gateway (a reloaded table).
+    pub fn set_index(&mut self, index: usize) {
+        self.cfg.index = index;
+    }
+
     /// The registrar's address.
     #[must_use]
     pub fn addr(&self) -> SocketAddr {

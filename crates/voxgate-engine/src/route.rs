@@ -377,19 +377,33 @@ impl Routing {
                 tracing::warn!(target: "voxgate::routing", "gateway {}: registrar {registrar} does not resolve; not registering", g.id());
                 continue;
             };
-            registrants.push(crate::registrant::Registrant::new(
-                crate::registrant::RegistrantConfig {
-                    index: i,
-                    registrar: registrar.to_owned(),
-                    addr,
-                    domain: host,
-                    creds: Arc::clone(creds),
-                    expires: g
-                        .register_expires()
-                        .unwrap_or(crate::registrant::DEFAULT_EXPIRES),
-                },
-                salt.wrapping_add(i as u64),
-            ));
+            let rcfg = crate::registrant::RegistrantConfig {
+                index: i,
+                registrar: registrar.to_owned(),
+                addr,
+                domain: host,
+                creds: Arc::clone(creds),
+                expires: g
+                    .register_expires()
+                    .unwrap_or(crate::registrant::DEFAULT_EXPIRES),
+            };
+            // the same gateway asking for the same registration keeps its binding
+            let kept = previous.and_then(|p| {
+                let mut old = lock(&p.registrants);
+                let pos = old.iter().position(|r| {
+                    r.same_registration(&rcfg)
+                        && p.engines
+                            .table
+                            .gateway(r.index() as u32)
+                            .is_some_and(|og| og.id() == g.id())
+                })?;
+                let mut r = old.swap_remove(pos);
+                r.set_index(i);
+                Some(r)
+            });
+            registrants.push(kept.unwrap_or_else(|| {
+                crate::registrant::Registrant::new(rcfg, salt.wrapping_add(i as u64))
+            }));
         }
         let lb_states = engines.loadbalancer.new_states();
         let lb_count = (0..)
@@ -2087,6 +2101,56 @@ probe = "always"
             panic!("not routed");
         };
         assert!(t.iter().any(|d| d.addr.port() == 5093));
+    }
+
+    #[test]
+    fn registrations_are_sent_from_the_tick_and_kept_over_a_reload() {
+        let src = r#"
+[routing]
+default_group = 0
+[[routing.gateways]]
+id = "r1"
+address = "127.0.0.1:5095"
+credentials = { username = "u", password = "p" }
+register = true
+expires = 120
+[[routing.rules]]
+id = "x"
+groups = [0]
+prefix = "+1"
+targets = ["r1"]
+"#;
+        let cfg: RoutingConfig = toml::from_str(src).expect("toml");
+        let resolve = |h: &str, p: Option<u16>, _t| {
+            format!("{h}:{}", p.unwrap_or(5060))
+                .parse::<SocketAddr>()
+                .ok()
+        };
+        let r = Routing::new(&cfg, RouteSection::default(), &resolve).expect("compile");
+        r.set_local("127.0.0.1:5060".parse().ok());
+        let st = crate::stats::EngineStats::default();
+        let mut out = Vec::new();
+        r.tick(1000, Instant::now(), &st, &mut out);
+        let reg: Vec<_> = out
+            .iter()
+            .filter(|(a, _)| a.port() == 5095)
+            .map(|(_, b)| Message::parse_datagram(b.clone()).expect("parse"))
+            .collect();
+        assert_eq!(reg.len(), 1);
+        assert_eq!(reg[0].method(), Some(Method::Register));
+        assert!(
+            r.gateways_json()
+                .contains("\"registration\":{\"state\":\"registering\"")
+        );
+        // a reload with the same gateway keeps the registration (no second REGISTER now)
+        r.reload(&cfg, &resolve).expect("reload");
+        out.clear();
+        r.tick(1001, Instant::now(), &st, &mut out);
+        assert!(
+            out.iter().all(|(a, _)| a.port() != 5095),
+            "kept, not restarted"
+        );
+        assert!(r.gateways_json().contains("\"sent\":1"));
     }
 
     #[test]
