@@ -1382,14 +1382,17 @@ impl Engine {
                 let mut events = Vec::new();
                 s.pike.tick(now.mono, &mut events);
                 s.ratelimit.tick(now.mono);
-                // the shared counters' state, from the limiter's own view of its back end
-                let degraded = s.ratelimit.backend_degraded();
+                // the shared counters' state, from the engines' own view of their back ends
+                // (rate pipes, fraud counters, concurrent-call counts)
+                let degraded = s.ratelimit.backend_degraded()
+                    || s.fraud.backend_degraded()
+                    || s.concurrency.backend_degraded();
                 let was = self.stats.shared_counters_degraded.get() == 1;
                 if degraded && !was {
                     self.stats.shared_counters_down.inc();
-                    tracing::warn!(target: "voxgate::security", "shared rate counters away (Redis): deciding with this node's own counters");
+                    tracing::warn!(target: "voxgate::security", "shared counters away (Redis): rate, fraud and call limits decided with this node's own counters");
                 } else if !degraded && was {
-                    tracing::info!(target: "voxgate::security", "shared rate counters back (Redis)");
+                    tracing::info!(target: "voxgate::security", "shared counters back (Redis)");
                 }
                 self.stats.shared_counters_degraded.set(u64::from(degraded));
                 s.bruteforce.tick(now.mono);

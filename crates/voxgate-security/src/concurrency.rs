@@ -19,6 +19,17 @@
 //! limit); when the table is full of active keys, a call under a *new* key is let through
 //! uncounted for that limit and counted in [`ConcurrencyStats::overflows`] (fail open, as
 //! a Redis outage does: limits must not stop all calls).
+//!
+//! # Cluster
+//!
+//! With a [`ConcurrencyBackend`](crate::shared::ConcurrencyBackend)
+//! ([`ConcurrencyLimiter::set_backend`], Redis in `voxgate-state`), a key's count is this
+//! node's own calls plus the other live nodes' (each node publishes its own count, an
+//! absolute value, and a heartbeat): the `N+1`th call of a customer is refused whichever
+//! node it reaches, within one flush interval (bounded overshoot: calls admitted on two
+//! nodes within the same few milliseconds). Every node releases only its own calls, once;
+//! a crashed node's calls stop counting when its heartbeat goes stale. While the back end
+//! is away, this node's own counts decide ([`ConcurrencyLimiter::backend_degraded`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +38,7 @@ use serde::Deserialize;
 
 use crate::KeyHasher;
 use crate::cidr::canonical;
+use crate::shared::{DynConcurrencyBackend, SlotKey};
 
 /// Most limits in one config (a call's [`CallSlots`] is a fixed array).
 pub const MAX_LIMITS: usize = 8;
@@ -186,6 +198,8 @@ pub struct ConcurrencyStats {
     pub released: u64,
     /// Calls let through uncounted because the table was full.
     pub overflows: u64,
+    /// Checks decided on this node's own counts because the shared back end was away.
+    pub fallbacks: u64,
 }
 
 /// A limit's size (management API).
@@ -219,6 +233,8 @@ pub struct ConcurrencyLimiter {
     hasher: KeyHasher,
     enabled: bool,
     stats: ConcurrencyStats,
+    backend: Option<DynConcurrencyBackend>,
+    degraded: bool,
 }
 
 impl std::fmt::Debug for ConcurrencyLimiter {
@@ -256,7 +272,20 @@ impl ConcurrencyLimiter {
             hasher: KeyHasher::new(),
             enabled: cfg.enabled,
             stats: ConcurrencyStats::default(),
+            backend: None,
+            degraded: false,
         })
+    }
+
+    /// Shares the counts with a cluster through `backend` from now on.
+    pub fn set_backend(&mut self, backend: DynConcurrencyBackend) {
+        self.backend = Some(backend);
+    }
+
+    /// Whether the last check had to be decided on this node's own counts (shared back end
+    /// away).
+    pub fn backend_degraded(&self) -> bool {
+        self.degraded
     }
 
     fn key_of(&self, l: &Limit, k: &CallKeys<'_>) -> Option<(u64, u32)> {
@@ -310,7 +339,36 @@ impl ConcurrencyLimiter {
             let Some((hash, max)) = self.key_of(l, keys) else {
                 continue;
             };
-            let current = self.counts.get(&(i as u16, hash)).map_or(0, |c| c.calls);
+            let mut current = self.counts.get(&(i as u16, hash)).map_or(0, |c| c.calls);
+            if let Some(b) = self.backend.as_mut() {
+                let ip_text;
+                let value = match l.key {
+                    LimitKey::Global => "",
+                    LimitKey::SourceIp => {
+                        ip_text = keys.src_ip.map(|ip| canonical(ip).to_string());
+                        ip_text.as_deref().unwrap_or("")
+                    }
+                    LimitKey::Customer => keys.customer.unwrap_or(""),
+                    LimitKey::Trunk => keys.trunk.unwrap_or(""),
+                    LimitKey::User => keys.user.unwrap_or(""),
+                };
+                let sk = SlotKey {
+                    limit: i as u16,
+                    limit_name: &l.name,
+                    value,
+                    hash,
+                };
+                match b.others(&sk) {
+                    Ok(n) => {
+                        current = current.saturating_add(n);
+                        self.degraded = false;
+                    }
+                    Err(_) => {
+                        self.degraded = true;
+                        self.stats.fallbacks += 1;
+                    }
+                }
+            }
             if current >= max {
                 self.stats.refused += 1;
                 return Err(Full {
@@ -341,6 +399,7 @@ impl ConcurrencyLimiter {
                 self.stats.overflows += 1;
                 continue;
             }
+            self.publish(k);
             slots.keys[kept] = k;
             kept += 1;
         }
@@ -354,12 +413,31 @@ impl ConcurrencyLimiter {
         for k in slots.keys.iter().take(slots.len as usize) {
             if let Some(c) = self.counts.get_mut(k) {
                 c.calls = c.calls.saturating_sub(1);
-                if c.calls == 0 {
+                self.publish(*k);
+                if self.counts.get(k).is_some_and(|c| c.calls == 0) {
                     self.counts.remove(k);
                 }
             }
         }
         self.stats.released += 1;
+    }
+
+    /// Tells the back end this node's count of `k`.
+    fn publish(&mut self, k: (u16, u64)) {
+        let (Some(b), Some(c), Some(l)) = (
+            self.backend.as_mut(),
+            self.counts.get(&k),
+            self.limits.get(k.0 as usize),
+        ) else {
+            return;
+        };
+        let sk = SlotKey {
+            limit: k.0,
+            limit_name: &l.name,
+            value: c.value.as_deref().unwrap_or(""),
+            hash: k.1,
+        };
+        b.set_own(&sk, c.calls);
     }
 
     /// Calls up under a limit for a key value (`None` for a global limit).
@@ -509,6 +587,48 @@ reply = "403"
         let none = l.try_acquire(&CallKeys::default()).unwrap();
         assert!(none.is_empty());
         l.release(none);
+    }
+
+    type Shared = std::sync::Arc<std::sync::Mutex<(Option<u32>, Vec<(String, u32)>)>>;
+
+    /// Another node's calls, as a back end reports them; records what this node publishes.
+    struct OtherNode(Shared);
+
+    impl crate::shared::ConcurrencyBackend for OtherNode {
+        fn others(&mut self, _: &SlotKey<'_>) -> Result<u32, crate::shared::BackendUnavailable> {
+            self.0
+                .lock()
+                .unwrap()
+                .0
+                .ok_or(crate::shared::BackendUnavailable)
+        }
+        fn set_own(&mut self, key: &SlotKey<'_>, own: u32) {
+            let name = format!("{}={}", key.limit_name, key.value);
+            self.0.lock().unwrap().1.push((name, own));
+        }
+    }
+
+    #[test]
+    fn other_nodes_calls_count_and_local_decides_when_away() {
+        let mut l = limiter(T);
+        let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new((Some(9), Vec::new())));
+        l.set_backend(Box::new(OtherNode(shared.clone())));
+        // 9 calls of acme up elsewhere: one more here, then full
+        let a = l.try_acquire(&cust("acme")).unwrap();
+        let full = l.try_acquire(&cust("acme")).unwrap_err();
+        assert_eq!((full.current, full.max), (10, 10));
+        assert!(!l.backend_degraded());
+        l.release(a);
+        assert_eq!(
+            shared.lock().unwrap().1,
+            vec![("customer=acme".into(), 1), ("customer=acme".into(), 0)]
+        );
+        // back end away: own counts only
+        shared.lock().unwrap().0 = None;
+        let b = l.try_acquire(&cust("acme")).unwrap();
+        assert!(l.backend_degraded());
+        assert_eq!(l.stats().fallbacks, 1);
+        l.release(b);
     }
 
     #[test]

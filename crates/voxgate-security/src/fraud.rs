@@ -44,6 +44,16 @@
 //! - Sequential calls are tracked per user, not in one global "last prefix" (#888).
 //! - Stats are bounded (`capacity` (user, prefix) pairs, least recently used evicted) and
 //!   idle ones freed (#3411).
+//!
+//! # Cluster
+//!
+//! With a [`FraudBackend`](crate::shared::FraudBackend) ([`FraudEngine::set_backend`],
+//! Redis in `voxgate-state`), a call's values are this node's own counts plus what the
+//! other nodes of the cluster publish (calls per minute, today, in progress; the user's
+//! run of consecutive calls to the prefix is the cluster's), so a burst split between
+//! nodes reaches each level at the same totals as on one node (within one flush interval).
+//! While the back end is away, this node's own counts decide
+//! ([`FraudEngine::backend_degraded`]).
 
 use std::collections::HashMap;
 
@@ -52,6 +62,7 @@ use serde::Deserialize;
 use crate::KeyHasher;
 use crate::config::EmergencyNumbers;
 use crate::lru::{LruMap, PreHashed};
+use crate::shared::{DynFraudBackend, FraudOwnCounts, FraudPairKey};
 
 /// A `{ warning, critical }` pair.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -371,6 +382,8 @@ pub struct FraudCounters {
     pub blocked: u64,
     /// Stats evicted because the table was full.
     pub evictions: u64,
+    /// Calls decided on this node's own counts because the shared back end was away.
+    pub fallbacks: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -477,6 +490,16 @@ impl Rule {
     }
 }
 
+fn own_counts(st: &Stats) -> FraudOwnCounts<'_> {
+    FraudOwnCounts {
+        day: st.day,
+        total: st.total,
+        concurrent: st.concurrent,
+        cpm: &st.cpm,
+        cpm_head: st.cpm_head,
+    }
+}
+
 impl Stats {
     fn cpm_advance(&mut self, sec: u64) {
         if sec <= self.cpm_head {
@@ -512,6 +535,8 @@ pub struct FraudEngine {
     suspended: LruMap<u64, u64, PreHashed>,
     hasher: KeyHasher,
     counters: FraudCounters,
+    backend: Option<DynFraudBackend>,
+    degraded: bool,
 }
 
 impl std::fmt::Debug for FraudEngine {
@@ -611,7 +636,20 @@ impl FraudEngine {
             suspended: LruMap::with_hasher(cfg.capacity),
             hasher: KeyHasher::new(),
             counters: FraudCounters::default(),
+            backend: None,
+            degraded: false,
         })
+    }
+
+    /// Shares the counters with a cluster through `backend` from now on.
+    pub fn set_backend(&mut self, backend: DynFraudBackend) {
+        self.backend = Some(backend);
+    }
+
+    /// Whether the last call had to be decided on this node's own counts (shared back end
+    /// away).
+    pub fn backend_degraded(&self) -> bool {
+        self.degraded
     }
 
     /// Replaces the rules, keeping counters (stats of a pair whose rule id changed restart).
@@ -776,14 +814,40 @@ impl FraudEngine {
         st.cpm[i] = st.cpm[i].saturating_add(1);
         st.total = st.total.saturating_add(1);
         st.last = now_unix;
-        let values = [
+        let mut values = [
             st.cpm_sum(),
             st.total as u64,
             st.concurrent as u64 + 1,
             seq as u64,
         ];
-        if ev.is_some() {
+        if let Some(b) = self.backend.as_mut() {
+            let key = FraudPairKey {
+                user,
+                prefix,
+                user_hash: user_h,
+                prefix_hash: prefix_h,
+            };
+            match b.on_call(&key, &own_counts(st), now_unix) {
+                Ok(v) => {
+                    values[0] = values[0].saturating_add(v.cpm);
+                    values[1] = values[1].saturating_add(v.total);
+                    values[2] = values[2].saturating_add(v.concurrent);
+                    if let Some(s) = v.sequential {
+                        values[3] = s.max(1);
+                    }
+                    self.degraded = false;
+                }
+                Err(_) => {
+                    self.degraded = true;
+                    self.counters.fallbacks += 1;
+                }
+            }
+        }
+        if let Some(((u, p), _)) = ev {
             self.counters.evictions += 1;
+            if let Some(b) = self.backend.as_mut() {
+                b.on_free(u, p);
+            }
         }
 
         let hit = |critical: bool| {
@@ -839,6 +903,9 @@ impl FraudEngine {
     pub fn on_call_start(&mut self, call: FraudCall, customer: &str) -> ActiveCall {
         if let Some(st) = self.stats.peek_mut(&call.key) {
             st.concurrent = st.concurrent.saturating_add(1);
+            if let Some(b) = self.backend.as_mut() {
+                b.on_change(call.key.0, call.key.1, &own_counts(st));
+            }
         }
         let max_duration = self
             .profiles
@@ -863,6 +930,9 @@ impl FraudEngine {
     ) -> Option<FraudEvent> {
         if let Some(st) = self.stats.peek_mut(&call.key) {
             st.concurrent = st.concurrent.saturating_sub(1);
+            if let Some(b) = self.backend.as_mut() {
+                b.on_change(call.key.0, call.key.1, &own_counts(st));
+            }
         }
         let answered = answered_unix?;
         let duration = ended_unix.saturating_sub(answered);
@@ -922,8 +992,14 @@ impl FraudEngine {
     /// Frees idle stats (none with calls in progress) and ended suspensions.
     pub fn tick(&mut self, now_unix: u64) {
         let idle = self.idle;
-        self.stats
-            .retain(|_, s| s.concurrent > 0 || now_unix.saturating_sub(s.last) < idle);
+        let backend = &mut self.backend;
+        self.stats.retain(|k, s| {
+            let keep = s.concurrent > 0 || now_unix.saturating_sub(s.last) < idle;
+            if let (false, Some(b)) = (keep, backend.as_mut()) {
+                b.on_free(k.0, k.1);
+            }
+            keep
+        });
         self.users
             .retain(|_, u| now_unix.saturating_sub(u.last) < idle);
         self.suspended.retain(|_, &mut u| u > now_unix);
@@ -1153,6 +1229,70 @@ cpm = {{ critical = 2 }}
             .unwrap();
         assert!(ev.suspended && ev.level == FraudLevel::Critical);
         assert!(e.is_suspended("acme", MON_NOON + 4801));
+    }
+
+    /// A cluster's other nodes, as a back end reports them.
+    struct Others {
+        view: std::sync::Arc<std::sync::Mutex<Option<crate::shared::FraudClusterView>>>,
+        own: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32)>>>,
+    }
+
+    impl crate::shared::FraudBackend for Others {
+        fn on_call(
+            &mut self,
+            _: &FraudPairKey<'_>,
+            own: &FraudOwnCounts<'_>,
+            _: u64,
+        ) -> Result<crate::shared::FraudClusterView, crate::shared::BackendUnavailable> {
+            self.own.lock().unwrap().push((own.total, own.concurrent));
+            (*self.view.lock().unwrap()).ok_or(crate::shared::BackendUnavailable)
+        }
+        fn on_change(&mut self, _: u64, _: u64, own: &FraudOwnCounts<'_>) {
+            self.own.lock().unwrap().push((own.total, own.concurrent));
+        }
+        fn on_free(&mut self, _: u64, _: u64) {}
+    }
+
+    #[test]
+    fn other_nodes_counts_add_up_and_local_decides_when_away() {
+        let mut e = engine("");
+        let view = std::sync::Arc::new(std::sync::Mutex::new(Some(
+            crate::shared::FraudClusterView {
+                cpm: 3,
+                total: 3,
+                concurrent: 0,
+                sequential: Some(4),
+            },
+        )));
+        let own = std::sync::Arc::default();
+        e.set_backend(Box::new(Others {
+            view: view.clone(),
+            own: std::sync::Arc::clone(&own),
+        }));
+        // the other nodes made 3 calls to +900 this minute: this node's 2nd reaches
+        // critical 5 (one node would have needed 5)
+        let o = check(&mut e, "acme", "alice", "+90055512", MON_NOON);
+        assert_eq!(
+            o.event().map(|ev| (ev.level, ev.value)),
+            Some((FraudLevel::Warning, 4))
+        );
+        let active = e.on_call_start(o.call().unwrap(), "acme");
+        let o = check(&mut e, "acme", "alice", "+90055512", MON_NOON + 1);
+        assert_eq!(
+            o.event().map(|ev| (ev.level, ev.param, ev.value)),
+            Some((FraudLevel::Critical, FraudParam::CallsPerMinute, 5))
+        );
+        assert!(!e.backend_degraded());
+        e.unsuspend("acme");
+        e.on_call_end(active, None, MON_NOON + 2);
+        // own counts told to the back end: counted, started, ended, counted
+        assert_eq!(*own.lock().unwrap(), vec![(1, 0), (1, 1), (2, 1), (2, 0)]);
+        // the back end away: this node's own counts decide
+        *view.lock().unwrap() = None;
+        let o = check(&mut e, "acme", "bob", "+90055512", MON_NOON + 3);
+        assert!(matches!(o, FraudOutcome::Allow(_)));
+        assert!(e.backend_degraded());
+        assert_eq!(e.counters().fallbacks, 1);
     }
 
     #[test]

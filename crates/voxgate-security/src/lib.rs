@@ -180,6 +180,7 @@ mod lru;
 pub mod pike;
 pub mod ratelimit;
 pub mod scanner;
+pub mod shared;
 mod window;
 
 pub use config::{EmergencyNumbers, SecurityConfig, SecurityConfigError, SecurityEngines};

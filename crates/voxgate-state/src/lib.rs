@@ -15,6 +15,9 @@
 //!   counters, then recovers by itself.
 //! * [`RedisBans`] / [`SharedBanList`]: the ban list shared through Redis (one key per ban
 //!   with its TTL, an index, pub/sub for propagation).
+//! * [`SharedCalls`]: fraud counters and concurrent-call counts of the cluster (each node
+//!   publishes its own counts, absolute, with a heartbeat; [`CallsSync`] mirrors the
+//!   others').
 //!
 //! # Key layout
 //!
@@ -31,6 +34,9 @@
 //! | `vg:ban:<target>` | string | `<reason>`, with EX = the ban's TTL; target is `ip:<addr>` or `user:<name>` |
 //! | `vg:ban:idx` | sorted set | target -> expiry (Unix ms), for listing and loading |
 //! | `vg:ban:events` | channel | ban changes (`<node id> + <kind> <target> <reason> <ttl ms>`) |
+//! | `vg:cs:cc`, `vg:cs:fr`, `vg:cs:sq` | hash | each node's own concurrent-call counts, fraud counters and runs of sequential calls, one field per node and key ([`calls`]) |
+//! | `vg:cs:events` | channel | changes of those fields |
+//! | `vg:cs:nodes` | sorted set | node -> last heartbeat (Unix ms): calls in progress of a node that stopped beating stop counting |
 //!
 //! Times stored in Redis are Unix time (seconds for bindings, as the registrar's `now`
 //! clock must then be Unix seconds on every node; milliseconds for bans) so that nodes
@@ -43,6 +49,7 @@
 
 pub mod bans;
 pub mod batch;
+pub mod calls;
 pub mod codec;
 pub mod counters;
 pub mod location;
@@ -57,6 +64,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use bans::{RedisBans, RemoteBan, SharedBanList};
 pub use batch::BindingBatcher;
+pub use calls::{CallsSync, SharedCalls, SharedCallsConfig};
 pub use counters::{CounterSync, RedisCounters, RedisCountersConfig};
 pub use location::{
     LazyRedisLocation, LocationWriter, RedisLocation, RemoteBinding, apply_remote_binding,

@@ -570,14 +570,21 @@ fn share_security(
     };
     let (counters, sync) =
         voxgate_state::RedisCounters::new(&conn, voxgate_state::RedisCountersConfig::default());
+    // fraud counters and concurrent-call counts: each node's own, published with a
+    // heartbeat, the other nodes' mirrored (voxgate_state::calls)
+    let (calls, calls_sync) =
+        voxgate_state::SharedCalls::new(&conn, voxgate_state::SharedCallsConfig::default());
     if let Some(s) = engine.security() {
-        s.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .ratelimit
-            .set_backend(Box::new(counters));
+        let mut s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.ratelimit.set_backend(Box::new(counters));
+        s.fraud.set_backend(Box::new(calls.clone()));
+        s.concurrency.set_backend(Box::new(calls));
     }
     runtime.spawn(sync.run());
-    tracing::info!("rate counters and the ban list shared through Redis");
+    runtime.spawn(calls_sync.run());
+    tracing::info!(
+        "rate counters, fraud counters, concurrent-call counts and the ban list shared through Redis"
+    );
     Some(voxgate_state::RedisBans::new(conn))
 }
 
