@@ -93,7 +93,7 @@ const MIGRATIONS: &[Migration] = &[
              address TEXT NOT NULL, transport TEXT NOT NULL DEFAULT 'udp', \
              strip INTEGER NOT NULL DEFAULT 0, pri_prefix TEXT NOT NULL DEFAULT '', \
              attrs TEXT NOT NULL DEFAULT '', probe_mode INTEGER NOT NULL DEFAULT 0, \
-             auth_username TEXT, auth_password TEXT, auth_realm TEXT, \
+             auth_username TEXT, auth_password TEXT, auth_ha1 TEXT, auth_realm TEXT, \
              registration INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, \
              description TEXT)",
             "CREATE TABLE dr_carriers (id INTEGER PRIMARY KEY, carrierid TEXT NOT NULL, \
@@ -128,7 +128,7 @@ const MIGRATIONS: &[Migration] = &[
              address TEXT NOT NULL, transport TEXT NOT NULL DEFAULT 'udp', \
              strip BIGINT NOT NULL DEFAULT 0, pri_prefix TEXT NOT NULL DEFAULT '', \
              attrs TEXT NOT NULL DEFAULT '', probe_mode SMALLINT NOT NULL DEFAULT 0, \
-             auth_username TEXT, auth_password TEXT, auth_realm TEXT, \
+             auth_username TEXT, auth_password TEXT, auth_ha1 TEXT, auth_realm TEXT, \
              registration SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
              description TEXT)",
             "CREATE TABLE dr_carriers (id BIGSERIAL PRIMARY KEY, carrierid TEXT NOT NULL, \
@@ -165,7 +165,7 @@ const MIGRATIONS: &[Migration] = &[
              transport VARCHAR(8) NOT NULL DEFAULT 'udp', strip BIGINT NOT NULL DEFAULT 0, \
              pri_prefix VARCHAR(64) NOT NULL DEFAULT '', attrs VARCHAR(255) NOT NULL DEFAULT '', \
              probe_mode SMALLINT NOT NULL DEFAULT 0, auth_username VARCHAR(128), \
-             auth_password VARCHAR(128), auth_realm VARCHAR(128), \
+             auth_password VARCHAR(128), auth_ha1 VARCHAR(64), auth_realm VARCHAR(128), \
              registration SMALLINT NOT NULL DEFAULT 0, disabled SMALLINT NOT NULL DEFAULT 0, \
              description VARCHAR(255))",
             "CREATE TABLE dr_carriers (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \

@@ -417,12 +417,13 @@ pub async fn load_routing(db: &Database) -> Result<RoutingRows, TablesError> {
         db,
         GW,
         "id, gwid, address, transport, strip, pri_prefix, attrs, probe_mode, auth_username, \
-         auth_password, auth_realm, registration, disabled",
+         auth_password, auth_ha1, auth_realm, registration, disabled",
         |c, _| {
             let credentials = match c.opt("auth_username")? {
                 Some(u) => json!({
                     "username": u,
                     "password": c.s("auth_password")?,
+                    "ha1": c.opt("auth_ha1")?,
                     "realm": c.opt("auth_realm")?,
                 }),
                 None => Value::Null,
