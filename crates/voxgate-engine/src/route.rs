@@ -20,7 +20,9 @@
 //! 5. makes one target per usable gateway, in order, each with its own Request-URI: the
 //!    gateway's `strip` and `prefix` applied to the number, `;rn=..;npdi` or `;npdi`
 //!    (RFC 4694), host and port of the gateway. The proxy core tries them serially (timeout,
-//!    503, `failover_codes`);
+//!    503, `failover_codes`), answers a gateway's 401/407 with its `credentials`, and reports
+//!    each attempt's end by the target's tag ([`Routing::on_branch`]: per-gateway and
+//!    per-carrier metrics, load-balancer failover);
 //! 6. applies CLIP/CLIR: PAI only from trusted or authenticated callers, From anonymised
 //!    when privacy is asked for (Privacy header, dial prefix), PAI and `Privacy: id` kept
 //!    only when every target gateway is trusted (gateway attribute `trusted`).
