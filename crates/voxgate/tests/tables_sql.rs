@@ -460,3 +460,47 @@ fn mysql_routing_rows_reload_and_a_bad_row_is_refused() {
     };
     routing_flow("sqlt-my", &url);
 }
+
+#[test]
+fn check_names_a_bad_db_url_with_its_place() {
+    let dir = TempDir::new("sqlt-check");
+    let path = dir.0.join("node.toml");
+    let text = node_config("redis://127.0.0.1/0", "[security.acl]\ndb_url = \"x\"\n");
+    std::fs::write(&path, &text).expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("db_url = \"redis"))
+        .expect("line")
+        + 1;
+    assert!(
+        err.contains(&format!("node.toml:{line}:")) && err.contains("route.db_url"),
+        "{err}"
+    );
+    assert!(err.contains("security.acl.db_url"), "{err}");
+    // without [drouting] the rows would have nowhere to go
+    std::fs::write(
+        &path,
+        text.replace("[drouting]\ndefault_group = 0\n", "")
+            .replace("redis://127.0.0.1/0", "sqlite://r.db")
+            .replace("[security.acl]\ndb_url = \"x\"\n", ""),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("route.db_url") && err.contains("[drouting]"),
+        "{err}"
+    );
+}
