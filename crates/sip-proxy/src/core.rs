@@ -1688,8 +1688,10 @@ impl ProxyCore {
                 let mut out = Vec::with_capacity(m.bytes().len());
                 let mut e = Editor::new(&m);
                 let _ = e.pop_via();
-                if let Ok(cs) = c.request.cseq() {
-                    set_cseq(&mut e, &m, cs.seq);
+                if c.plan.cseq_add != 0 {
+                    if let Ok(cs) = c.request.cseq() {
+                        set_cseq(&mut e, &m, cs.seq);
+                    }
                 }
                 let mut status = status;
                 if status == 503 && self.cfg.map_503_to_500 {
@@ -1983,7 +1985,7 @@ impl ProxyCore {
                         self.target_refresh(d, side, resp);
                         self.session_refresh(now, d, resp);
                     }
-                    self.forward_response(now, Some(server), resp, Some(upstream), 0);
+                    self.forward_response(now, Some(server), resp, Some(upstream), binfo.cseq_add);
                     // other pending branches are cancelled (§16.7 step 10)
                     let others: Vec<TxnId> = self
                         .ctx(r)
@@ -2036,12 +2038,14 @@ impl ProxyCore {
             return;
         }
         // the caller gets its own CSeq back (a challenged target saw a higher one)
-        let want = match server.and_then(|s| self.table.payload(s)) {
-            Some(Payload::Server(s)) => s.request.cseq().ok().map(|c| c.seq),
-            _ => resp.cseq().ok().map(|c| c.seq.wrapping_sub(cseq_add)),
-        };
-        if let Some(w) = want {
-            set_cseq(&mut e, resp, w);
+        if cseq_add != 0 {
+            let want = match server.and_then(|s| self.table.payload(s)) {
+                Some(Payload::Server(s)) => s.request.cseq().ok().map(|c| c.seq),
+                _ => resp.cseq().ok().map(|c| c.seq.wrapping_sub(cseq_add)),
+            };
+            if let Some(w) = want {
+                set_cseq(&mut e, resp, w);
+            }
         }
         if e.write(&mut out).is_err() {
             return;
