@@ -153,13 +153,21 @@ struct Inner {
     m_fr: HashMap<Box<[u8]>, HashMap<Box<str>, PerNode<FrRec>>>,
     m_sq: HashMap<Box<str>, PerNode<SeqRun>>,
     mirrored: usize,
+    /// While a reload is under way: the messages received meanwhile, replayed over the
+    /// reloaded records (versions decide).
+    replay: Option<Vec<(u8, String, String)>>,
 }
+
+/// Messages kept for replay during a reload at most (past it, reload again).
+const MAX_REPLAY: usize = 100_000;
 
 #[derive(Debug)]
 struct Shared {
     inner: Mutex<Inner>,
     node: Box<str>,
     resync: AtomicBool,
+    /// The other nodes' records were loaded once (until then, engines decide locally).
+    loaded: AtomicBool,
     full: AtomicU64,
     capacity: usize,
 }
@@ -223,12 +231,12 @@ impl Inner {
             return;
         }
         let mut it = value.split(' ');
-        let ver: Option<u64> = it.next().and_then(|v| v.parse().ok());
-        let removed = value.is_empty();
-        if !removed && ver.is_none() {
+        // `<ver> <fields...>` sets, `<ver>` alone removes (removals are versioned too, so a
+        // reload racing with messages cannot bring a removed record back)
+        let Some(ver) = it.next().and_then(|v| v.parse::<u64>().ok()) else {
             return;
-        }
-        let ver = ver.unwrap_or(0);
+        };
+        let removed = !value.contains(' ');
         let Some(n) = self.node_index(node) else {
             return;
         };
@@ -355,23 +363,28 @@ impl Inner {
         self.mirrored = 0;
     }
 
-    /// The encoded value of an own record (`None`: removed).
-    fn encode(&mut self, d: Dirty) -> Option<(u8, String, Option<String>)> {
+    /// The encoded record: kind, field, value (`<ver>` alone: removed) and whether it is
+    /// a removal.
+    fn encode(&mut self, d: Dirty) -> Option<(u8, String, String, bool)> {
         self.ver += 1;
         let ver = self.ver;
         match d {
             Dirty::Cc(a, b) => {
                 let e = self.own_cc.get_mut(&(a, b))?;
                 e.dirty = false;
-                let v = (e.calls > 0).then(|| format!("{ver} {}", e.calls));
-                Some((b'c', e.field.clone(), v))
+                let v = if e.calls > 0 {
+                    format!("{ver} {}", e.calls)
+                } else {
+                    ver.to_string()
+                };
+                Some((b'c', e.field.clone(), v, e.calls == 0))
             }
             Dirty::Fr(a, b) => {
                 let e = self.own_fr.get_mut(&(a, b))?;
                 e.dirty = false;
                 let field = e.field.clone();
                 if e.freed {
-                    return Some((b'f', field, None));
+                    return Some((b'f', field, ver.to_string(), true));
                 }
                 let mut v = format!("{ver} {} {} {} ", e.day, e.total, e.conc);
                 let mut first = true;
@@ -393,7 +406,7 @@ impl Inner {
                         break;
                     }
                 }
-                Some((b'f', field, Some(v)))
+                Some((b'f', field, v, false))
             }
             Dirty::Sq(a) => {
                 let e = self.own_sq.get_mut(&a)?;
@@ -407,7 +420,7 @@ impl Inner {
                     r.last_ms,
                     String::from_utf8_lossy(&r.prefix)
                 );
-                Some((b's', e.field.clone(), Some(v)))
+                Some((b's', e.field.clone(), v, false))
             }
         }
     }
@@ -425,7 +438,7 @@ fn upsert<T>(v: &mut PerNode<T>, n: u16, ver: u64, rec: Option<T>, room: bool) -
             0
         }
         (Some(i), None) => {
-            if v.get(i).is_some_and(|e| ver >= e.1 || ver == 0) {
+            if v.get(i).is_some_and(|e| ver >= e.1) {
                 v.swap_remove(i);
                 -1
             } else {
@@ -510,6 +523,7 @@ impl SharedCalls {
             inner: Mutex::new(Inner::default()),
             node: node.into(),
             resync: AtomicBool::new(true),
+            loaded: AtomicBool::new(false),
             full: AtomicU64::new(0),
             capacity: cfg.capacity.max(1),
         });
@@ -537,7 +551,7 @@ impl SharedCalls {
     }
 
     fn up(&self) -> Result<(), BackendUnavailable> {
-        if self.health.is_up() && !self.shared.resync.load(Ordering::Relaxed) {
+        if self.health.is_up() && self.shared.loaded.load(Ordering::Relaxed) {
             Ok(())
         } else {
             Err(BackendUnavailable)
@@ -743,7 +757,7 @@ impl CallsSync {
             let mut g = self.shared.lock();
             taken = std::mem::take(&mut g.dirty);
             for d in &taken {
-                let Some((kind, field, value)) = g.encode(*d) else {
+                let Some((kind, field, value, removal)) = g.encode(*d) else {
                     continue;
                 };
                 let hash = match kind {
@@ -752,18 +766,15 @@ impl CallsSync {
                     _ => "cs:sq",
                 };
                 let hk = self.key(hash);
-                match &value {
-                    Some(v) => {
-                        p.hset(&hk, &field, v).ignore();
-                    }
-                    None => {
-                        p.hdel(&hk, &field).ignore();
-                    }
+                if removal {
+                    p.hdel(&hk, &field).ignore();
+                } else {
+                    p.hset(&hk, &field, &value).ignore();
                 }
                 lines.push(kind as char);
                 lines.push_str(&field);
                 lines.push('\t');
-                lines.push_str(value.as_deref().unwrap_or(""));
+                lines.push_str(&value);
                 lines.push('\n');
             }
         }
@@ -916,6 +927,7 @@ impl CallsSync {
     /// Reloads the other nodes' records (and republishes every own record, in case Redis
     /// lost them). Returns whether Redis answered.
     pub async fn resync(&self) -> bool {
+        self.shared.lock().replay = Some(Vec::new());
         let mut p = redis::pipe();
         for h in ["cs:cc", "cs:fr", "cs:sq"] {
             p.cmd("HGETALL").arg(self.key(h));
@@ -928,10 +940,11 @@ impl CallsSync {
         )> = p.query_async(&mut c).await;
         let ok = r.is_ok();
         self.conn.health().record(ok);
+        let mut g = self.shared.lock();
+        let replay = g.replay.take().unwrap_or_default();
         let Ok((cc, fr, sq)) = r else {
             return false;
         };
-        let mut g = self.shared.lock();
         g.clear_mirror();
         let node = self.shared.node.clone();
         let cap = self.shared.capacity;
@@ -939,6 +952,10 @@ impl CallsSync {
             for (f, v) in list {
                 g.apply(&node, kind, &f, &v, cap);
             }
+        }
+        // messages that crossed the reload: the newer version wins, removals included
+        for (kind, f, v) in replay {
+            g.apply(&node, kind, &f, &v, cap);
         }
         let all: Vec<Dirty> = g
             .own_cc
@@ -950,6 +967,7 @@ impl CallsSync {
         for d in all {
             g.mark(d);
         }
+        self.shared.loaded.store(true, Ordering::Relaxed);
         true
     }
 
@@ -979,6 +997,13 @@ impl CallsSync {
                         };
                         if let Some((f, v)) = rest.split_once('\t') {
                             g.apply(&node, kind, f, v, cap);
+                            match g.replay.as_mut() {
+                                Some(r) if r.len() < MAX_REPLAY => {
+                                    r.push((kind, f.to_owned(), v.to_owned()));
+                                }
+                                Some(_) => shared.resync.store(true, Ordering::Relaxed),
+                                None => {}
+                            }
                         }
                     }
                     true

@@ -11,6 +11,16 @@ use common::*;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+/// The tests of this file measure timings across nodes: one at a time, so they do not
+/// load the (small) machine for each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn edge_node(redis: &str, tag: &str) -> (Node, SocketAddr, String, TempDir) {
     let sub = TempDir::new(&format!("{tag}-node"));
     let cfg = format!(
@@ -56,6 +66,7 @@ fn status_of(sock: &UdpSocket, to: SocketAddr, msg: &str, wait: Duration) -> Opt
 
 #[test]
 fn two_nodes_share_rate_counters_and_bans_through_redis() {
+    let _serial = serial();
     let dir = TempDir::new("seccluster");
     let Some(redis) = Redis::start(&dir.0) else {
         return;
@@ -69,6 +80,14 @@ fn two_nodes_share_rate_counters_and_bans_through_redis() {
     // A pipe of 1 INVITE/s per source in a 20 s fixed window: 20 per window for the
     // cluster. 30 INVITEs from one source alternating between the nodes (15 each): alone,
     // each node would let all 15 through; counted together, about 10 are refused.
+    // start just after a window boundary (the shared windows are aligned on Unix time),
+    // so that the 30 requests fall in one window
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if ms % 20_000 > 5_000 {
+        std::thread::sleep(Duration::from_millis(20_000 - ms % 20_000 + 50));
+    }
     let mut ok = 0;
     let mut refused = 0;
     for n in 0..30u32 {
@@ -164,4 +183,296 @@ fn two_nodes_share_rate_counters_and_bans_through_redis() {
             "a call went unanswered while Redis was away"
         );
     }
+}
+
+// ----- fraud counters and concurrent-call limits shared by two nodes -----
+
+fn scen(name: &str) -> std::path::PathBuf {
+    here().join("tests/sipp").join(name)
+}
+
+/// Trusted peers: 127.0.0.1 is customer `acme`, 127.0.0.2 is customer `beta`; 3 calls up
+/// per customer; a premium prefix warned at 3 calls a minute and blocked at 5.
+fn sbc_node(redis: &str, tag: &str, up: u16) -> (Node, SocketAddr, String, TempDir) {
+    let sub = TempDir::new(&format!("{tag}-sbc"));
+    let cfg = format!(
+        "[node]\nname = \"sbc-{tag}\"\n\
+         [[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:0\"\n\
+         [transport]\nudp_shards = 2\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [proxy]\nrecord_route = true\n\
+         [[proxy.upstreams]]\naddr = \"127.0.0.1:{up}\"\ntransport = \"udp\"\n\
+         [security]\nredis_url = \"{redis}\"\nredis_prefix = \"calls-test:\"\n\
+         [security.acl]\ndefault_action = \"allow\"\n\
+         [[security.acl.rules]]\ncidr = \"127.0.0.1/32\"\ncontext = \"acme\"\ntrusted = true\n\
+         [[security.acl.rules]]\ncidr = \"127.0.0.2/32\"\ncontext = \"beta\"\ntrusted = true\n\
+         [security.concurrency]\nreply = \"486\"\n\
+         [[security.concurrency.limits]]\nname = \"per-customer\"\nkey = \"customer\"\nmax = 3\n\
+         [security.fraud]\ndefault_profile = \"default\"\n\
+         [[security.fraud.profiles]]\nname = \"default\"\n\
+         [[security.fraud.profiles.rules]]\nid = 7\nprefix = \"900\"\n\
+         cpm = {{ warning = 3, critical = 5 }}\ncritical_action = \"block\"\n"
+    );
+    let mut node = Node::start_with(&sub, &cfg);
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let admin = node.wait_for("admin listening ");
+    node.wait_for("shared through Redis");
+    (node, udp, admin, sub)
+}
+
+/// A SIPp UAC from `ip` (its own port) to `target`, run to its end: (exit code, output).
+fn sipp_from(
+    dir: &TempDir,
+    ip: &str,
+    scenario: &std::path::Path,
+    target: SocketAddr,
+    args: &[&str],
+) -> std::process::Command {
+    let port = UdpSocket::bind((ip, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let mut c = std::process::Command::new("timeout");
+    c.arg("60")
+        .arg("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .args(["-i", ip, "-p", &port.to_string(), "-t", "u1", "-s", "bob"])
+        .args(["-timeout", "30", "-timeout_error", "-nostdin"])
+        .args(args)
+        .arg(target.to_string())
+        .current_dir(&dir.0)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+fn run(mut c: std::process::Command) -> (i32, String) {
+    let out = c.output().expect("run sipp");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Sum of the /metrics samples named `name`.
+fn metric(admin: &str, name: &str) -> u64 {
+    let (_, text) = http(admin, "GET", "/metrics");
+    text.lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Calls of `customer` up on one node (its own count, `GET /security`).
+fn calls_of(admin: &str, customer: &str) -> u64 {
+    let (_, body) = http(admin, "GET", "/security");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["concurrent_calls"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| l["value"] == customer)
+                .filter_map(|l| l["calls"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_calls(admin: &str, customer: &str, want: u64, secs: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = calls_of(admin, customer);
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_nodes_share_fraud_counters_and_call_limits_through_redis() {
+    if !have_sipp() {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new("callscluster");
+    let Some(redis) = Redis::start(&dir.0) else {
+        return;
+    };
+    let url = redis.url();
+    let up = free_port();
+    let _uas = sipp_uas(&dir, &call_scenario("uas"), up, "u1");
+    let (_a, a_udp, a_admin, _ad) = sbc_node(&url, "a", up);
+    let (_b, b_udp, b_admin, _bd) = sbc_node(&url, "b", up);
+
+    // 1. Fraud: 8 calls of acme to the premium prefix, alternating between the nodes.
+    // Counted together, the cluster warns at the 3rd and 4th call and blocks from the 5th
+    // on, as one node would (each node alone would have seen 4 calls: never blocked).
+    let mut seen = Vec::new();
+    for i in 1..=8u64 {
+        let to = if i % 2 == 1 { a_udp } else { b_udp };
+        let (code, out) = run(sipp_from(
+            &dir,
+            "127.0.0.1",
+            &scen("uac-or-refused.xml"),
+            to,
+            &["-m", "1", "-d", "10", "-s", "900123"],
+        ));
+        assert_eq!(code, 0, "premium call {i}: {}", summary(&out));
+        let blocked = metric(&a_admin, "voxgate_fraud_blocked_total")
+            + metric(&b_admin, "voxgate_fraud_blocked_total");
+        let events = metric(&a_admin, "voxgate_fraud_events_total")
+            + metric(&b_admin, "voxgate_fraud_events_total");
+        seen.push((blocked, events));
+        // let each node's flush (every 10 ms) reach the other (with room for a loaded
+        // machine)
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("fraud over two nodes, (blocked, events) after each call: {seen:?}");
+    assert_eq!(
+        seen,
+        vec![
+            (0, 0),
+            (0, 0),
+            (0, 1),
+            (0, 2),
+            (1, 3),
+            (2, 4),
+            (3, 5),
+            (4, 6)
+        ],
+        "warning at the 3rd call, blocked from the 5th, counted over both nodes"
+    );
+    let fields = redis
+        .command(&["HLEN", "calls-test:cs:fr"])
+        .unwrap_or_default();
+    assert!(
+        fields.starts_with(":2"),
+        "one fraud field per node: {fields:?}"
+    );
+
+    // 2. Concurrent calls: acme may have 3 up in the cluster. 3 held through node A; the
+    // 4th is refused 486 on node B as on node A; beta's calls pass; after the BYEs the
+    // limit is whole again on B.
+    let held = sipp_from(
+        &dir,
+        "127.0.0.1",
+        &call_scenario("uac"),
+        a_udp,
+        &["-m", "3", "-l", "3", "-r", "50", "-d", "4000"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn held calls");
+    assert_eq!(
+        wait_calls(&a_admin, "acme", 3, 10),
+        3,
+        "3 calls of acme up on A"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    for (name, node) in [("B", b_udp), ("A", a_udp)] {
+        let (code, out) = run(sipp_from(
+            &dir,
+            "127.0.0.1",
+            &scen("uac-486.xml"),
+            node,
+            &["-m", "1"],
+        ));
+        assert_eq!(
+            code, 0,
+            "the 4th call of acme gets 486 on node {name}:\n{out}"
+        );
+    }
+    let (code, out) = run(sipp_from(
+        &dir,
+        "127.0.0.2",
+        &call_scenario("uac"),
+        b_udp,
+        &["-m", "2", "-l", "2", "-r", "50", "-d", "200"],
+    ));
+    assert_eq!(code, 0, "beta's calls pass on B while acme is full:\n{out}");
+    let out = held.wait_with_output().expect("held calls");
+    assert!(
+        out.status.success(),
+        "acme's 3 calls end by BYE:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        wait_calls(&a_admin, "acme", 0, 10),
+        0,
+        "released on A after BYE"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, out) = run(sipp_from(
+        &dir,
+        "127.0.0.1",
+        &call_scenario("uac"),
+        b_udp,
+        &["-m", "3", "-l", "3", "-r", "50", "-d", "300"],
+    ));
+    assert_eq!(
+        code,
+        0,
+        "after the BYEs acme has 3 places again, on B:\n{out}\nA: {}\nB: {}\nredis: {:?}",
+        http(&a_admin, "GET", "/security").1,
+        http(&b_admin, "GET", "/security").1,
+        redis.command(&["HGETALL", "calls-test:cs:cc"])
+    );
+    assert_eq!(
+        metric(&a_admin, "voxgate_limits_concurrent_rejected_total")
+            + metric(&b_admin, "voxgate_limits_concurrent_rejected_total"),
+        2
+    );
+    assert_eq!(
+        metric(&b_admin, "voxgate_limits_shared_counters_degraded"),
+        0
+    );
+
+    // 3. Redis goes away: calls still pass on each node's own counts, and the node says
+    // so in the degraded metric
+    let mut redis = redis;
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out) = run(sipp_from(
+            &dir,
+            "127.0.0.1",
+            &call_scenario("uac"),
+            a_udp,
+            &["-m", "1", "-d", "10"],
+        ));
+        assert_eq!(code, 0, "a call failed while Redis was away:\n{out}");
+        if metric(&a_admin, "voxgate_limits_shared_counters_degraded") == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no degraded metric after Redis stopped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(metric(&a_admin, "voxgate_limits_shared_counters_outages_total") >= 1);
+    // still limited on local counts: 3 up on A, the 4th refused by A itself
+    let held = sipp_from(
+        &dir,
+        "127.0.0.1",
+        &call_scenario("uac"),
+        a_udp,
+        &["-m", "3", "-l", "3", "-r", "50", "-d", "3000"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn held calls");
+    assert_eq!(wait_calls(&a_admin, "acme", 3, 10), 3);
+    let (code, out) = run(sipp_from(
+        &dir,
+        "127.0.0.1",
+        &scen("uac-486.xml"),
+        a_udp,
+        &["-m", "1"],
+    ));
+    assert_eq!(code, 0, "local limit while Redis is away:\n{out}");
+    let out = held.wait_with_output().expect("held calls");
+    assert!(out.status.success());
 }
