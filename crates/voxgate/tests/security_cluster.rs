@@ -476,3 +476,62 @@ fn two_nodes_share_fraud_counters_and_call_limits_through_redis() {
     let out = held.wait_with_output().expect("held calls");
     assert!(out.status.success());
 }
+
+/// `examples/edge-sbc.toml` passes `voxgate check` (every security engine built), and a
+/// node started from it (ports moved to free ones, its SQLite file in a temp dir) challenges
+/// an unknown caller, drops a scanner and shows its pipes and limits.
+#[test]
+fn edge_sbc_example_checks_and_runs() {
+    let example = here().join("../../examples/edge-sbc.toml");
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&example)
+        .output()
+        .expect("voxgate check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = TempDir::new("edge-sbc");
+    let text = std::fs::read_to_string(&example)
+        .expect("example")
+        .replace("127.0.0.1:5060", "127.0.0.1:0")
+        .replace("127.0.0.1:8060", "127.0.0.1:0")
+        .replace(
+            "sqlite://sbc.db",
+            &format!("sqlite://{}/sbc.db", dir.0.display()),
+        );
+    let mut node = Node::start_with(&dir, &text);
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let admin = node.wait_for("admin listening ");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    let call = |n: u32, ua: &str| {
+        format!(
+            "INVITE sip:0044207111@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKes{n}\r\n\
+             From: <sip:mallory@127.0.0.1>;tag=e{n}\r\nTo: <sip:0044207111@127.0.0.1>\r\nCall-ID: es-{port}-{n}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:mallory@127.0.0.1:{port}>\r\nUser-Agent: {ua}\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    assert_eq!(
+        status_of(&sock, udp, &call(1, "softphone"), Duration::from_secs(2)),
+        Some(407),
+        "an unknown caller is challenged"
+    );
+    assert_eq!(
+        status_of(
+            &sock,
+            udp,
+            &call(2, "friendly-scanner"),
+            Duration::from_millis(700)
+        ),
+        None,
+        "a scanner is dropped"
+    );
+    let (_, sec) = http(&admin, "GET", "/security");
+    assert!(sec.contains("invite-per-customer"), "{sec}");
+    let (_, bans) = http(&admin, "GET", "/bans");
+    assert!(bans.contains("scanner"), "the scanner is banned: {bans}");
+}
