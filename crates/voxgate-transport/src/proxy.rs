@@ -31,7 +31,7 @@ use socket2::{SockAddr, Socket};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -224,8 +224,14 @@ pub(crate) struct OwnedFilter {
 const MAILBOX_CAP: usize = 65_536;
 
 /// A shard's channel plus its wake-up.
+///
+/// The channel is std's unbounded one (it allocates its slots a block at a time as they
+/// are used) with the bound kept here in `depth`: a bounded `sync_channel` preallocates
+/// and initialises every slot, which for `MAILBOX_CAP` messages was 64 MiB of resident
+/// memory per shard before the first call.
 pub(crate) struct Mailbox {
-    tx: mpsc::SyncSender<ShardMsg>,
+    tx: mpsc::Sender<ShardMsg>,
+    depth: AtomicUsize,
     pub(crate) fd: EventFd,
 }
 
@@ -233,9 +239,22 @@ impl Mailbox {
     /// Queues `m` without blocking and wakes the shard; `false` when the mailbox is full
     /// (or the shard is gone): the message is dropped.
     fn send(&self, m: ShardMsg) -> bool {
-        let ok = self.tx.try_send(m).is_ok();
+        if self.depth.fetch_add(1, Ordering::AcqRel) >= MAILBOX_CAP {
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+            self.fd.wake();
+            return false;
+        }
+        let ok = self.tx.send(m).is_ok();
+        if !ok {
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+        }
         self.fd.wake();
         ok
+    }
+
+    /// Counts one message taken out by the owning shard.
+    fn taken(&self) {
+        self.depth.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -785,9 +804,10 @@ pub(crate) fn new_shared(
     let mut boxes = Vec::new();
     let mut rxs = Vec::new();
     for _ in 0..shards.max(1) {
-        let (tx, rx) = mpsc::sync_channel(MAILBOX_CAP);
+        let (tx, rx) = mpsc::channel();
         boxes.push(Mailbox {
             tx,
+            depth: AtomicUsize::new(0),
             fd: EventFd::new()?,
         });
         rxs.push(rx);
@@ -967,6 +987,9 @@ impl ProxyShard {
                 }
             }
             while let Ok(m) = self.rx.try_recv() {
+                if let Some(b) = self.shared.boxes.get(self.idx) {
+                    b.taken();
+                }
                 let now = self.shared.now();
                 match m {
                     ShardMsg::Inbound(msg, src) => self.feed(now, msg, src),
