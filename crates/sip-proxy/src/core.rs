@@ -156,6 +156,8 @@ struct Ctx {
     refresh: Option<(DialogId, Side)>,
     /// Targets (index < 64) whose attempt was reported in an [`Output::Branch`].
     reported: u64,
+    /// The targets came from [`ProxyConfig::upstream_set`]: attempts are reported to it.
+    from_set: bool,
 }
 
 struct DSlot {
@@ -380,7 +382,10 @@ impl ProxyCore {
     /// The earliest time [`ProxyCore::on_timer`] has work.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Time> {
-        let own = self.timers.peek().map(|Reverse((t, ..))| *t);
+        let mut own = self.timers.peek().map(|Reverse((t, ..))| *t);
+        if let Some(p) = self.cfg.upstream_set.as_ref().and_then(|s| s.next_probe()) {
+            own = Some(own.map_or(p, |t| t.min(p)));
+        }
         match (own, self.txn_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -602,6 +607,11 @@ impl ProxyCore {
     /// A response arrived.
     pub fn on_response(&mut self, now: Time, msg: Message, _src: Source) {
         self.clock = now;
+        if let Some(set) = &self.cfg.upstream_set {
+            if set.on_probe_response(&msg) {
+                return;
+            }
+        }
         self.response(now, &msg);
         self.refresh();
     }
@@ -632,6 +642,7 @@ impl ProxyCore {
     /// Time passed: fire whatever is due at `now`.
     pub fn on_timer(&mut self, now: Time) {
         self.clock = now;
+        self.upstream_probes(now);
         while let Some(step) = self.table.poll_timer(now) {
             self.txn_step(now, step, None);
         }
@@ -656,6 +667,27 @@ impl ProxyCore {
             }
         }
         self.refresh();
+    }
+
+    /// OPTIONS probes of down upstreams that are due (any shard's core may send them).
+    fn upstream_probes(&mut self, now: Time) {
+        let Some(set) = self.cfg.upstream_set.clone() else {
+            return;
+        };
+        if set.next_probe().is_none_or(|t| t > now) {
+            return;
+        }
+        let mut due = Vec::new();
+        set.poll_probes(now, &mut due);
+        for (d, branch) in due {
+            let local = self.local_for(d.transport, d.addr.is_ipv6());
+            let bytes = crate::upstream::probe_request(&d, local, &branch);
+            self.out.push_back(Output::Send {
+                transport: d.transport,
+                dest: d.addr,
+                bytes,
+            });
+        }
     }
 
     fn refresh(&mut self) {
@@ -1217,7 +1249,8 @@ impl ProxyCore {
                 let dest = plan
                     .next_hop
                     .clone()
-                    .or_else(|| self.cfg.upstreams.first().cloned());
+                    .or_else(|| self.cfg.upstreams.first().cloned())
+                    .or_else(|| self.cfg.upstream_set.as_ref().and_then(|s| s.first()));
                 match dest {
                     Some(d) => self.forward_stateless(&msg, &plan, &d),
                     None => self.reply_stateless(&msg, src, 481, &[]),
@@ -1348,6 +1381,7 @@ impl ProxyCore {
         let in_dialog = msg.to_hdr().ok().and_then(|t| t.tag()).is_some();
         let is_invite = method == Method::Invite;
         let mut dialog_side = None;
+        let mut from_set = false;
         let targets: Vec<Destination> = if in_dialog {
             match self.match_dialog(&msg) {
                 Some((id, side)) => {
@@ -1392,9 +1426,20 @@ impl ProxyCore {
                 }
                 _ => None,
             };
-            match direct {
-                Some(d) => vec![d],
-                None => self.cfg.upstreams.clone(),
+            match (direct, &self.cfg.upstream_set) {
+                (Some(d), _) => vec![d],
+                (None, Some(set)) => {
+                    let mut v = Vec::new();
+                    if set.select(now, &mut v) == crate::upstream::Selection::AllDown {
+                        // every upstream is down (OpenSIPS ds_select_dst fails): 503
+                        let ra = self.cfg.retry_after.to_string();
+                        self.reply_stateless(&msg, src, 503, &[("Retry-After", ra.as_bytes())]);
+                        return;
+                    }
+                    from_set = true;
+                    v
+                }
+                (None, None) => self.cfg.upstreams.clone(),
             }
         };
         if targets.is_empty() {
@@ -1484,6 +1529,7 @@ impl ProxyCore {
             is_invite,
             refresh: dialog_side.filter(|_| matches!(method, Method::Invite | Method::Update)),
             reported: 0,
+            from_set,
         };
         let r = self.insert_ctx(ctx);
         if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
@@ -1640,6 +1686,14 @@ impl ProxyCore {
         let Some(d) = c.targets.get(target) else {
             return;
         };
+        if c.from_set {
+            c.reported |= bit;
+            let (t, a) = (d.transport, d.addr);
+            if let Some(set) = &self.cfg.upstream_set {
+                set.report(self.clock, t, a, outcome);
+            }
+            return;
+        }
         if d.tag == 0 {
             return;
         }

@@ -148,6 +148,7 @@ mod core;
 mod dialog;
 mod types;
 pub mod uac;
+pub mod upstream;
 mod util;
 
 pub use crate::core::{ProxyCore, ProxyStats, owner_shard};

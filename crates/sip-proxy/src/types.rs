@@ -136,6 +136,9 @@ pub struct ProxyConfig {
     pub aliases: Vec<String>,
     /// The default target set for initial requests no Route sends elsewhere.
     pub upstreams: Vec<Destination>,
+    /// The upstream set with priorities, weights and health, shared by the shards; when
+    /// set it replaces `upstreams` (see [`crate::upstream`]).
+    pub upstream_set: Option<Arc<crate::upstream::UpstreamSet>>,
     /// Transaction timers (T1, T2, Timer B/F overrides, Timer C...).
     pub timers: TimerConfig,
     /// Most live transactions; beyond, new requests get 503 with Retry-After.
@@ -175,6 +178,7 @@ impl Default for ProxyConfig {
             locals: Vec::new(),
             aliases: Vec::new(),
             upstreams: Vec::new(),
+            upstream_set: None,
             timers,
             max_transactions: 100_000,
             max_dialogs: 100_000,
