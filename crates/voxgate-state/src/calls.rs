@@ -137,6 +137,10 @@ struct FrRec {
 
 /// Per node (index into `nodes`): version and record.
 type PerNode<T> = Vec<(u16, u64, T)>;
+/// Fraud records: prefix -> user -> per node.
+type FraudMirror = HashMap<Box<[u8]>, HashMap<Box<str>, PerNode<FrRec>>>;
+/// One hash's fields and values.
+type Fields = Vec<(String, String)>;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -150,7 +154,7 @@ struct Inner {
     /// Per node index: live (fresh heartbeat).
     live: Vec<bool>,
     m_cc: HashMap<Box<str>, HashMap<Box<str>, PerNode<u32>>>,
-    m_fr: HashMap<Box<[u8]>, HashMap<Box<str>, PerNode<FrRec>>>,
+    m_fr: FraudMirror,
     m_sq: HashMap<Box<str>, PerNode<SeqRun>>,
     mirrored: usize,
     /// While a reload is under way: the messages received meanwhile, replayed over the
@@ -437,13 +441,9 @@ fn upsert<T>(v: &mut PerNode<T>, n: u16, ver: u64, rec: Option<T>, room: bool) -
             }
             0
         }
-        (Some(i), None) => {
-            if v.get(i).is_some_and(|e| ver >= e.1) {
-                v.swap_remove(i);
-                -1
-            } else {
-                0
-            }
+        (Some(i), None) if v.get(i).is_some_and(|e| ver >= e.1) => {
+            v.swap_remove(i);
+            -1
         }
         (None, Some(r)) if room => {
             v.push((n, ver, r));
@@ -933,11 +933,7 @@ impl CallsSync {
             p.cmd("HGETALL").arg(self.key(h));
         }
         let mut c = self.conn.mgr();
-        let r: redis::RedisResult<(
-            Vec<(String, String)>,
-            Vec<(String, String)>,
-            Vec<(String, String)>,
-        )> = p.query_async(&mut c).await;
+        let r: redis::RedisResult<(Fields, Fields, Fields)> = p.query_async(&mut c).await;
         let ok = r.is_ok();
         self.conn.health().record(ok);
         let mut g = self.shared.lock();
