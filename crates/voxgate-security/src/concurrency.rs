@@ -225,6 +225,42 @@ struct Count {
     value: Option<Box<str>>,
 }
 
+/// An address as text on the stack (a back end's key, without allocating per call).
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl IpText {
+    fn of(&mut self, ip: IpAddr) -> &str {
+        use std::fmt::Write;
+        self.len = 0;
+        if write!(self, "{ip}").is_err() {
+            self.len = 0;
+        }
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or(b"")).unwrap_or("")
+    }
+}
+
 /// The concurrent-call limiter.
 pub struct ConcurrencyLimiter {
     limits: Vec<Limit>,
@@ -341,13 +377,13 @@ impl ConcurrencyLimiter {
             };
             let mut current = self.counts.get(&(i as u16, hash)).map_or(0, |c| c.calls);
             if let Some(b) = self.backend.as_mut() {
-                let ip_text;
+                let mut ip_text = IpText::default();
                 let value = match l.key {
                     LimitKey::Global => "",
-                    LimitKey::SourceIp => {
-                        ip_text = keys.src_ip.map(|ip| canonical(ip).to_string());
-                        ip_text.as_deref().unwrap_or("")
-                    }
+                    LimitKey::SourceIp => match keys.src_ip {
+                        Some(ip) => ip_text.of(canonical(ip)),
+                        None => "",
+                    },
                     LimitKey::Customer => keys.customer.unwrap_or(""),
                     LimitKey::Trunk => keys.trunk.unwrap_or(""),
                     LimitKey::User => keys.user.unwrap_or(""),
@@ -629,6 +665,23 @@ reply = "403"
         assert!(l.backend_degraded());
         assert_eq!(l.stats().fallbacks, 1);
         l.release(b);
+        // a source-IP key goes to the back end as the canonical address text
+        let mut ip = limiter("[[limits]]\nname = \"ip\"\nkey = \"source_ip\"\nmax = 2\n");
+        let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new((Some(0), Vec::new())));
+        ip.set_backend(Box::new(OtherNode(shared.clone())));
+        let k = CallKeys {
+            src_ip: Some("::ffff:192.0.2.1".parse().unwrap()),
+            ..CallKeys::default()
+        };
+        let s = ip.try_acquire(&k).unwrap();
+        ip.release(s);
+        assert_eq!(
+            shared.lock().unwrap().1,
+            vec![("ip=192.0.2.1".into(), 1), ("ip=192.0.2.1".into(), 0)]
+        );
+        let mut t = IpText::default();
+        let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(t.of(long), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
     }
 
     #[test]
