@@ -82,10 +82,13 @@ pub struct UpstreamConfig {
     /// Transport to reach it with (default `udp`; a URI's `transport` parameter wins).
     #[serde(default)]
     pub transport: Option<Protocol>,
-    /// Relative weight among upstreams. Accepted for forward compatibility; today the
-    /// upstreams are tried strictly in the order listed (serial failover).
+    /// Share of first attempts among upstreams of equal `priority` (default 1; 0: first
+    /// only when every weight of the priority is 0). The others follow as failover.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Lower is tried first (default: the position in the list, so the list order).
+    #[serde(default)]
+    pub priority: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -165,6 +168,20 @@ pub struct ProxySection {
     /// DNS servers for upstreams named by host (`["127.0.0.1:53"]`); empty: the system's
     /// resolv.conf.
     pub dns_servers: Vec<SocketAddr>,
+    /// Failures in a row (timeouts, 503s, `failover_codes`) that mark an upstream address
+    /// down (default 3).
+    pub max_failures: u32,
+    /// OPTIONS probes of a down upstream address this often, in seconds (default 10); any
+    /// answer brings it back.
+    pub probe_interval_secs: u64,
+    /// A down address is tried again by calls after this many seconds even when no probe
+    /// was answered (default 0: only an answered probe brings it back).
+    pub down_secs: u64,
+    /// Upstream host names are resolved again when their records' TTL expires, clamped to
+    /// at least this many seconds (default 5)...
+    pub dns_min_ttl_secs: u64,
+    /// ...and at most this many (default 3600).
+    pub dns_max_ttl_secs: u64,
 }
 
 impl Default for ProxySection {
@@ -181,6 +198,11 @@ impl Default for ProxySection {
             max_dialogs: 100_000,
             dns_servers: Vec::new(),
             tls_ca: None,
+            max_failures: 3,
+            probe_interval_secs: 10,
+            down_secs: 0,
+            dns_min_ttl_secs: 5,
+            dns_max_ttl_secs: 3600,
         }
     }
 }

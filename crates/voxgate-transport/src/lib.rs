@@ -55,7 +55,10 @@ mod stream;
 mod udp;
 
 pub use config::{ListenerConfig, Protocol, ProxySection, TransportConfig, UpstreamConfig};
-pub use dns::{needs_dns, resolve_upstreams};
+pub use dns::{
+    ResolvedUpstream, needs_dns, resolve_upstream_targets, resolve_upstreams, spawn_refresh,
+    upstream_set,
+};
 pub use proxy::{DialogView, ProxyHandle, json_str, proxy_config, tls_client_config};
 pub use voxgate_policy::Transport;
 

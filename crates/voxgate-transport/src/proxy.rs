@@ -558,6 +558,11 @@ fn state_name(s: DialogState) -> &'static str {
 }
 
 impl ProxyHandle {
+    /// The shards' clock now (what the cores and the upstream set measure time with).
+    pub fn now(&self) -> Time {
+        self.shared.now()
+    }
+
     /// The dialogs of every shard, filtered by profile (`name` or `name` + value), caller
     /// and callee (the From / To value contains the text, ASCII case-insensitive).
     pub fn dialogs(

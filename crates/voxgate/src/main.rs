@@ -275,25 +275,40 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(e) = &engine {
         bound.set_engine(Arc::clone(&e.engine));
     }
+    let mut upstream_set = None;
     let node = if cfg.proxy.active() || engine.is_some() {
         let resolved = if voxgate_transport::needs_dns(&cfg.proxy) {
-            let r = voxgate_transport::resolve_upstreams(&cfg.proxy, &cfg.proxy.dns_servers)
+            let r = voxgate_transport::resolve_upstream_targets(&cfg.proxy, &cfg.proxy.dns_servers)
                 .map_err(|e| anyhow::anyhow!("resolving upstreams: {e}"))?;
-            for (p, a) in &r {
-                tracing::info!("upstream {p:?} {a}");
+            for t in r.iter().flat_map(|u| u.targets.iter()) {
+                tracing::info!("upstream {:?} {}", t.dest.transport, t.dest.addr);
             }
             Some(r)
         } else {
             None
         };
-        let pcfg = voxgate_transport::proxy_config(
+        let mut pcfg = voxgate_transport::proxy_config(
             &cfg.proxy,
             &cfg.transactions,
             &local_addrs,
             &cfg.listen,
-            resolved.as_deref(),
+            voxgate_transport::needs_dns(&cfg.proxy).then_some(&[][..]),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !cfg.proxy.upstreams.is_empty() {
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            let set = voxgate_transport::upstream_set(&cfg.proxy, resolved.as_deref(), seed)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = Arc::new(set);
+            if let Some(r) = &resolved {
+                voxgate_transport::spawn_refresh(&cfg.proxy, &set, r)
+                    .context("starting the upstream DNS refresh")?;
+            }
+            upstream_set = Some(Arc::clone(&set));
+            pcfg.upstream_set = Some(set);
+        }
         if let Some(ca) = &cfg.proxy.tls_ca {
             let c = voxgate_transport::tls_client_config(ca)
                 .map_err(|e| anyhow::anyhow!("proxy.tls_ca: {e}"))?;
@@ -315,8 +330,12 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
                     stats: Arc::clone(&stats),
                     proxy: p.clone(),
                     engine: engine.as_ref().map(|e| Arc::clone(&e.engine)),
+                    upstreams: upstream_set.clone(),
                 });
-                let mut router = mgmt::router(p);
+                let mut router = mgmt::router(p.clone());
+                if let Some(set) = &upstream_set {
+                    router = router.merge(mgmt::upstreams_router(Arc::clone(set), p.clone()));
+                }
                 if let Some(e) = &engine {
                     router = router.merge(mgmt::engine_router(Arc::clone(&e.engine)));
                     if e.engine.routing().is_some() {

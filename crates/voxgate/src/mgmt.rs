@@ -7,6 +7,7 @@ use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use sip_proxy::upstream::UpstreamSet;
 use std::sync::Arc;
 use voxgate_admin::StatsSource;
 use voxgate_policy::Stats;
@@ -20,12 +21,17 @@ pub struct NodeMetrics {
     pub proxy: ProxyHandle,
     /// The request engine (auth, registrar, security), when configured.
     pub engine: Option<Arc<voxgate_engine::Engine>>,
+    /// The static upstream set (`[[proxy.upstreams]]`), when configured.
+    pub upstreams: Option<Arc<UpstreamSet>>,
 }
 
 impl StatsSource for NodeMetrics {
     fn write_prometheus(&self, out: &mut String) {
         StatsSource::write_prometheus(&*self.stats, out);
         self.proxy.write_prometheus(out);
+        if let Some(u) = &self.upstreams {
+            upstreams_prometheus(u, self.proxy.now(), out);
+        }
         if let Some(e) = &self.engine {
             e.stats().write_prometheus(out);
             if let Some(r) = e.routing() {
@@ -274,4 +280,142 @@ pub fn engine_router(engine: Arc<voxgate_engine::Engine>) -> Router {
                 async move { json(e.security_json()) }
             }),
         )
+}
+
+fn transport_name(t: sip_proxy::Transport) -> &'static str {
+    t.param()
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_string(), |x| x.to_string())
+}
+
+/// The upstream set as JSON: each upstream's name, priority, weight, state (up when any
+/// address is), times re-resolved, and its addresses with state, failures in a row,
+/// attempts, failed attempts, probes sent/answered, the last probe's age and answer.
+pub fn upstreams_json(set: &UpstreamSet, now: sip_proxy::Time) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("{\"refused_all_down\":");
+    let _ = write!(out, "{},\"upstreams\":[", set.refused_all_down());
+    for (i, u) in set.snapshot(now).iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        json_str(&u.name, &mut out);
+        let _ = write!(
+            out,
+            ",\"priority\":{},\"weight\":{},\"state\":\"{}\",\"resolved\":{},\"addresses\":[",
+            u.priority,
+            u.weight,
+            if u.up { "up" } else { "down" },
+            u.resolved
+        );
+        for (k, a) in u.addrs.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"transport\":\"{}\",\"addr\":\"{}\",\"srv_priority\":{},\"srv_weight\":{},\"state\":\"{}\",\"failures\":{},\"attempts\":{},\"failed\":{},\"probes_sent\":{},\"probes_answered\":{},\"last_probe_ms_ago\":{},\"last_probe_status\":{},\"down_ms\":{}}}",
+                transport_name(a.transport),
+                a.addr,
+                a.srv.0,
+                a.srv.1,
+                a.state.as_str(),
+                a.failures,
+                a.attempts,
+                a.failed,
+                a.probes.0,
+                a.probes.1,
+                opt(a.last_probe_age_us.map(|x| x / 1000)),
+                opt(a.last_probe_status),
+                opt(a.down_for_us.map(|x| x / 1000)),
+            );
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}");
+    out
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Prometheus figures of the upstream set, per address (`upstream`, `addr` labels).
+pub fn upstreams_prometheus(set: &UpstreamSet, now: sip_proxy::Time, out: &mut String) {
+    use std::fmt::Write as _;
+    let snap = set.snapshot(now);
+    let metrics: [(&str, &str, &str); 6] = [
+        (
+            "voxgate_upstream_up",
+            "gauge",
+            "1 when the upstream address is in rotation, 0 when down.",
+        ),
+        (
+            "voxgate_upstream_failures",
+            "gauge",
+            "Failures in a row of the upstream address.",
+        ),
+        (
+            "voxgate_upstream_attempts_total",
+            "counter",
+            "Attempts to the upstream address.",
+        ),
+        (
+            "voxgate_upstream_failed_total",
+            "counter",
+            "Attempts that failed (timeout, 503, failover codes).",
+        ),
+        (
+            "voxgate_upstream_probes_total",
+            "counter",
+            "OPTIONS probes sent to the down upstream address.",
+        ),
+        (
+            "voxgate_upstream_probe_answers_total",
+            "counter",
+            "Probes answered.",
+        ),
+    ];
+    for (k, (name, kind, help)) in metrics.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for u in &snap {
+            for a in &u.addrs {
+                let v = match k {
+                    0 => u64::from(a.state == sip_proxy::upstream::HealthState::Up),
+                    1 => u64::from(a.failures),
+                    2 => a.attempts,
+                    3 => a.failed,
+                    4 => a.probes.0,
+                    _ => a.probes.1,
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{upstream=\"{}\",addr=\"{}/{}\"}} {v}",
+                    label(&u.name),
+                    transport_name(a.transport),
+                    a.addr
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP voxgate_upstream_all_down_total Requests answered 503 because every upstream was down.\n# TYPE voxgate_upstream_all_down_total counter\nvoxgate_upstream_all_down_total {}",
+        set.refused_all_down()
+    );
+}
+
+/// `GET /upstreams`: [`upstreams_json`].
+pub fn upstreams_router(set: Arc<UpstreamSet>, proxy: ProxyHandle) -> Router {
+    Router::new().route(
+        "/upstreams",
+        get(move || {
+            let set = Arc::clone(&set);
+            let now = proxy.now();
+            async move { json(upstreams_json(&set, now)) }
+        }),
+    )
 }
