@@ -159,6 +159,92 @@ impl CredentialCache {
         }
     }
 
+    /// [`lookup`](Self::lookup) of several `(user, domain, force_refresh)` keys at once: the
+    /// ones not answered from the cache are read with one statement per domain (per
+    /// [`USERS_PER_QUERY`](crate::subscribers::USERS_PER_QUERY) users), so a burst of
+    /// paused requests costs one database round trip. `answers[i]` answers `keys[i]`:
+    /// `None` when the database failed and nothing was cached (the last error is returned
+    /// beside).
+    pub async fn lookup_many(
+        &self,
+        keys: &[(&str, &str, bool)],
+    ) -> (Vec<Option<Option<StoredCredentials>>>, Option<StoreError>) {
+        let mut answers: Vec<Option<Option<StoredCredentials>>> = vec![None; keys.len()];
+        // what the database must answer: (domain, [(user, [key indexes])])
+        let mut reads: Vec<(&str, Vec<(&str, Vec<usize>)>)> = Vec::new();
+        let mut stale: Vec<Option<Option<StoredCredentials>>> = vec![None; keys.len()];
+        for (i, &(user, domain, force)) in keys.iter().enumerate() {
+            if let Some(e) = self.get_entry(user, domain) {
+                let age = e.fetched.elapsed();
+                if age < self.cfg.ttl && (!force || age < self.cfg.min_refresh) {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(a) = answers.get_mut(i) {
+                        *a = Some(e.creds);
+                    }
+                    continue;
+                }
+                if let Some(s) = stale.get_mut(i) {
+                    *s = Some(e.creds);
+                }
+            }
+            let group = match reads.iter().position(|(d, _)| *d == domain) {
+                Some(g) => g,
+                None => {
+                    reads.push((domain, Vec::new()));
+                    reads.len() - 1
+                }
+            };
+            if let Some((_, users)) = reads.get_mut(group) {
+                match users.iter_mut().find(|(u, _)| *u == user) {
+                    Some((_, idx)) => idx.push(i),
+                    None => users.push((user, vec![i])),
+                }
+            }
+        }
+        let mut error = None;
+        for (domain, users) in &reads {
+            let names: Vec<&str> = users.iter().map(|(u, _)| *u).collect();
+            self.stats
+                .db_reads
+                .fetch_add(names.len() as u64, Ordering::Relaxed);
+            let r = tokio::time::timeout(
+                self.cfg.db_timeout,
+                self.store.get_credentials_many(&names, domain),
+            )
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+            match r {
+                Ok(found) => {
+                    for ((user, idx), creds) in users.iter().zip(found) {
+                        self.insert(user, domain, creds.clone());
+                        for &i in idx {
+                            if let Some(a) = answers.get_mut(i) {
+                                *a = Some(creds.clone());
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &i in users.iter().flat_map(|(_, idx)| idx) {
+                        match stale.get_mut(i).and_then(Option::take) {
+                            Some(c) => {
+                                self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+                                if let Some(a) = answers.get_mut(i) {
+                                    *a = Some(c);
+                                }
+                            }
+                            None => {
+                                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    error = Some(e);
+                }
+            }
+        }
+        (answers, error)
+    }
+
     fn insert(&self, user: &str, domain: &str, creds: Option<StoredCredentials>) {
         let Ok(mut m) = self.map.lock() else {
             return;

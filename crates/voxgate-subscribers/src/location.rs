@@ -1,6 +1,8 @@
 //! The `location` table: registrar bindings persisted so they survive a restart.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sip_auth::Algorithm;
@@ -63,57 +65,179 @@ fn row_to_binding(r: &AnyRow) -> Result<(Vec<u8>, Binding), StoreError> {
 #[derive(Debug, Clone)]
 pub struct LocationStore {
     db: Database,
+    statements: Arc<Statements>,
+}
+
+/// Bindings per multi-row statement of [`LocationStore::apply`] (14 parameters each: 896 per
+/// `INSERT`, under SQLite's oldest limit of 999).
+pub const ROWS_PER_STATEMENT: usize = 64;
+
+/// The column list of the `location` table, in bind order.
+const COLUMNS: &str = "id, aor, contact, q, expires, call_id, cseq, path, received, \
+                       transport, instance, reg_id, user_agent, updated";
+/// Columns of [`COLUMNS`].
+const NCOLS: usize = 14;
+
+/// The SQL of the full-size multi-row statements, built once per store (the SQL text is also
+/// the key of the driver's prepared-statement cache).
+#[derive(Debug)]
+struct Statements {
+    delete_full: String,
+    insert_full: String,
+    backend: crate::Backend,
+}
+
+impl Statements {
+    fn new(db: &Database) -> Statements {
+        let backend = db.backend();
+        Statements {
+            delete_full: Self::build_delete(backend, ROWS_PER_STATEMENT),
+            insert_full: Self::build_insert(backend, ROWS_PER_STATEMENT),
+            backend,
+        }
+    }
+
+    /// The placeholder of parameter `n` (1-based).
+    fn param(backend: crate::Backend, out: &mut String, n: usize) {
+        if backend == crate::Backend::Postgres {
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push('?');
+        }
+    }
+
+    fn build_delete(backend: crate::Backend, rows: usize) -> String {
+        let mut s = String::with_capacity(40 + rows * 5);
+        s.push_str("DELETE FROM location WHERE id IN (");
+        for i in 0..rows {
+            if i > 0 {
+                s.push(',');
+            }
+            Self::param(backend, &mut s, i + 1);
+        }
+        s.push(')');
+        s
+    }
+
+    fn build_insert(backend: crate::Backend, rows: usize) -> String {
+        let mut s = String::with_capacity(200 + rows * NCOLS * 5);
+        s.push_str("INSERT INTO location (");
+        s.push_str(COLUMNS);
+        s.push_str(") VALUES ");
+        for r in 0..rows {
+            s.push_str(if r > 0 { ",(" } else { "(" });
+            for c in 0..NCOLS {
+                if c > 0 {
+                    s.push(',');
+                }
+                Self::param(backend, &mut s, r * NCOLS + c + 1);
+            }
+            s.push(')');
+        }
+        s
+    }
+
+    fn delete(&self, rows: usize) -> std::borrow::Cow<'_, str> {
+        if rows == ROWS_PER_STATEMENT {
+            self.delete_full.as_str().into()
+        } else {
+            Self::build_delete(self.backend, rows).into()
+        }
+    }
+
+    fn insert(&self, rows: usize) -> std::borrow::Cow<'_, str> {
+        if rows == ROWS_PER_STATEMENT {
+            self.insert_full.as_str().into()
+        } else {
+            Self::build_insert(self.backend, rows).into()
+        }
+    }
 }
 
 impl LocationStore {
     /// A store over `db` (already migrated).
     pub fn new(db: Database) -> LocationStore {
-        LocationStore { db }
+        let statements = Arc::new(Statements::new(&db));
+        LocationStore { db, statements }
     }
 
     /// Applies registrar events in one transaction (added/refreshed: upsert; removed/expired:
-    /// delete).
+    /// delete). Only the last event of each binding counts (the earlier ones are overwritten
+    /// within the same transaction anyway); the rows go out as a few multi-row statements
+    /// (one `DELETE ... IN` per [`ROWS_PER_STATEMENT`] bindings, one multi-row `INSERT` per
+    /// as many upserts) instead of two statements per event: each statement is a round trip
+    /// to the driver's connection thread.
     pub async fn apply(&self, events: &[BindingEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let del = self.db.sql("DELETE FROM location WHERE id = ?");
-        let ins = self.db.sql(
-            "INSERT INTO location (id, aor, contact, q, expires, call_id, cseq, path, received, \
-             transport, instance, reg_id, user_agent, updated) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        );
+        // the last event of each row id, in the order of the batch
+        let ids: Vec<String> =
+            events
+                .iter()
+                .map(|e| match e {
+                    BindingEvent::Added { aor, binding }
+                    | BindingEvent::Refreshed { aor, binding } => row_id(aor, &binding.contact),
+                    BindingEvent::Removed { aor, contact }
+                    | BindingEvent::Expired { aor, contact } => row_id(aor, contact),
+                })
+                .collect();
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            last.insert(id.as_str(), i);
+        }
+        let keep: Vec<usize> = (0..ids.len())
+            .filter(|&i| ids.get(i).and_then(|id| last.get(id.as_str())) == Some(&i))
+            .collect();
+        let upserts: Vec<usize> = keep
+            .iter()
+            .copied()
+            .filter(|&i| {
+                matches!(
+                    events.get(i),
+                    Some(BindingEvent::Added { .. } | BindingEvent::Refreshed { .. })
+                )
+            })
+            .collect();
         let mut tx = self.db.pool().begin().await?;
-        for e in events {
-            match e {
-                BindingEvent::Added { aor, binding } | BindingEvent::Refreshed { aor, binding } => {
-                    let id = row_id(aor, &binding.contact);
-                    sqlx::query(&del).bind(id.clone()).execute(&mut *tx).await?;
-                    sqlx::query(&ins)
-                        .bind(id)
-                        .bind(aor.to_vec())
-                        .bind(binding.contact.to_vec())
-                        .bind(i64::from(binding.q))
-                        .bind(to_i64(binding.expires))
-                        .bind(binding.call_id.to_vec())
-                        .bind(i64::from(binding.cseq))
-                        .bind(binding.path.as_ref().map(|p| p.to_vec()))
-                        .bind(binding.received.map(|r| r.addr.to_string()))
-                        .bind(binding.received.map(|r| r.transport.as_str().to_owned()))
-                        .bind(binding.instance.as_ref().map(|p| p.to_vec()))
-                        .bind(binding.reg_id.map(i64::from))
-                        .bind(binding.user_agent.as_ref().map(|p| p.to_vec()))
-                        .bind(to_i64(binding.updated))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                BindingEvent::Removed { aor, contact } | BindingEvent::Expired { aor, contact } => {
-                    sqlx::query(&del)
-                        .bind(row_id(aor, contact))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+        for chunk in keep.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.statements.delete(chunk.len());
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == ROWS_PER_STATEMENT);
+            for &i in chunk {
+                q = q.bind(ids.get(i).cloned().unwrap_or_default());
             }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.statements.insert(chunk.len());
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == ROWS_PER_STATEMENT);
+            for &i in chunk {
+                let (Some(id), Some(e)) = (ids.get(i), events.get(i)) else {
+                    continue;
+                };
+                let (BindingEvent::Added { aor, binding }
+                | BindingEvent::Refreshed { aor, binding }) = e
+                else {
+                    continue;
+                };
+                q = q
+                    .bind(id.clone())
+                    .bind(aor.to_vec())
+                    .bind(binding.contact.to_vec())
+                    .bind(i64::from(binding.q))
+                    .bind(to_i64(binding.expires))
+                    .bind(binding.call_id.to_vec())
+                    .bind(i64::from(binding.cseq))
+                    .bind(binding.path.as_ref().map(|p| p.to_vec()))
+                    .bind(binding.received.map(|r| r.addr.to_string()))
+                    .bind(binding.received.map(|r| r.transport.as_str().to_owned()))
+                    .bind(binding.instance.as_ref().map(|p| p.to_vec()))
+                    .bind(binding.reg_id.map(i64::from))
+                    .bind(binding.user_agent.as_ref().map(|p| p.to_vec()))
+                    .bind(to_i64(binding.updated));
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -75,12 +75,20 @@ fn row_to_subscriber(r: &AnyRow) -> Result<Subscriber, StoreError> {
 #[derive(Debug, Clone)]
 pub struct SubscriberStore {
     db: Database,
+    /// SQL of [`SubscriberStore::get_credentials_many`] per number of users.
+    many: std::sync::Arc<std::sync::Mutex<Vec<Option<std::sync::Arc<str>>>>>,
 }
+
+/// Most user names per statement of [`SubscriberStore::get_credentials_many`].
+pub const USERS_PER_QUERY: usize = 64;
 
 impl SubscriberStore {
     /// A store over `db` (already migrated).
     pub fn new(db: Database) -> SubscriberStore {
-        SubscriberStore { db }
+        SubscriberStore {
+            db,
+            many: std::sync::Arc::default(),
+        }
     }
 
     /// The database.
@@ -200,6 +208,92 @@ impl SubscriberStore {
         .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(row_to_subscriber).transpose()
+    }
+
+    /// The stored credentials of several subscribers of one `domain` in as few statements as
+    /// possible (one `WHERE domain = ? AND username IN (...)` per [`USERS_PER_QUERY`]
+    /// names): `out[i]` answers `users[i]` (`None`: no such subscriber). The credential
+    /// fetches of requests paused at the same time go out together this way.
+    pub async fn get_credentials_many(
+        &self,
+        users: &[&str],
+        domain: &str,
+    ) -> Result<Vec<Option<StoredCredentials>>, StoreError> {
+        let mut out: Vec<Option<StoredCredentials>> = vec![None; users.len()];
+        let backend = self.db.backend();
+        for (c, chunk) in users.chunks(USERS_PER_QUERY).enumerate() {
+            let sql = self.many_sql(chunk.len());
+            let mut q = sqlx::query(&sql).bind(domain);
+            for u in chunk {
+                q = q.bind(*u);
+            }
+            let rows = q.fetch_all(self.db.pool()).await?;
+            let base = c * USERS_PER_QUERY;
+            for r in &rows {
+                let name: String = r.try_get("username")?;
+                // exact matches; else (MySQL's default collation ignores case) the others
+                let exact = chunk.iter().any(|u| *u == name);
+                let md5: String = r.try_get("ha1_md5")?;
+                let sha: String = r.try_get("ha1_sha256")?;
+                let creds = StoredCredentials {
+                    ha1: Ha1::from_hex(Some(&md5), Some(&sha)),
+                    customer: r.try_get("customer")?,
+                };
+                for (i, u) in chunk.iter().enumerate() {
+                    let hit = if exact {
+                        *u == name
+                    } else {
+                        backend == crate::Backend::Mysql && u.eq_ignore_ascii_case(&name)
+                    };
+                    if let Some(slot) = out.get_mut(base + i).filter(|s| hit && s.is_none()) {
+                        *slot = Some(creds.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The SQL of a look-up of `n` users (built once per size and kept).
+    fn many_sql(&self, n: usize) -> std::sync::Arc<str> {
+        let n = n.clamp(1, USERS_PER_QUERY);
+        if let Some(s) = self
+            .many
+            .lock()
+            .ok()
+            .and_then(|m| m.get(n - 1).and_then(Clone::clone))
+        {
+            return s;
+        }
+        let pg = self.db.backend() == crate::Backend::Postgres;
+        let mut s = String::from(
+            "SELECT username, ha1_md5, ha1_sha256, customer FROM subscriber \
+             WHERE domain = ",
+        );
+        s.push_str(if pg { "$1" } else { "?" });
+        s.push_str(" AND username IN (");
+        for i in 0..n {
+            if i > 0 {
+                s.push(',');
+            }
+            if pg {
+                s.push('$');
+                s.push_str(&(i + 2).to_string());
+            } else {
+                s.push('?');
+            }
+        }
+        s.push(')');
+        let s: std::sync::Arc<str> = s.into();
+        if let Ok(mut m) = self.many.lock() {
+            if m.len() < USERS_PER_QUERY {
+                m.resize(USERS_PER_QUERY, None);
+            }
+            if let Some(slot) = m.get_mut(n - 1) {
+                *slot = Some(s.clone());
+            }
+        }
+        s
     }
 
     /// The stored HA1 values of (user, domain), `None` for an unknown subscriber.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sip_auth::Ha1;
 use sip_auth::registrar::{
-    BindingEvent, Received, RegisterContext, Registrar, RegistrarConfig, Transport,
+    Binding, BindingEvent, Received, RegisterContext, Registrar, RegistrarConfig, Transport,
 };
 use sip_wire::{Bytes, Message, Uri};
 use voxgate_subscribers::{
@@ -47,6 +47,22 @@ async fn crud(db: Database) {
             .await
             .expect("get"),
         None
+    );
+    // several at once (one statement), in the order asked, repeats and unknowns included
+    let many = s
+        .get_credentials_many(&["bob", "carol", "alice", "bob"], "example.com")
+        .await
+        .expect("many");
+    assert_eq!(many.len(), 4);
+    assert_eq!(many[0].as_ref().map(|c| c.customer.as_str()), Some(""));
+    assert_eq!(many[1], None);
+    assert_eq!(many[2].as_ref(), Some(&c));
+    assert_eq!(many[3], many[0]);
+    assert_eq!(
+        s.get_credentials_many(&["alice"], "example.org")
+            .await
+            .expect("many"),
+        vec![None]
     );
     let l = s.list(Some("example.com")).await.expect("list");
     assert_eq!(
@@ -157,6 +173,31 @@ async fn cache_ttl_refresh_and_outage() {
         None
     );
     assert_eq!(cache.cached("nobody", "example.com"), Some(None));
+    // several at once: hits, one read for the rest, repeats answered alike
+    s.add("bob", "example.com", "b", "acme").await.expect("add");
+    let (a, err) = cache
+        .lookup_many(&[
+            ("alice", "example.com", false),
+            ("bob", "example.com", false),
+            ("nobody", "example.com", false),
+            ("bob", "example.com", false),
+        ])
+        .await;
+    assert!(err.is_none());
+    assert_eq!(a[0].clone().flatten().map(|c| c.ha1), Some(one));
+    assert_eq!(
+        a[1].clone().flatten().map(|c| c.customer),
+        Some("acme".to_owned())
+    );
+    assert_eq!(a[2], Some(None));
+    assert_eq!(a[3], a[1]);
+    assert_eq!(
+        cache
+            .cached("bob", "example.com")
+            .flatten()
+            .map(|c| c.customer),
+        Some("acme".to_owned())
+    );
 
     // the database goes away: the warm cache keeps answering, even stale, even forced
     db.close().await;
@@ -178,6 +219,16 @@ async fn cache_ttl_refresh_and_outage() {
             .ha1,
         one
     );
+    // several at once while it is down: stale entries answer, the others fail
+    let (a, err) = cache
+        .lookup_many(&[
+            ("alice", "example.com", false),
+            ("carol", "example.com", false),
+        ])
+        .await;
+    assert!(err.is_some());
+    assert_eq!(a[0].clone().flatten().map(|c| c.ha1), Some(one));
+    assert_eq!(a[1], None);
     assert!(
         cache
             .stats()
@@ -239,6 +290,59 @@ fn reg(r: &mut Registrar, m: &Message, now: u64) -> Vec<BindingEvent> {
     let mut ev = Vec::new();
     assert_eq!(r.register(m, &ctx(now), &mut out, &mut ev).status, 200);
     ev
+}
+
+#[tokio::test]
+async fn a_batch_of_many_events_is_written_by_rows_and_last_event_wins() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = Database::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .expect("open");
+    let store = LocationStore::new(db);
+    let b = |i: usize, expires: u64| Binding {
+        contact: format!("sip:u{i}@10.0.0.1").into_bytes().into(),
+        q: 1000,
+        expires,
+        call_id: b"c".to_vec().into(),
+        cseq: 1,
+        path: None,
+        received: None,
+        connection: None,
+        instance: None,
+        reg_id: None,
+        user_agent: None,
+        updated: 1,
+    };
+    let aor = |i: usize| -> Box<[u8]> { format!("sip:u{i}@example.com").into_bytes().into() };
+    let mut ev = Vec::new();
+    // more than two statements' worth of rows
+    for i in 0..150 {
+        ev.push(BindingEvent::Added {
+            aor: aor(i),
+            binding: b(i, 100),
+        });
+    }
+    for i in 0..10 {
+        ev.push(BindingEvent::Removed {
+            aor: aor(i),
+            contact: b(i, 0).contact,
+        });
+    }
+    // removed, then back in the same batch
+    for i in 0..5 {
+        ev.push(BindingEvent::Refreshed {
+            aor: aor(i),
+            binding: b(i, 200),
+        });
+    }
+    store.apply(&ev).await.expect("apply");
+    assert_eq!(store.count().await.expect("count"), 145);
+    let loaded = store.load(0).await.expect("load");
+    assert_eq!(loaded.iter().filter(|(_, b)| b.expires == 200).count(), 5);
+    assert!(loaded.iter().all(|(a, _)| a.starts_with(b"sip:u")));
+    // replayed (a spool after a crash): the same rows
+    store.apply(&ev).await.expect("apply again");
+    assert_eq!(store.count().await.expect("count"), 145);
 }
 
 #[tokio::test]
