@@ -98,6 +98,10 @@
 //! * **Attempt reports.** Every attempt to a target whose [`Destination::tag`] is not 0 ends
 //!   in exactly one [`Output::Branch`]: 2xx, final failure status, or timeout (Timer B/F,
 //!   the fr timer, a send error), for per-gateway metrics.
+//! * **Upstream set.** With [`ProxyConfig::upstream_set`] ([`upstream::UpstreamSet`],
+//!   shared by the shards) the default targets come from it: priorities, weights, SRV
+//!   order, down addresses left out (every one down: 503 with Retry-After); each attempt's
+//!   end is reported to it, and a core sends the OPTIONS probes of down addresses.
 //! * **CANCEL (§16.10).** Answered 200 hop by hop; sent on every pending branch that had a
 //!   provisional; a branch with none gets it when its provisional comes (§9.1), and if it
 //!   never answers the proxy answers 487 itself when Timer B ends it; the INVITE ends with
@@ -140,8 +144,7 @@
 //!
 //! A failed send is reported with [`ProxyCore::on_send_error`] (the branch fails over at
 //! once); otherwise it is seen as a timeout. Not done: parallel forking (and so 401/407
-//! challenge merging); destination health (marking down, OPTIONS probing), which belongs
-//! with the driver's resolver; a 2xx from a branch abandoned by the fr timer after the
+//! challenge merging); a 2xx from a branch abandoned by the fr timer after the
 //! call already failed is forwarded but not tracked as a dialog.
 
 mod core;
