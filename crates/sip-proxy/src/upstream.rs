@@ -184,6 +184,8 @@ struct Inner {
     pending: Vec<(u64, Transport, SocketAddr)>,
     probe_seq: u64,
     refused_all_down: u64,
+    scratch_weights: Vec<u64>,
+    scratch_group: Vec<usize>,
 }
 
 impl Inner {
@@ -325,6 +327,8 @@ impl UpstreamSet {
                 pending: Vec::new(),
                 probe_seq: 0,
                 refused_all_down: 0,
+                scratch_weights: Vec::new(),
+                scratch_group: Vec::new(),
             }),
             next_probe: AtomicU64::new(u64::MAX),
         }
@@ -365,8 +369,9 @@ impl UpstreamSet {
         let mut any = false;
         let mut k = 0;
         let n = g.order.len();
-        let mut weights: Vec<u64> = Vec::new();
-        let mut group: Vec<usize> = Vec::new();
+        // scratch kept in the set: no allocation per request on the common path
+        let mut weights = std::mem::take(&mut g.scratch_weights);
+        let mut group = std::mem::take(&mut g.scratch_group);
         while k < n {
             let Some(&first) = g.order.get(k) else { break };
             let prio = g.ups.get(first).map_or(0, |u| u.spec.priority);
@@ -385,22 +390,26 @@ impl UpstreamSet {
             if group.is_empty() {
                 continue;
             }
-            weights.clear();
-            weights.extend(
-                group
-                    .iter()
-                    .map(|&i| g.ups.get(i).map_or(0, |u| u64::from(u.spec.weight))),
-            );
-            let r = g.next_rand();
-            let head = weighted_pick(&weights, r);
-            if head > 0 {
-                let h = group.remove(head);
-                group.insert(0, h);
+            if group.len() > 1 {
+                weights.clear();
+                weights.extend(
+                    group
+                        .iter()
+                        .map(|&i| g.ups.get(i).map_or(0, |u| u64::from(u.spec.weight))),
+                );
+                let r = g.next_rand();
+                let head = weighted_pick(&weights, r);
+                if head > 0 {
+                    let h = group.remove(head);
+                    group.insert(0, h);
+                }
             }
             for &i in &group {
                 Self::expand(&mut g, i, now, retry, out);
             }
         }
+        g.scratch_weights = weights;
+        g.scratch_group = group;
         if !out.is_empty() {
             Selection::Targets(out.len())
         } else if any {
@@ -421,6 +430,19 @@ impl UpstreamSet {
         out: &mut Vec<Destination>,
     ) {
         let Some(u) = g.ups.get(i) else { return };
+        // one record (an address, or a name with A/AAAA only): the addresses in order
+        let single = u
+            .addrs
+            .first()
+            .is_none_or(|f| u.addrs.iter().all(|a| a.target.record == f.target.record));
+        if single {
+            for a in &u.addrs {
+                if a.eligible(now, retry) {
+                    out.push(a.target.dest.clone());
+                }
+            }
+            return;
+        }
         // (priority, record, weight) of each record with an eligible address
         let mut recs: Vec<(u16, u16, u16)> = Vec::new();
         for a in &u.addrs {
