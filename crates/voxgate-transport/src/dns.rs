@@ -560,8 +560,68 @@ mod tests {
             (u.host.as_str(), u.port, u.proto),
             ("::1", Some(5070), Protocol::Tcp)
         );
+        assert!(!split_uri("sip:proxy.example.net", None).unwrap().explicit);
+        assert!(
+            split_uri("sip:h.test;transport=udp", None)
+                .unwrap()
+                .explicit
+        );
+        assert!(
+            split_uri("sip:h.test", Some(Protocol::Tcp))
+                .unwrap()
+                .explicit
+        );
+        assert!(!split_uri("sips:h.test", None).unwrap().explicit);
         assert!(split_uri("http://x", None).is_err());
         assert!(split_uri("sip:bad host", None).is_err());
         assert!(split_uri("sip:h:99999", None).is_err());
+    }
+
+    #[test]
+    fn ttl_clamped_and_set_built_from_the_section() {
+        let up = |addr: Option<&str>, uri: Option<&str>, priority, weight| UpstreamConfig {
+            addr: addr.map(|a| a.parse().unwrap()),
+            uri: uri.map(str::to_string),
+            transport: None,
+            weight,
+            priority,
+        };
+        let section = ProxySection {
+            dns_min_ttl_secs: 2,
+            dns_max_ttl_secs: 60,
+            max_failures: 4,
+            upstreams: vec![
+                up(Some("127.0.0.1:5080"), None, None, 1),
+                up(None, Some("sip:127.0.0.1:5090;transport=tcp"), Some(0), 3),
+            ],
+            ..ProxySection::default()
+        };
+        let now = Instant::now();
+        assert_eq!(
+            next_due(&section, now, Some(now)),
+            now + Duration::from_secs(2)
+        );
+        assert_eq!(
+            next_due(&section, now, Some(now + Duration::from_secs(30))),
+            now + Duration::from_secs(30)
+        );
+        assert_eq!(
+            next_due(&section, now, Some(now + Duration::from_secs(86_400))),
+            now + Duration::from_secs(60)
+        );
+        let set = upstream_set(&section, None, 7).unwrap();
+        assert_eq!(set.config().max_failures, 4);
+        let snap = set.snapshot(sip_proxy::Time::ZERO);
+        assert_eq!(snap.len(), 2);
+        assert_eq!((snap[0].priority, snap[0].weight), (0, 1));
+        assert_eq!((snap[1].priority, snap[1].weight), (0, 3));
+        assert_eq!(snap[1].addrs[0].transport, sip_proxy::Transport::Tcp);
+        // a name needs its resolution
+        let named = ProxySection {
+            upstreams: vec![up(None, Some("sip:core.example.net"), None, 1)],
+            ..ProxySection::default()
+        };
+        assert!(needs_dns(&named));
+        assert!(upstream_set(&named, None, 1).is_err());
     }
 }
