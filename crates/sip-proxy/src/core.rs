@@ -13,7 +13,7 @@ use sip_txn::{
     State, Step, TableStats, Time, TimerId, TransactionKey, TransactionTable, TxnId,
 };
 use sip_wire::edit::Editor;
-use sip_wire::{HeaderName, Message, Method, NameAddr, Uri};
+use sip_wire::{HeaderName, Message, Method, NameAddr, Uri, Via};
 
 use crate::dialog::{
     Dialog, DialogEvent, DialogFilter, DialogId, DialogInfo, DialogState, EndReason, Extensions, F,
@@ -24,7 +24,8 @@ use crate::types::{
     Transport,
 };
 use crate::util::{
-    BRANCH_PREFIX, contains_ic, fnv, host_addr, host_ip, loophash_from_branch, write_hostport,
+    BRANCH_PREFIX, contains_ic, fnv, host_addr, host_ip, loophash_from_branch, push_hex, push_u32,
+    write_hostport,
 };
 
 /// Counters of a core, for metrics.
@@ -116,6 +117,16 @@ struct BranchInfo {
 enum Payload {
     Server(ServerP),
     Client(ClientP),
+}
+
+/// What follows the loop hash in a branch of ours.
+#[derive(Debug, Clone, Copy)]
+enum BranchTail {
+    /// A stateless forward: `s` and the hash of the received branch.
+    Stateless(u64),
+    /// A stateful attempt: the context's sequence number, the target's index (1-based),
+    /// and `a` when it answers a downstream's challenge.
+    Attempt { seq: u64, idx: u32, auth: bool },
 }
 
 /// Route processing of one request (RFC 3261 §16.4).
@@ -977,26 +988,31 @@ impl ProxyCore {
         plan
     }
 
+    /// The loop-detection hash of RFC 3261 §16.6 step 8 over what a looping request keeps
+    /// unchanged: Request-URI, From and To (their raw values, tags included), Call-ID and
+    /// CSeq. Raw values rather than parsed tags: the hash only has to be equal for the same
+    /// request coming back, and parsing From and To for it cost more than forwarding.
     fn loop_hash(msg: &Message) -> u64 {
-        let ft = msg.from_hdr().ok().and_then(|f| f.tag()).unwrap_or(b"");
-        let tt = msg.to_hdr().ok().and_then(|f| f.tag()).unwrap_or(b"");
-        let cs = msg.cseq().map(|c| c.seq).unwrap_or(0);
         fnv(&[
             msg.request_uri_raw().unwrap_or(b""),
-            ft,
-            tt,
+            msg.header(HeaderName::From).unwrap_or(b""),
+            msg.header(HeaderName::To).unwrap_or(b""),
             msg.call_id().unwrap_or(b""),
-            &cs.to_be_bytes(),
+            msg.header(HeaderName::CSeq).unwrap_or(b""),
         ])
     }
 
     fn is_loop(&self, msg: &Message, hash: u64) -> bool {
-        msg.vias().flatten().any(|v| {
-            v.branch
-                .and_then(loophash_from_branch)
-                .is_some_and(|h| h == hash)
-                && self.names_us(v.host, v.port)
-        })
+        // only Via values carrying one of our branches are parsed
+        msg.values(HeaderName::Via)
+            .filter(|v| find(v, BRANCH_PREFIX).is_some())
+            .filter_map(|v| Via::parse(v).ok())
+            .any(|v| {
+                v.branch
+                    .and_then(loophash_from_branch)
+                    .is_some_and(|h| h == hash)
+                    && self.names_us(v.host, v.port)
+            })
     }
 
     fn via_value(&self, local: &LocalAddr, branch: &[u8]) -> Vec<u8> {
@@ -1014,12 +1030,11 @@ impl ProxyCore {
         let mut v = Vec::with_capacity(80);
         v.extend_from_slice(b"<sip:");
         write_hostport(&mut v, local.advertise.as_deref(), local.addr);
-        let _ = write!(
-            v,
-            ";transport={};lr;vg={}>",
-            local.transport.param(),
-            self.cfg.shard
-        );
+        v.extend_from_slice(b";transport=");
+        v.extend_from_slice(local.transport.param().as_bytes());
+        v.extend_from_slice(b";lr;vg=");
+        push_u32(&mut v, u32::from(self.cfg.shard));
+        v.push(b'>');
         v
     }
 
@@ -1070,11 +1085,9 @@ impl ProxyCore {
         let n = req.max_forwards().ok().flatten().unwrap_or(70);
         match mf {
             Some(i) => {
-                let mut tmp = [0u8; 10];
-                let mut w = &mut tmp[..];
-                let _ = write!(w, "{}", n.saturating_sub(1));
-                let len = 10 - w.len();
-                let _ = e.replace_header_value(i, tmp.get(..len).unwrap_or(b"0"));
+                let mut tmp = Vec::with_capacity(10);
+                push_u32(&mut tmp, n.saturating_sub(1));
+                let _ = e.replace_header_value(i, &tmp);
             }
             None => e.add_header("Max-Forwards", b"70"),
         }
@@ -1106,7 +1119,8 @@ impl ProxyCore {
                 req.cseq(),
             ) {
                 let mut v = Vec::with_capacity(24);
-                let _ = write!(v, "{} ", cs.seq.wrapping_add(plan.cseq_add));
+                push_u32(&mut v, cs.seq.wrapping_add(plan.cseq_add));
+                v.push(b' ');
                 v.extend_from_slice(cs.method_raw);
                 let _ = e.replace_header_value(h.index, &v);
             }
@@ -1124,10 +1138,29 @@ impl ProxyCore {
         ok.then(|| Bytes::from(out))
     }
 
-    fn new_branch(&mut self, loophash: u64, tail: core::fmt::Arguments<'_>) -> Vec<u8> {
+    /// A branch of ours: `z9hG4bKvg<shard>.<loophash>.` then `tail` (hex digits written
+    /// by hand: this runs for every forwarded request).
+    fn new_branch(&mut self, loophash: u64, tail: BranchTail) -> Vec<u8> {
         let mut b = Vec::with_capacity(48);
         b.extend_from_slice(BRANCH_PREFIX);
-        let _ = write!(b, "{:x}.{:x}.{}", self.cfg.shard, loophash, tail);
+        push_hex(&mut b, u64::from(self.cfg.shard));
+        b.push(b'.');
+        push_hex(&mut b, loophash);
+        b.push(b'.');
+        match tail {
+            BranchTail::Stateless(h) => {
+                b.push(b's');
+                push_hex(&mut b, h);
+            }
+            BranchTail::Attempt { seq, idx, auth } => {
+                push_hex(&mut b, seq);
+                b.push(b'.');
+                push_u32(&mut b, idx);
+                if auth {
+                    b.push(b'a');
+                }
+            }
+        }
         b
     }
 
@@ -1195,7 +1228,7 @@ impl ProxyCore {
         let inb = msg.top_via().ok().and_then(|v| v.branch).unwrap_or(b"");
         let h = fnv(&[inb]);
         let lh = Self::loop_hash(msg);
-        let branch = self.new_branch(lh, format_args!("s{h:x}"));
+        let branch = self.new_branch(lh, BranchTail::Stateless(h));
         if let Some(bytes) = self.build_forward(msg, plan, dest, &branch, None) {
             self.stats.stateless_requests += 1;
             self.out.push_back(Output::Send {
@@ -1590,12 +1623,17 @@ impl ProxyCore {
         let upstream = c.upstream;
         let (seq, lh, is_invite) = (c.seq, c.loophash, c.is_invite);
         let idx = target + 1;
-        let branch = if auth.is_some() {
+        if auth.is_some() {
             plan.cseq_add = plan.cseq_add.saturating_add(1);
-            self.new_branch(lh, format_args!("{seq:x}.{idx}a"))
-        } else {
-            self.new_branch(lh, format_args!("{seq:x}.{idx}"))
-        };
+        }
+        let branch = self.new_branch(
+            lh,
+            BranchTail::Attempt {
+                seq,
+                idx: u32::try_from(idx).unwrap_or(u32::MAX),
+                auth: auth.is_some(),
+            },
+        );
         let Some(mut bytes) = self.build_forward(&req, &plan, &dest, &branch, rr) else {
             return Launch::Skipped;
         };
@@ -2572,6 +2610,9 @@ impl ProxyCore {
 #[must_use]
 pub fn owner_shard(msg: &Message) -> Option<u16> {
     if msg.is_request() {
+        if let Some(s) = msg.header(HeaderName::Route).and_then(fast_route_shard) {
+            return Some(s);
+        }
         let first = msg.values(HeaderName::Route).next()?;
         let na = NameAddr::parse(first).ok()?;
         let Ok(Uri::Sip(u)) = na.uri() else {
@@ -2580,7 +2621,132 @@ pub fn owner_shard(msg: &Message) -> Option<u16> {
         let v = u.params.get("vg")??;
         std::str::from_utf8(v).ok()?.parse().ok()
     } else {
+        if let Some(s) = msg.header(HeaderName::Via).and_then(fast_via_shard) {
+            return Some(s);
+        }
         let b = msg.top_via().ok()?.branch?;
         crate::util::shard_from_branch(b)
+    }
+}
+
+/// Where `needle` (at least 2 bytes) first occurs in the short `hay`: memchr on its first
+/// byte, then a compare (building a `memmem` searcher cost more than the search).
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, hay.get(from..)?) {
+        let at = from + i;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The shard of the first Via header line's value when its first value is written the
+/// way we write ours (`;branch=z9hG4bKvg<hex>.`), found without parsing or splitting the
+/// value; `None` sends the caller to the full parse (a quote or comma before it, another
+/// spelling, spaces around `=`...).
+fn fast_via_shard(v: &[u8]) -> Option<u16> {
+    let pos = find(v, b";branch=")?;
+    if v.get(..pos)?.iter().any(|&c| c == b'"' || c == b',') {
+        return None;
+    }
+    let rest = v.get(pos + 8..)?;
+    let end = rest
+        .iter()
+        .position(|&c| matches!(c, b';' | b' ' | b'\t' | b'\r' | b'\n' | b','))
+        .unwrap_or(rest.len());
+    crate::util::shard_from_branch(rest.get(..end)?)
+}
+
+/// The `vg` parameter of a Route value written the way we write our Record-Route
+/// (`<sip:...;lr;vg=N>`), found without parsing the URI; `None` sends the caller to the
+/// full parse.
+fn fast_route_shard(v: &[u8]) -> Option<u16> {
+    let open = v.iter().position(|&c| c == b'<')?;
+    if v.get(..open)?.iter().any(|&c| c == b'"' || c == b',') {
+        return None;
+    }
+    let inner = v.get(open + 1..)?;
+    let close = inner.iter().position(|&c| c == b'>')?;
+    let uri = inner.get(..close)?;
+    if uri.iter().any(|&c| c == b'"' || c == b'?') {
+        return None;
+    }
+    let pos = find(uri, b";vg=")?;
+    let digits = uri.get(pos + 4..)?;
+    if digits.contains(&b'@') {
+        return None; // inside the user part
+    }
+    let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || n > 5 || !matches!(digits.get(n), None | Some(b';')) {
+        return None;
+    }
+    std::str::from_utf8(digits.get(..n)?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    fn parse(s: &str) -> Message {
+        Message::parse_datagram(Bytes::copy_from_slice(s.as_bytes())).expect("parses")
+    }
+
+    /// The shortcut and the full parse agree, and the shortcut declines what it cannot read.
+    #[test]
+    fn owner_shard_shortcuts_agree_with_the_parse() {
+        let resp = |via: &str| {
+            parse(&format!(
+                "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            ))
+        };
+        for (via, want) in [
+            (
+                "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKvg1.ab.3.1",
+                Some(1),
+            ),
+            (
+                "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKvga.ab.3.1;rport",
+                Some(10),
+            ),
+            ("SIP/2.0/UDP 127.0.0.1;BRANCH=z9hG4bKvg2.ab.3.1", Some(2)),
+            ("SIP/2.0/UDP 127.0.0.1;branch = z9hG4bKvg3.ab.3.1", Some(3)),
+            ("SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKother", None),
+            (
+                "SIP/2.0/UDP h;x=\"a;branch=z9hG4bKvg5.1.1\";branch=z9hG4bKvg4.1.1",
+                Some(4),
+            ),
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bKother, SIP/2.0/UDP h2;branch=z9hG4bKvg1.1.1",
+                None,
+            ),
+        ] {
+            let m = resp(via);
+            assert_eq!(owner_shard(&m), want, "{via}");
+            let full = m
+                .top_via()
+                .ok()
+                .and_then(|v| v.branch)
+                .and_then(crate::util::shard_from_branch);
+            assert_eq!(owner_shard(&m), full, "{via}");
+        }
+        let req = |route: &str| {
+            parse(&format!(
+                "BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nRoute: {route}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ))
+        };
+        for (route, want) in [
+            ("<sip:127.0.0.1:5060;transport=udp;lr;vg=1>", Some(1)),
+            ("<sip:127.0.0.1:5060;lr;vg=12;x=y>", Some(12)),
+            ("<sip:127.0.0.1:5060;lr;VG=3>", Some(3)),
+            ("<sip:u;vg=7@127.0.0.1;lr>", None),
+            ("<sip:127.0.0.1;lr>, <sip:h;lr;vg=2>", None),
+            ("<sip:127.0.0.1;lr;vg=99999999>", None),
+        ] {
+            assert_eq!(owner_shard(&req(route)), want, "{route}");
+        }
     }
 }

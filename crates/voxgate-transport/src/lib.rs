@@ -329,6 +329,7 @@ impl BoundNode {
                     engine: self.engine.clone(),
                     reply: Vec::with_capacity(1024),
                     next_tick: 0,
+                    pending: Vec::with_capacity(64),
                 };
                 let t = std::thread::Builder::new()
                     .name(format!("vg-proxy{i}"))
