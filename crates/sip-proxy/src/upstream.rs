@@ -45,7 +45,7 @@ const MAX_PENDING: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamHealthConfig {
     /// Failures in a row (timeouts, 503s, `failure_codes`) that take an address down
-    /// (default 3; 0 is taken as 1).
+    /// (default 3; 0: never down, health tracking off).
     pub max_failures: u32,
     /// OPTIONS probes of a down address this often (default 10 s).
     pub probe_interval: Micros,
@@ -518,7 +518,7 @@ impl UpstreamSet {
         outcome: BranchOutcome,
     ) -> Option<HealthState> {
         let failure = self.is_failure(outcome);
-        let max = self.cfg.max_failures.max(1);
+        let max = self.cfg.max_failures;
         let interval = self.cfg.probe_interval;
         let mut g = lock(&self.inner);
         let a = g.find(transport, addr)?;
@@ -526,7 +526,7 @@ impl UpstreamSet {
         if failure {
             a.failed += 1;
             a.failures = a.failures.saturating_add(1);
-            if a.failures >= max {
+            if max > 0 && a.failures >= max {
                 // a failed retry of a down address restarts its down period
                 a.down_since = now;
                 if a.state == HealthState::Up {
@@ -898,6 +898,20 @@ mod tests {
             s.report(t2, Transport::Udp, a, BranchOutcome::Answered(200)),
             Some(HealthState::Up)
         );
+        let off = set(
+            &[(5001, 0, 1)],
+            UpstreamHealthConfig {
+                max_failures: 0,
+                ..UpstreamHealthConfig::default()
+            },
+        );
+        for _ in 0..10 {
+            assert_eq!(
+                off.report(t0, Transport::Udp, a, BranchOutcome::Timeout),
+                Some(HealthState::Up),
+                "max_failures 0: never down"
+            );
+        }
         let empty = UpstreamSet::new(UpstreamHealthConfig::default(), vec![]);
         assert_eq!(empty.select(t0, &mut out), Selection::Empty);
     }

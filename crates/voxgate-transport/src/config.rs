@@ -169,7 +169,7 @@ pub struct ProxySection {
     /// resolv.conf.
     pub dns_servers: Vec<SocketAddr>,
     /// Failures in a row (timeouts, 503s, `failover_codes`) that mark an upstream address
-    /// down (default 3).
+    /// down (default 3; 0: never, health tracking off).
     pub max_failures: u32,
     /// OPTIONS probes of a down upstream address this often, in seconds (default 10); any
     /// answer brings it back.

@@ -427,7 +427,7 @@ pub fn upstream_set(
         ));
     }
     let cfg = UpstreamHealthConfig {
-        max_failures: section.max_failures.max(1),
+        max_failures: section.max_failures,
         probe_interval: sip_proxy::Micros::from_secs(section.probe_interval_secs.max(1)),
         down_retry: (section.down_secs > 0)
             .then(|| sip_proxy::Micros::from_secs(section.down_secs)),

@@ -43,7 +43,8 @@ const ACL_TWO_CUSTOMERS: &str = "[security.acl]\ndefault_action = \"allow\"\n\
 /// (the body of `[security]`, sub-tables included).
 fn node_config(up: u16, fr_invite_ms: u64, pre: &str, security: &str) -> String {
     let fr = if fr_invite_ms > 0 {
-        format!("fr_invite_ms = {fr_invite_ms}\n")
+        // the silent upstream must keep timing out (408), not be taken down (503)
+        format!("fr_invite_ms = {fr_invite_ms}\nmax_failures = 0\n")
     } else {
         String::new()
     };
