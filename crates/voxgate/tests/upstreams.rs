@@ -272,9 +272,10 @@ fn have_dnsmasq() -> bool {
     ok
 }
 
-/// dnsmasq on 127.0.0.1:`port` serving `_sip._udp.voxgate.test` -> `target`:`srv_port`
-/// with a 1 s TTL (and `naptr` when set).
-fn dnsmasq(dir: &TempDir, port: u16, srv_port: u16, naptr: bool) -> Option<Sipp> {
+/// dnsmasq on 127.0.0.1:`port` with a 1 s TTL: NAPTR `voxgate.test` -> SRV
+/// `_sip._udp.core.voxgate.test` -> `a.voxgate.test`:`srv_port` -> 127.0.0.1 (the SRV name
+/// is found only through the NAPTR record).
+fn dnsmasq(dir: &TempDir, port: u16, srv_port: u16) -> Option<Sipp> {
     let mut cmd = Command::new("dnsmasq");
     cmd.args([
         "--no-daemon",
@@ -290,12 +291,10 @@ fn dnsmasq(dir: &TempDir, port: u16, srv_port: u16, naptr: bool) -> Option<Sipp>
         dir.0.join("dnsmasq.pid").display()
     ))
     .arg(format!(
-        "--srv-host=_sip._udp.voxgate.test,a.voxgate.test,{srv_port},10,100"
+        "--srv-host=_sip._udp.core.voxgate.test,a.voxgate.test,{srv_port},10,100"
     ))
-    .arg("--host-record=a.voxgate.test,127.0.0.1");
-    if naptr {
-        cmd.arg("--naptr-record=voxgate.test,10,50,S,SIP+D2U,,_sip._udp.voxgate.test");
-    }
+    .arg("--host-record=a.voxgate.test,127.0.0.1")
+    .arg("--naptr-record=voxgate.test,10,50,S,SIP+D2U,,_sip._udp.core.voxgate.test");
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
     match child {
         Ok(c) => {
@@ -319,7 +318,7 @@ fn changed_srv_record_is_picked_up_without_restart() {
     let two = Uas::start(true);
     let dns_port = free_port();
     // NAPTR -> SRV -> A (RFC 3263): the URI names no transport and no port
-    let Some(dns) = dnsmasq(&dir, dns_port, one.port, true) else {
+    let Some(dns) = dnsmasq(&dir, dns_port, one.port) else {
         return;
     };
     let section = format!(
@@ -335,7 +334,7 @@ fn changed_srv_record_is_picked_up_without_restart() {
     assert_eq!(one.invites.load(Ordering::Relaxed), 1);
     // the record now points elsewhere (dnsmasq restarted with the new config)
     drop(dns);
-    let Some(_dns) = dnsmasq(&dir, dns_port, two.port, true) else {
+    let Some(_dns) = dnsmasq(&dir, dns_port, two.port) else {
         return;
     };
     node.wait_for("re-resolved");
