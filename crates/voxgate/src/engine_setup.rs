@@ -37,6 +37,13 @@ const REDIS_PURGE_EVERY: Duration = Duration::from_secs(15);
 
 /// How long a failed database read answers 500 before the next request tries again.
 const FAILED_FOR: Duration = Duration::from_secs(2);
+/// How long the credential fetcher waits after the first of a burst of fetches for others
+/// to join it: the paused requests of that window cost one statement, one wake-up of the
+/// database runtime and of the driver's connection thread, instead of one each (an
+/// authenticated REGISTER missing the cache is answered this much later).
+const FETCH_GATHER: Duration = Duration::from_millis(5);
+/// Most fetches queued; past it a request is answered 500 with Retry-After at once.
+const FETCH_QUEUE_MAX: usize = 65_536;
 /// How long the answer of a fetch stays usable by the request it was made for (the cache
 /// only keeps fresh entries; during an outage a stale one is served this way).
 const SERVED_FOR: Duration = Duration::from_secs(5);
@@ -48,9 +55,28 @@ type Served = Arc<Mutex<HashMap<Key, (Option<StoredCreds>, Instant)>>>;
 /// The credential cache seen from a shard: cached answers now, fetches on the runtime.
 struct SqlCredentials {
     cache: Arc<CredentialCache>,
-    handle: tokio::runtime::Handle,
     served: Served,
     failed: Arc<Mutex<HashMap<Key, Instant>>>,
+    queue: Arc<FetchQueue>,
+}
+
+impl SqlCredentials {
+    /// A source over `cache` whose fetcher task runs on `runtime`.
+    fn start(cache: CredentialCache, runtime: &tokio::runtime::Runtime) -> SqlCredentials {
+        let me = SqlCredentials {
+            cache: Arc::new(cache),
+            served: Arc::default(),
+            failed: Arc::default(),
+            queue: Arc::default(),
+        };
+        runtime.spawn(run_fetcher(
+            Arc::clone(&me.queue),
+            Arc::clone(&me.cache),
+            Arc::clone(&me.served),
+            Arc::clone(&me.failed),
+        ));
+        me
+    }
 }
 
 fn creds(c: voxgate_subscribers::StoredCredentials) -> StoredCreds {
@@ -84,36 +110,110 @@ impl CredentialSource for SqlCredentials {
     }
 
     fn fetch(&self, user: String, domain: String, force: bool, done: Box<dyn FnOnce() + Send>) {
-        let cache = Arc::clone(&self.cache);
-        let served = Arc::clone(&self.served);
-        let failed = Arc::clone(&self.failed);
-        self.handle.spawn(async move {
-            let r = cache.lookup(&user, &domain, force).await;
-            let key = (user, domain);
-            match r {
-                Ok(c) => {
-                    if let Ok(mut m) = served.lock() {
-                        // sweep once per 1024 new keys past the bound, not on every insert:
-                        // with more than 10,000 fetches in SERVED_FOR (2,000 new users a
-                        // second) every entry is fresh and a sweep per insert is quadratic
-                        if m.len() > 10_000 && m.len() % 1024 == 0 {
-                            m.retain(|_, (_, at)| at.elapsed() < SERVED_FOR);
+        let first = {
+            let Ok(mut q) = self.queue.pending.lock() else {
+                done();
+                return;
+            };
+            if q.len() >= FETCH_QUEUE_MAX {
+                // a flood of unknown names: answered 500 (nothing fetched) rather than queued
+                drop(q);
+                done();
+                return;
+            }
+            q.push(PendingFetch {
+                user,
+                domain,
+                force,
+                done,
+            });
+            q.len() == 1
+        };
+        // one wake-up per burst: the fetcher takes everything queued when it runs
+        if first {
+            self.queue.wake.notify_one();
+        }
+    }
+}
+
+/// A credential fetch waiting for the fetcher task.
+struct PendingFetch {
+    user: String,
+    domain: String,
+    force: bool,
+    done: Box<dyn FnOnce() + Send>,
+}
+
+/// The fetches queued by the shards, taken together by one task: the requests paused at the
+/// same time cost one database statement and one wake-up of the runtime, not one task each.
+#[derive(Default)]
+struct FetchQueue {
+    pending: Mutex<Vec<PendingFetch>>,
+    wake: tokio::sync::Notify,
+}
+
+/// The fetcher task of a [`SqlCredentials`]: runs until the runtime stops.
+async fn run_fetcher(
+    queue: Arc<FetchQueue>,
+    cache: Arc<CredentialCache>,
+    served: Served,
+    failed: Arc<Mutex<HashMap<Key, Instant>>>,
+) {
+    let mut batch: Vec<PendingFetch> = Vec::new();
+    loop {
+        queue.wake.notified().await;
+        // let the fetches of the next few milliseconds join this one
+        tokio::time::sleep(FETCH_GATHER).await;
+        {
+            if let Ok(mut q) = queue.pending.lock() {
+                std::mem::swap(&mut *q, &mut batch);
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let keys: Vec<(&str, &str, bool)> = batch
+                .iter()
+                .map(|p| (p.user.as_str(), p.domain.as_str(), p.force))
+                .collect();
+            let (answers, error) = cache.lookup_many(&keys).await;
+            drop(keys);
+            if let Some(e) = error {
+                tracing::warn!("subscriber database: {e}");
+            }
+            let now = Instant::now();
+            {
+                let mut served = served.lock().ok();
+                let mut failed = failed.lock().ok();
+                for (p, a) in batch.iter().zip(answers) {
+                    let key = (p.user.clone(), p.domain.clone());
+                    match a {
+                        Some(c) => {
+                            if let Some(m) = served.as_deref_mut() {
+                                // sweep once per 1024 new keys past the bound, not on every
+                                // insert: with more than 10,000 fetches in SERVED_FOR (2,000
+                                // new users a second) every entry is fresh and a sweep per
+                                // insert is quadratic
+                                if m.len() > 10_000 && m.len() % 1024 == 0 {
+                                    m.retain(|_, (_, at)| at.elapsed() < SERVED_FOR);
+                                }
+                                m.insert(key, (c.map(creds), now));
+                            }
                         }
-                        m.insert(key, (c.map(creds), Instant::now()));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("subscriber database: {e}");
-                    if let Ok(mut m) = failed.lock() {
-                        if m.len() > 10_000 && m.len() % 1024 == 0 {
-                            m.retain(|_, at| at.elapsed() < FAILED_FOR);
+                        None => {
+                            if let Some(m) = failed.as_deref_mut() {
+                                if m.len() > 10_000 && m.len() % 1024 == 0 {
+                                    m.retain(|_, at| at.elapsed() < FAILED_FOR);
+                                }
+                                m.insert(key, now);
+                            }
                         }
-                        m.insert(key, Instant::now());
                     }
                 }
             }
-            done();
-        });
+            for p in batch.drain(..) {
+                (p.done)();
+            }
+        }
     }
 }
 
@@ -231,12 +331,10 @@ pub fn build(cfg: &Config, locals: &[SocketAddr]) -> anyhow::Result<Option<Engin
     };
     let store = db.as_ref().map(|d| SubscriberStore::new(d.clone()));
     let source: Arc<dyn CredentialSource> = match (&store, &ecfg.auth) {
-        (Some(s), Some(a)) if a.enabled => Arc::new(SqlCredentials {
-            cache: Arc::new(CredentialCache::new(s.clone(), store_cfg.cache())),
-            handle: runtime.handle().clone(),
-            served: Arc::default(),
-            failed: Arc::default(),
-        }),
+        (Some(s), Some(a)) if a.enabled => Arc::new(SqlCredentials::start(
+            CredentialCache::new(s.clone(), store_cfg.cache()),
+            &runtime,
+        )),
         _ => Arc::new(NoCredentials),
     };
     let mut engine = Engine::new(&ecfg, source).map_err(|e| anyhow::anyhow!("{e}"))?;
