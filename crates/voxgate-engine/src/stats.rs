@@ -72,8 +72,8 @@ engine_stats! {
     limited_calls => "voxgate_limits_concurrent_rejected_total", "Calls refused by a concurrent-call limit.";
     limited_fraud => "voxgate_fraud_blocked_total", "Calls refused by a fraud rule or a suspended account.";
     fraud_events => "voxgate_fraud_events_total", "Fraud warnings and critical events raised.";
-    shared_counters_down => "voxgate_limits_shared_counters_outages_total", "Times the cluster's shared rate counters (Redis) went away and local counters took over.";
-    shared_counters_degraded => "voxgate_limits_shared_counters_degraded", "Whether rate limits are decided with local counters because the shared ones are away: 1 yes, 0 no.";
+    shared_counters_down => "voxgate_limits_shared_counters_outages_total", "Times the cluster's shared counters (Redis) went away and local counters took over.";
+    shared_counters_degraded => "voxgate_limits_shared_counters_degraded", "Whether rate limits, fraud rules or call limits are decided with this node's own counters because the shared ones (Redis) are away: 1 yes, 0 no.";
     emergency => "voxgate_limits_emergency_total", "Emergency calls let past the limits.";
     route_routed => "voxgate_route_routed_total", "Calls given gateway targets by the routing tables.";
     route_no_rule => "voxgate_route_no_rule_total", "Calls refused: no routing rule.";

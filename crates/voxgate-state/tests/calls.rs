@@ -206,6 +206,25 @@ async fn call_limit_and_fraud_counts_across_two_nodes() {
         ]
     );
 
+    // cost of the shard-side calls with the back end (memory only): printed, not asserted
+    let n = 20_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        if let Ok(s) = lb.try_acquire(&acme()) {
+            lb.release(s);
+        }
+    }
+    let cc = t.elapsed() / n;
+    let t = Instant::now();
+    for i in 0..n {
+        let p = fb.profile_for("acme");
+        let _ = fb.check_call("acme", "bob", p, "900555", now + u64::from(i / 1000));
+    }
+    eprintln!(
+        "shared back end: concurrency acquire + release {cc:?}, fraud check {:?} per call",
+        t.elapsed() / n
+    );
+
     // a call up on A, then A stops beating (a crash): B stops counting it
     // (never released: the node "crashes" with the call up)
     let _up_on_a = la.try_acquire(&acme()).unwrap();
