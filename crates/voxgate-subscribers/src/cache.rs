@@ -75,6 +75,11 @@ impl CredentialCache {
         }
     }
 
+    /// The settings.
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
     /// The counters.
     pub fn stats(&self) -> &CacheStats {
         &self.stats

@@ -227,6 +227,9 @@ impl Database {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA busy_timeout = 3000").await?;
+                        // the statement journal of the location writer's multi-row
+                        // statements in memory, not in a temporary file (a pwrite per page)
+                        conn.execute("PRAGMA temp_store = MEMORY").await?;
                     }
                     Ok(())
                 })

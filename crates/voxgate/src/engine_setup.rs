@@ -41,7 +41,7 @@ const FAILED_FOR: Duration = Duration::from_secs(2);
 /// to join it: the paused requests of that window cost one statement, one wake-up of the
 /// database runtime and of the driver's connection thread, instead of one each (an
 /// authenticated REGISTER missing the cache is answered this much later).
-const FETCH_GATHER: Duration = Duration::from_millis(5);
+const FETCH_GATHER: Duration = Duration::from_millis(10);
 /// Most fetches queued; past it a request is answered 500 with Retry-After at once.
 const FETCH_QUEUE_MAX: usize = 65_536;
 /// How long the answer of a fetch stays usable by the request it was made for (the cache
@@ -177,11 +177,16 @@ async fn run_fetcher(
                 .collect();
             let (answers, error) = cache.lookup_many(&keys).await;
             drop(keys);
-            if let Some(e) = error {
+            if let Some(e) = &error {
                 tracing::warn!("subscriber database: {e}");
             }
             let now = Instant::now();
-            {
+            // a fresh answer of the database is in the cache now, where the resumed request
+            // finds it; only what the cache will not answer (served stale while the database
+            // fails, or a TTL too short to outlive the hand-off) is kept beside it
+            let cfg = cache.config();
+            let keep = error.is_some() || cfg.ttl < SERVED_FOR || batch.len() > cfg.capacity / 8;
+            if keep {
                 let mut served = served.lock().ok();
                 let mut failed = failed.lock().ok();
                 for (p, a) in batch.iter().zip(answers) {
