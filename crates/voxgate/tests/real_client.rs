@@ -336,6 +336,40 @@ fn linphone_registers_with_sha256_digest() {
             !b.contains("Linphonec/")
         });
     assert!(gone, "binding left after quit: {regs}");
+    let seen = relay.seen();
+    assert!(
+        seen.iter().any(|(to_node, m)| *to_node
+            && m.starts_with("REGISTER ")
+            && header(m, "Expires") == Some("0")
+            && header(m, "Authorization").is_some_and(|a| a.contains("algorithm=SHA-256"))),
+        "no un-REGISTER with SHA-256 credentials: {seen:?}"
+    );
+    // a nonce used again counts up (nc), never the same (nonce, nc) twice
+    let auths = authorizations(&seen, "alice");
+    let param = |a: &str, name: &str| {
+        a.split(',')
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix(name)
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+            .unwrap_or_default()
+    };
+    let mut pairs: Vec<(String, String)> = auths
+        .iter()
+        .map(|a| (param(a, "nonce="), param(a, "nc=")))
+        .collect();
+    assert!(
+        pairs.iter().all(|(n, c)| !n.is_empty() && c.len() == 8),
+        "{auths:?}"
+    );
+    pairs.sort();
+    pairs.dedup();
+    assert_eq!(
+        pairs.len(),
+        auths.len(),
+        "a nonce count used twice: {auths:?}"
+    );
 
     // bob, wrong password: answered with SHA-256 credentials, never registered
     let bob = Linphone::start(&dir, "bob", "not-bobs-password", relay.addr);
