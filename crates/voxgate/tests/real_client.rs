@@ -2,10 +2,11 @@
 //! command-line client (`linphonec`, belle-sip; Debian's `linphone-cli`) against a node whose
 //! `[auth]` offers only SHA-256. The client's traffic passes a UDP relay in the test, so the
 //! Authorization it sent is checked on the wire (algorithm=SHA-256, qop=auth), not only the
-//! binding it got (GET /registrations). A wrong password never registers.
+//! binding it got (GET /registrations). A wrong password never registers. The same with
+//! PJSIP (PyPI's `pjsua2-python` wheel, PJSIP 2.15.1) through a small pjsua2 script.
 //!
-//! Skips cleanly (prints why) without `linphonec`. Loopback only, kernel-chosen ports,
-//! bounded times.
+//! Each test skips cleanly (prints why) without its client (`linphonec`, or `python3` with
+//! the `pjsua2` module). Loopback only, kernel-chosen ports, bounded times.
 
 mod common;
 
@@ -419,4 +420,168 @@ fn linphone_registers_with_sha256_digest() {
     drop(bob);
     let (_, metrics) = http(&admin, "GET", "/metrics");
     assert!(metrics.contains("voxgate_auth_failures_total"), "{metrics}");
+}
+
+fn have_pjsua2() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import pjsua2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("python3 with pjsua2 not installed (pip: pjsua2-python): skipping");
+    }
+    ok
+}
+
+/// Registers argv[2] with password argv[3] through the outbound proxy argv[1], holds the
+/// registration argv[4] seconds, unregisters; prints `REGSTATE <code>` for each final
+/// answer. Exit status 0 when registered.
+const PJSUA2_SCRIPT: &str = r#"
+import sys, time
+import pjsua2 as pj
+proxy, user, password, hold = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.uaConfig.threadCnt = 0
+cfg.uaConfig.mainThreadOnly = True
+cfg.logConfig.level = 5
+cfg.logConfig.consoleLevel = 5
+ep.libInit(cfg)
+ep.audDevManager().setNullDev()
+tcfg = pj.TransportConfig()
+tcfg.port = 0
+tcfg.boundAddress = "127.0.0.1"
+ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+ep.libStart()
+acfg = pj.AccountConfig()
+acfg.idUri = "sip:%s@127.0.0.1" % user
+acfg.regConfig.registrarUri = "sip:127.0.0.1"
+acfg.regConfig.retryIntervalSec = 0
+acfg.sipConfig.proxies.append("sip:%s;lr" % proxy)
+acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
+codes = []
+class Acc(pj.Account):
+    def onRegState(self, prm):
+        codes.append(prm.code)
+        print("REGSTATE %d" % prm.code, flush=True)
+acc = Acc()
+acc.create(acfg)
+end = time.time() + 10
+while time.time() < end and not codes:
+    ep.libHandleEvents(20)
+ok = bool(codes) and codes[0] == 200
+if ok:
+    end = time.time() + hold
+    while time.time() < end:
+        ep.libHandleEvents(20)
+    acc.setRegistration(False)
+    end = time.time() + 3
+    while time.time() < end and len(codes) < 2:
+        ep.libHandleEvents(20)
+acc.shutdown()
+ep.libDestroy()
+sys.exit(0 if ok else 1)
+"#;
+
+/// Runs the pjsua2 script for `user`; returns the child (stdout and stderr in a file).
+fn pjsua2(dir: &TempDir, user: &str, password: &str, proxy: SocketAddr, hold: u32) -> Child {
+    let script = dir.0.join("pjsua2_register.py");
+    std::fs::write(&script, PJSUA2_SCRIPT).expect("script");
+    let out = std::fs::File::create(dir.0.join(format!("pjsua2-{user}.log"))).expect("log");
+    Command::new("timeout")
+        .arg("30")
+        .arg("python3")
+        .arg(&script)
+        .arg(proxy.to_string())
+        .args([user, password, &hold.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone file"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn python3")
+}
+
+/// Waits at most `limit` for `child`; killed after that. Its exit code (-1: killed).
+fn wait_child(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    -1
+}
+
+#[test]
+fn pjsua2_registers_with_sha256_digest() {
+    if !have_pjsua2() {
+        return;
+    }
+    let dir = TempDir::new("real-client-pj");
+    let db = dir.0.join("voxgate.db");
+    provision(&db, &[("carol", "carol-pw"), ("dave", "dave-pw")]);
+    let mut node = Node::start_with(&dir, &registrar_config(&db));
+    let udp: SocketAddr = node.wait_for("listening udp ").parse().expect("udp");
+    let admin = node.wait_for("admin listening ");
+    let relay = Relay::start(udp);
+    let log = |user: &str| {
+        std::fs::read_to_string(dir.0.join(format!("pjsua2-{user}.log"))).unwrap_or_default()
+    };
+
+    // carol, right password: bound while the script holds it, gone after it unregisters
+    let mut carol = pjsua2(&dir, "carol", "carol-pw", relay.addr, 3);
+    let (ok, regs) = wait_registrations(
+        &admin,
+        "sip:carol@127.0.0.1",
+        Duration::from_secs(15),
+        |b| b.contains("\"aor\":\"sip:carol@127.0.0.1\""),
+    );
+    assert!(ok, "pjsua2 did not register: {regs}\n{}", log("carol"));
+    let code = wait_child(&mut carol, Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", log("carol"));
+    let (gone, regs) =
+        wait_registrations(&admin, "sip:carol@127.0.0.1", Duration::from_secs(5), |b| {
+            !b.contains("\"aor\":\"sip:carol@127.0.0.1\"")
+        });
+    assert!(gone, "binding left after unregistering: {regs}");
+    let seen = relay.seen();
+    let auths = authorizations(&seen, "carol");
+    assert!(
+        auths.len() >= 2,
+        "register and unregister with credentials: {auths:?}"
+    );
+    for a in &auths {
+        assert!(a.contains("algorithm=SHA-256"), "not SHA-256: {a}");
+        assert!(a.contains("qop=auth"), "no qop: {a}");
+    }
+
+    // dave, wrong password: refused, never bound
+    let mut dave = pjsua2(&dir, "dave", "not-daves-password", relay.addr, 0);
+    let code = wait_child(&mut dave, Duration::from_secs(20));
+    let out = log("dave");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("REGSTATE 401") || out.contains("REGSTATE 403"),
+        "{out}"
+    );
+    let auths = authorizations(&relay.seen(), "dave");
+    assert!(
+        !auths.is_empty(),
+        "dave's client sent no credentials:\n{out}"
+    );
+    assert!(
+        auths.iter().all(|a| a.contains("algorithm=SHA-256")),
+        "{auths:?}"
+    );
+    let (_, regs) = http(&admin, "GET", "/registrations?aor=sip:dave@127.0.0.1");
+    assert!(
+        !regs.contains("sip:dave@"),
+        "wrong password registered: {regs}"
+    );
 }
