@@ -34,6 +34,9 @@ impl Default for CacheConfig {
     }
 }
 
+/// The users of one domain a batch must read: (domain, [(user, indexes of its keys)]).
+type DomainReads<'a> = (&'a str, Vec<(&'a str, Vec<usize>)>);
+
 #[derive(Debug, Clone)]
 struct Entry {
     creds: Option<StoredCredentials>,
@@ -179,7 +182,7 @@ impl CredentialCache {
     ) -> (Vec<Option<Option<StoredCredentials>>>, Option<StoreError>) {
         let mut answers: Vec<Option<Option<StoredCredentials>>> = vec![None; keys.len()];
         // what the database must answer: (domain, [(user, [key indexes])])
-        let mut reads: Vec<(&str, Vec<(&str, Vec<usize>)>)> = Vec::new();
+        let mut reads: Vec<DomainReads<'_>> = Vec::new();
         let mut stale: Vec<Option<Option<StoredCredentials>>> = vec![None; keys.len()];
         for (i, &(user, domain, force)) in keys.iter().enumerate() {
             if let Some(e) = self.get_entry(user, domain) {
