@@ -834,8 +834,12 @@ pub(crate) fn new_shared(
     ))
 }
 
-/// Granularity of a proxy shard's timer wake-ups, in milliseconds.
-const TIMER_SLACK_MS: u64 = 10;
+/// Granularity of a proxy shard's timer wake-ups, in milliseconds. Transactions are kept
+/// 32 s after they end (Timers J, L, M), so a loaded shard always has a deadline a few ms
+/// away: each wake-up for it costs a `poll` and two context switches whether one timer is
+/// due or a hundred. 50 ms (Kamailio's timer tick is 62.5 ms) makes those wake-ups 20 a
+/// second; a retransmission (T1 = 500 ms) or an fr timeout is at most that late.
+const TIMER_SLACK_MS: u64 = 50;
 
 /// Datagrams a proxy shard reads with one `recvmmsg` (and most it sends with one
 /// `sendmmsg`): at a few thousand datagrams a second a wake-up finds several waiting, and
