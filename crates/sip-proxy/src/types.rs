@@ -180,7 +180,7 @@ impl Default for ProxyConfig {
             upstreams: Vec::new(),
             upstream_set: None,
             timers,
-            max_transactions: 100_000,
+            max_transactions: 500_000,
             max_dialogs: 100_000,
             retry_after: 5,
             fr_invite: None,
