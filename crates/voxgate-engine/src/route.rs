@@ -186,6 +186,42 @@ struct ProbeState {
     last_status: u16,
 }
 
+impl ProbeState {
+    /// Records the final answer `status` to probe number `seq`; true when it shows the
+    /// endpoint alive (the probe was the one outstanding, and the answer is not a 408).
+    fn answered_by(&mut self, seq: u64, status: u16) -> bool {
+        if self.outstanding.map(|(s, _)| s) != Some(seq) {
+            return false;
+        }
+        self.outstanding = None;
+        self.last_status = status;
+        if status == 408 {
+            return false;
+        }
+        self.answered += 1;
+        self.misses = 0;
+        true
+    }
+}
+
+/// The final answer to one of our probes, sent with branch `<prefix><index>.<seq>`:
+/// `None` when `msg` answers no such probe; `Some(None)` when it does but there is nothing
+/// to record (a provisional answer, a branch we could not have made); else the endpoint's
+/// index, the probe's number and the status.
+fn probe_answer(msg: &Message, prefix: &[u8]) -> Option<Option<(usize, u64, u16)>> {
+    let via = msg.top_via().ok()?;
+    let rest = via.branch()?.strip_prefix(prefix)?;
+    let Some((i, seq)) = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|s| s.split_once('.'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<u64>().ok()?)))
+    else {
+        return Some(None);
+    };
+    let status = msg.status_code().unwrap_or(0);
+    Some((status >= 200).then_some((i, seq, status)))
+}
+
 /// One compiled routing configuration: what a reload swaps.
 struct Snapshot {
     engines: Engines,
@@ -1236,38 +1272,20 @@ impl Routing {
 
     /// An answer to a load-balancer destination probe; true when it was one.
     fn on_lb_probe_response(&self, msg: &Message, stats: &crate::stats::EngineStats) -> bool {
-        let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
+        let Some(answer) = probe_answer(msg, LB_PROBE_BRANCH) else {
             return false;
         };
-        let Some(rest) = branch.strip_prefix(LB_PROBE_BRANCH) else {
-            return false;
-        };
-        let Some((i, seq)) = std::str::from_utf8(rest)
-            .ok()
-            .and_then(|s| s.split_once('.'))
-            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<u64>().ok()?)))
-        else {
+        let Some((i, seq, status)) = answer else {
             return true;
         };
-        let status = msg.status_code().unwrap_or(0);
-        if status < 200 {
-            return true;
-        }
         let snap = self.snapshot();
         let mut probes = lock(&snap.lb_probes);
-        let Some(p) = probes.get_mut(i) else {
-            return true;
-        };
-        if p.outstanding.map(|(s, _)| s) != Some(seq) {
-            return true;
-        }
-        p.outstanding = None;
-        p.last_status = status;
-        if status == 408 {
+        if !probes
+            .get_mut(i)
+            .is_some_and(|p| p.answered_by(seq, status))
+        {
             return true;
         }
-        p.answered += 1;
-        p.misses = 0;
         if voxgate_routing::common::StateView::state(&snap.lb_states, i) == EndpointState::Probing {
             snap.lb_states.set(i, EndpointState::Up);
             inc(&stats.route_gateways_up);
@@ -1472,41 +1490,20 @@ impl Routing {
         if self.on_register_response(msg) || self.on_lb_probe_response(msg, stats) {
             return true;
         }
-        let Ok(via) = msg.top_via() else {
+        let Some(answer) = probe_answer(msg, PROBE_BRANCH) else {
             return false;
         };
-        let Some(branch) = via.branch() else {
-            return false;
-        };
-        let Some(rest) = branch.strip_prefix(PROBE_BRANCH) else {
-            return false;
-        };
-        let Some((gi, seq)) = std::str::from_utf8(rest)
-            .ok()
-            .and_then(|s| s.split_once('.'))
-            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<u64>().ok()?)))
-        else {
+        let Some((gi, seq, status)) = answer else {
             return true;
         };
-        let status = msg.status_code().unwrap_or(0);
-        if status < 200 {
-            return true;
-        }
         let snap = self.snapshot();
         let mut probes = lock(&snap.probes);
-        let Some(p) = probes.get_mut(gi) else {
-            return true;
-        };
-        if p.outstanding.map(|(s, _)| s) != Some(seq) {
-            return true;
-        }
-        p.outstanding = None;
-        p.last_status = status;
-        if status == 408 {
+        if !probes
+            .get_mut(gi)
+            .is_some_and(|p| p.answered_by(seq, status))
+        {
             return true;
         }
-        p.answered += 1;
-        p.misses = 0;
         if state_of(&snap.states, gi) == EndpointState::Probing {
             snap.states.gateways.set(gi, EndpointState::Up);
             inc(&stats.route_gateways_up);
