@@ -1377,34 +1377,22 @@ impl Routing {
             ("gateway", snap.metrics.gateways()),
             ("carrier", snap.metrics.carriers()),
         ] {
-            let _ = write!(
+            write_family(
                 out,
-                "# HELP voxgate_route_{kind}_attempts_total Calls sent to the {kind} (attempts ended).
-# TYPE voxgate_route_{kind}_attempts_total counter
-"
+                &format!("voxgate_route_{kind}_attempts_total"),
+                &format!("Calls sent to the {kind} (attempts ended)."),
+                "counter",
+                kind,
+                list.iter().map(|m| (m.id.as_str(), m.attempts)),
             );
-            for m in &list {
-                let _ = writeln!(
-                    out,
-                    "voxgate_route_{kind}_attempts_total{{{kind}=\"{}\"}} {}",
-                    prom_escape(&m.id),
-                    m.attempts
-                );
-            }
-            let _ = write!(
+            write_family(
                 out,
-                "# HELP voxgate_route_{kind}_answers_total Attempts answered with 2xx.
-# TYPE voxgate_route_{kind}_answers_total counter
-"
+                &format!("voxgate_route_{kind}_answers_total"),
+                "Attempts answered with 2xx.",
+                "counter",
+                kind,
+                list.iter().map(|m| (m.id.as_str(), m.answers)),
             );
-            for m in &list {
-                let _ = writeln!(
-                    out,
-                    "voxgate_route_{kind}_answers_total{{{kind}=\"{}\"}} {}",
-                    prom_escape(&m.id),
-                    m.answers
-                );
-            }
             let _ = write!(
                 out,
                 "# HELP voxgate_route_{kind}_failures_total Failed attempts by final code (4xx/5xx/6xx: other codes of the class, timeout: no answer).
@@ -1420,66 +1408,56 @@ impl Routing {
                     );
                 }
             }
-            let _ = write!(
+            write_family(
                 out,
-                "# HELP voxgate_route_{kind}_asr Answer-seizure ratio (answers / attempts).
-# TYPE voxgate_route_{kind}_asr gauge
-"
+                &format!("voxgate_route_{kind}_asr"),
+                "Answer-seizure ratio (answers / attempts).",
+                "gauge",
+                kind,
+                list.iter().map(|m| (m.id.as_str(), m.asr)),
             );
-            for m in &list {
-                let _ = writeln!(
-                    out,
-                    "voxgate_route_{kind}_asr{{{kind}=\"{}\"}} {}",
-                    prom_escape(&m.id),
-                    m.asr
-                );
-            }
         }
-        out.push_str(
-            "# HELP voxgate_route_gateway_up Gateway in service (1) or not (0).
-# TYPE voxgate_route_gateway_up gauge
-",
+        write_family(
+            out,
+            "voxgate_route_gateway_up",
+            "Gateway in service (1) or not (0).",
+            "gauge",
+            "gateway",
+            snap.engines
+                .table
+                .gateways()
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    (
+                        g.id(),
+                        u8::from(state_of(&snap.states, i) == EndpointState::Up),
+                    )
+                }),
         );
-        for (i, g) in snap.engines.table.gateways().iter().enumerate() {
-            let up = state_of(&snap.states, i) == EndpointState::Up;
-            let _ = writeln!(
-                out,
-                "voxgate_route_gateway_up{{gateway=\"{}\"}} {}",
-                prom_escape(g.id()),
-                u8::from(up)
-            );
-        }
         let regs = lock(&snap.registrants);
         if !regs.is_empty() {
-            out.push_str("# HELP voxgate_route_gateway_registered Registration with the carrier live (1) or not (0).
-# TYPE voxgate_route_gateway_registered gauge
-");
-            for r in regs.iter() {
-                let Some(g) = snap.engines.table.gateway(r.index() as u32) else {
-                    continue;
-                };
-                let st = r.status(now);
-                let _ = writeln!(
-                    out,
-                    "voxgate_route_gateway_registered{{gateway=\"{}\"}} {}",
-                    prom_escape(g.id()),
-                    u8::from(st.registered)
-                );
-            }
-            out.push_str("# HELP voxgate_route_gateway_register_sent_total REGISTER requests sent to the carrier.
-# TYPE voxgate_route_gateway_register_sent_total counter
-");
-            for r in regs.iter() {
-                let Some(g) = snap.engines.table.gateway(r.index() as u32) else {
-                    continue;
-                };
-                let _ = writeln!(
-                    out,
-                    "voxgate_route_gateway_register_sent_total{{gateway=\"{}\"}} {}",
-                    prom_escape(g.id()),
-                    r.status(now).sent
-                );
-            }
+            let gateway_of = |r: &crate::registrant::Registrant| {
+                snap.engines.table.gateway(r.index() as u32).map(|g| g.id())
+            };
+            write_family(
+                out,
+                "voxgate_route_gateway_registered",
+                "Registration with the carrier live (1) or not (0).",
+                "gauge",
+                "gateway",
+                regs.iter()
+                    .filter_map(|r| Some((gateway_of(r)?, u8::from(r.status(now).registered)))),
+            );
+            write_family(
+                out,
+                "voxgate_route_gateway_register_sent_total",
+                "REGISTER requests sent to the carrier.",
+                "counter",
+                "gateway",
+                regs.iter()
+                    .filter_map(|r| Some((gateway_of(r)?, r.status(now).sent))),
+            );
         }
     }
 
@@ -1562,6 +1540,22 @@ fn state_of(states: &RoutingStates, i: usize) -> EndpointState {
 }
 
 /// A Prometheus label value with `\\`, `"` and newlines escaped.
+/// Writes one Prometheus family: its HELP and TYPE lines, then `name{label="id"} value` per
+/// row (ids escaped).
+fn write_family<'a, V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    label: &str,
+    rows: impl Iterator<Item = (&'a str, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (id, v) in rows {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", prom_escape(id));
+    }
+}
+
 fn prom_escape(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains(['\\', '"', '\n']) {
         return std::borrow::Cow::Borrowed(s);
