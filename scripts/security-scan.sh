@@ -68,7 +68,12 @@ start_node() {
     local admin_port
     admin_port=$(free_port)
     ADMIN=127.0.0.1:$admin_port
+    # the database may be in WAL mode with pages not yet checkpointed: copy its -wal and
+    # -shm files with it, or the copy can be a malformed image
     cp "$DB" "$WORK/$name.db"
+    for f in -wal -shm; do
+        if [ -f "$DB$f" ]; then cp "$DB$f" "$WORK/$name.db$f"; fi
+    done
     cat > "$WORK/$name.toml" <<EOF
 [[listen]]
 proto = "udp"
