@@ -78,7 +78,10 @@ enum Role {
 }
 
 struct ServerP {
-    request: Arc<Message>,
+    /// The request, until the final response is sent: nothing needs it after that, and
+    /// dropping it then keeps a call's memory to what Timers J/L still need (the key and,
+    /// for a non-2xx or non-INVITE final, the response to send again).
+    request: Option<Arc<Message>>,
     src: Source,
     last: Option<Bytes>,
     ctx: Option<CtxRef>,
@@ -206,7 +209,7 @@ pub struct ProxyCore {
     ctx_free: Vec<u32>,
     dialogs: Vec<DSlot>,
     dialog_free: Vec<u32>,
-    dialog_index: HashMap<Box<[u8]>, u32>,
+    dialog_index: HashMap<Box<[u8]>, u32, foldhash::quality::RandomState>,
     dialog_count: usize,
     profiles: Profiles,
     timers: BinaryHeap<Reverse<(Time, u8, u32, u32)>>,
@@ -309,7 +312,10 @@ fn exec(
             }
             (Outgoing::Trying, Payload::Server(s)) => {
                 let mut buf = Vec::with_capacity(300);
-                if build_trying(&s.request, &mut buf) {
+                if s.request
+                    .as_deref()
+                    .is_some_and(|r| build_trying(r, &mut buf))
+                {
                     out.push_back(Output::Send {
                         transport: s.src.transport,
                         dest: s.src.addr,
@@ -359,7 +365,7 @@ impl ProxyCore {
             ctx_free: Vec::new(),
             dialogs: Vec::new(),
             dialog_free: Vec::new(),
-            dialog_index: HashMap::new(),
+            dialog_index: HashMap::default(),
             dialog_count: 0,
             profiles: Profiles::default(),
             timers: BinaryHeap::new(),
@@ -833,7 +839,18 @@ impl ProxyCore {
                 s.last = prev;
             }
         }
+        let kind = step.kind;
         self.txn_step(now, step, None);
+        if status >= 200 {
+            if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
+                s.request = None;
+                // RFC 6026 Accepted: INVITE copies are absorbed, never answered again
+                // (2xx retransmissions are the UAS's and pass through statelessly)
+                if status < 300 && kind == sip_txn::Kind::InviteServer {
+                    s.last = None;
+                }
+            }
+        }
     }
 
     fn local_response(&mut self, now: Time, server: TxnId, status: u16) {
@@ -847,13 +864,16 @@ impl ProxyCore {
         status: u16,
         extra: &[(&str, &[u8])],
     ) {
-        let Some(Payload::Server(s)) = self.table.payload(server) else {
+        let Some(Payload::Server(ServerP {
+            request: Some(req), ..
+        })) = self.table.payload(server)
+        else {
             return;
         };
         let mut buf = Vec::with_capacity(400);
-        let tag = self.local_tag(&s.request);
+        let tag = self.local_tag(req);
         if !sip_wire::build::response(
-            &s.request,
+            req,
             status,
             reason_of(status),
             Some(tag.as_bytes()),
@@ -1243,8 +1263,9 @@ impl ProxyCore {
         match self.table.receive_request(now, key) {
             RequestMatch::Matched(step) => self.txn_step(now, step, None),
             RequestMatch::New { invite: Some(inv) } => {
+                let cancel = Arc::new(msg);
                 let payload = Payload::Server(ServerP {
-                    request: Arc::new(msg),
+                    request: Some(Arc::clone(&cancel)),
                     src,
                     last: None,
                     ctx: None,
@@ -1262,10 +1283,7 @@ impl ProxyCore {
                     }
                     Err(_) => {
                         // no room for its transaction: still honour the CANCEL
-                        if let Some(Payload::Server(s)) = self.table.payload(inv) {
-                            let req = s.request.clone();
-                            self.reply_stateless(&req, src, 200, &[]);
-                        }
+                        self.reply_stateless(&cancel, src, 200, &[]);
                     }
                 }
                 let ctx = match self.table.payload(inv) {
@@ -1494,7 +1512,7 @@ impl ProxyCore {
             && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
         let msg = Arc::new(msg);
         let payload = Payload::Server(ServerP {
-            request: Arc::clone(&msg),
+            request: Some(Arc::clone(&msg)),
             src,
             last: None,
             ctx: None,
@@ -1968,6 +1986,7 @@ impl ProxyCore {
             if let Some(resp) = current {
                 self.client_response(now, step.id, role, binfo, resp);
             }
+            self.slim_client(&step);
         }
         let failed = timeout_of(&step.actions)
             .filter(|t| matches!(t, TimerId::B | TimerId::F))
@@ -1988,6 +2007,29 @@ impl ProxyCore {
                 }
                 Role::Ping(d) => self.ping_failed(now, d),
                 Role::Cancel | Role::LocalBye => {}
+            }
+        }
+    }
+
+    /// Drops the request a client transaction keeps once nothing can need it again: an
+    /// INVITE that got a 2xx (Accepted: the ACK is end to end, no CANCEL follows) or a
+    /// non-INVITE that got its final response. An INVITE with a non-2xx final keeps it to
+    /// build the ACK for that response's retransmissions.
+    fn slim_client(&mut self, step: &Step<Payload>) {
+        if step.finished.is_some() {
+            return;
+        }
+        let done = matches!(
+            (step.kind, self.table.state(step.id)),
+            (sip_txn::Kind::InviteClient, Some(sip_txn::State::Accepted))
+                | (
+                    sip_txn::Kind::NonInviteClient,
+                    Some(sip_txn::State::Completed)
+                )
+        );
+        if done {
+            if let Some(Payload::Client(c)) = self.table.payload_mut(step.id) {
+                c.request = Bytes::new();
             }
         }
     }
@@ -2132,7 +2174,9 @@ impl ProxyCore {
         // the caller gets its own CSeq back (a challenged target saw a higher one)
         if cseq_add != 0 {
             let want = match server.and_then(|s| self.table.payload(s)) {
-                Some(Payload::Server(s)) => s.request.cseq().ok().map(|c| c.seq),
+                Some(Payload::Server(ServerP {
+                    request: Some(req), ..
+                })) => req.cseq().ok().map(|c| c.seq),
                 _ => resp.cseq().ok().map(|c| c.seq.wrapping_sub(cseq_add)),
             };
             if let Some(w) = want {

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use sip_txn::{Micros, Time};
-use sip_wire::Message;
+use sip_wire::{Message, Method};
 
 use crate::types::{BranchOutcome, Destination, LocalAddr, Transport};
 use crate::util::write_hostport;
@@ -591,6 +591,11 @@ impl UpstreamSet {
     /// A response whose top Via branch starts with [`UPSTREAM_PROBE_BRANCH`]: the probed
     /// address is back. True when it was a probe response (consume it).
     pub fn on_probe_response(&self, msg: &Message) -> bool {
+        // probes are OPTIONS: the CSeq (a few dozen instructions) rules out every other
+        // answer before the top Via is parsed
+        if !msg.cseq().is_ok_and(|c| c.method == Method::Options) {
+            return false;
+        }
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch) else {
             return false;
         };

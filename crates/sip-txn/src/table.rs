@@ -131,7 +131,7 @@ struct Slot<P> {
 pub struct TransactionTable<P> {
     config: TimerConfig,
     limit: usize,
-    map: HashMap<TransactionKey, TxnId>,
+    map: HashMap<TransactionKey, TxnId, foldhash::quality::RandomState>,
     slots: Vec<Slot<P>>,
     free: Vec<u32>,
     heap: BinaryHeap<Reverse<(Time, u32, u32)>>,
@@ -156,7 +156,7 @@ impl<P> TransactionTable<P> {
         TransactionTable {
             config,
             limit,
-            map: HashMap::new(),
+            map: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
