@@ -66,11 +66,6 @@ fn read_param(s: &[u8], i: usize) -> Option<RawParam<'_>> {
 }
 
 impl<'a> Params<'a> {
-    /// Parameters already validated, from their raw text (the message memo rebuilds them).
-    pub(crate) fn from_raw(raw: &'a [u8]) -> Params<'a> {
-        Params { raw }
-    }
-
     /// Validates the parameter list starting at `s[i]` (LWS then `;`...) and returns it with
     /// the index where it stopped (end of input or a `,`).
     pub(crate) fn scan(s: &'a [u8], i: usize) -> Result<(Params<'a>, usize), ()> {

@@ -81,7 +81,6 @@ pub mod edit;
 mod error;
 pub mod framing;
 mod hdr;
-mod memo;
 mod names;
 mod scan;
 pub mod uri;
@@ -192,8 +191,6 @@ pub struct Message {
     first: [u16; names::KNOWN_HEADERS],
     headers_end: u32,
     body_start: u32,
-    /// Top Via, From and To as parsed the first time they were asked for.
-    memo: memo::Memo,
 }
 
 impl std::fmt::Debug for Message {
@@ -375,7 +372,6 @@ impl Message {
             first: [u16::MAX; names::KNOWN_HEADERS],
             headers_end: 0,
             body_start: 0,
-            memo: memo::Memo::default(),
         };
         let body_start;
         let headers_end;
@@ -672,11 +668,10 @@ impl Message {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
-        self.memo
-            .via(&self.buf, || match self.header(HeaderName::Via) {
-                Some(v) => Via::parse(Split::new(v).next().unwrap_or(b"")),
-                None => Err(ParseError::hdr(K::MissingHeader, HeaderName::Via)),
-            })
+        match self.header(HeaderName::Via) {
+            Some(v) => Via::parse(Split::new(v).next().unwrap_or(b"")),
+            None => Err(ParseError::hdr(K::MissingHeader, HeaderName::Via)),
+        }
     }
 
     fn single(&self, name: HeaderName) -> Result<&[u8], ParseError> {
@@ -690,13 +685,12 @@ impl Message {
 
     /// The From value.
     pub fn from_hdr(&self) -> Result<NameAddr<'_>, ParseError> {
-        self.memo
-            .from(&self.buf, || self.name_addr(HeaderName::From))
+        self.name_addr(HeaderName::From)
     }
 
     /// The To value.
     pub fn to_hdr(&self) -> Result<NameAddr<'_>, ParseError> {
-        self.memo.to(&self.buf, || self.name_addr(HeaderName::To))
+        self.name_addr(HeaderName::To)
     }
 
     /// The Call-ID value.
@@ -810,13 +804,7 @@ impl Message {
             }
         }
         let mut counts = [0u16; names::KNOWN_HEADERS];
-        for (idx, e) in self.headers.iter().enumerate() {
-            // the first line of a name is what `top_via`, `from_hdr` and `to_hdr` read:
-            // parsed through them, the later layers find it parsed already
-            let first = e
-                .name
-                .slot()
-                .is_some_and(|s| usize::from(self.first[s]) == idx);
+        for e in self.headers.iter() {
             if let Some(s) = e.name.slot() {
                 counts[s] = counts[s].saturating_add(1);
             }
@@ -825,21 +813,12 @@ impl Message {
             let bad = ParseError::bad(name);
             match name {
                 H::Via => {
-                    for (k, p) in Split::new(v).enumerate() {
-                        if first && k == 0 {
-                            self.top_via()?;
-                        } else {
-                            Via::parse(p)?;
-                        }
+                    for p in Split::new(v) {
+                        Via::parse(p)?;
                     }
                 }
                 H::From | H::To => {
-                    let na = match (first, name) {
-                        (true, H::From) => self.from_hdr(),
-                        (true, _) => self.to_hdr(),
-                        (false, _) => NameAddr::parse(v),
-                    }
-                    .map_err(|_| bad)?;
+                    let na = NameAddr::parse(v).map_err(|_| bad)?;
                     na.uri().map_err(|_| bad)?;
                 }
                 H::CallId => {}
