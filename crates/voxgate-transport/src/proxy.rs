@@ -1,7 +1,7 @@
 //! The stateful proxy driver: one [`sip_proxy::ProxyCore`] per shard thread.
 //!
 //! In proxy mode (a `[proxy]` section with upstreams) shard thread `i` owns the core of
-//! shard `i` and socket `i` of every UDP listener. It waits in `poll()` on those sockets
+//! shard `i` and socket `i` of every UDP listener. It waits in `epoll_wait()` on those sockets
 //! and on its own eventfd, with the core's next deadline as the timeout (timers are data:
 //! no timer thread), reads the ready sockets until they would block, feeds each parsed
 //! message to the core (or to its owner shard), fires due timers and writes the core's
@@ -13,7 +13,7 @@
 //! Handover: a message whose owner ([`sip_proxy::owner_shard`]: our Via branch on
 //! responses, our Route `vg` parameter on in-dialog requests) is another shard is pushed on
 //! that shard's channel and its eventfd is written (one `write` syscall), which wakes its
-//! `poll`. A UDP message with no owner (an initial request, its CANCEL and non-2xx ACK,
+//! `epoll_wait`. A UDP message with no owner (an initial request, its CANCEL and non-2xx ACK,
 //! which come from the same source and so land on the same SO_REUSEPORT socket) stays on
 //! the shard that read it; a stream message with no owner goes to the Call-ID hash's
 //! shard. Management queries (dialog list, end, profiles, stats) travel the same channel.
@@ -163,7 +163,7 @@ pub fn tls_client_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, S
         .with_no_client_auth())
 }
 
-/// An eventfd that wakes a shard's `poll`.
+/// An eventfd that wakes a shard's `epoll_wait`.
 pub(crate) struct EventFd(OwnedFd);
 
 impl EventFd {
@@ -836,7 +836,7 @@ pub(crate) fn new_shared(
 
 /// Granularity of a proxy shard's timer wake-ups, in milliseconds. Transactions are kept
 /// 32 s after they end (Timers J, L, M), so a loaded shard always has a deadline a few ms
-/// away: each wake-up for it costs a `poll` and two context switches whether one timer is
+/// away: each wake-up for it costs a wait and two context switches whether one timer is
 /// due or a hundred. 50 ms (Kamailio's timer tick is 62.5 ms) makes those wake-ups 20 a
 /// second; a retransmission (T1 = 500 ms) or an fr timeout is at most that late.
 const TIMER_SLACK_MS: u64 = 50;
