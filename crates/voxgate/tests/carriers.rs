@@ -18,18 +18,8 @@ const USER: &str = "acct7";
 const PASS: &str = "carrier-secret";
 const REALM: &str = "carrier.example";
 
-fn header<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        names
-            .iter()
-            .any(|x| n.trim().eq_ignore_ascii_case(x))
-            .then(|| v.trim())
-    })
-}
-
 fn cseq_of(msg: &str) -> u32 {
-    header(msg, &["CSeq"])
+    header_any(msg, &["CSeq"])
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
@@ -101,11 +91,11 @@ fn response_to(req: &str, code: u16, extra: &str) -> String {
         (&["Call-ID", "i"][..], "Call-ID"),
         (&["CSeq"][..], "CSeq"),
     ] {
-        if let Some(v) = header(req, names) {
+        if let Some(v) = header_any(req, names) {
             out.push_str(&format!("{key}: {v}\r\n"));
         }
     }
-    if let Some(v) = header(req, &["To", "t"]) {
+    if let Some(v) = header_any(req, &["To", "t"]) {
         if v.contains("tag=") {
             out.push_str(&format!("To: {v}\r\n"));
         } else {
@@ -179,7 +169,7 @@ impl Carrier {
                 };
                 let reply = match method.as_str() {
                     "INVITE" => {
-                        let creds = header(&text, &["Proxy-Authorization"]);
+                        let creds = header_any(&text, &["Proxy-Authorization"]);
                         if challenge && !creds.is_some_and(|c| digest_ok(c, "INVITE", &nonce)) {
                             let nn = fresh(&mut nonce);
                             Some(response_to(
@@ -194,7 +184,7 @@ impl Carrier {
                         }
                     }
                     "REGISTER" => {
-                        let creds = header(&text, &["Authorization"]);
+                        let creds = header_any(&text, &["Authorization"]);
                         if creds.is_some_and(|c| digest_ok(c, "REGISTER", &nonce)) {
                             st.lock().unwrap().registered_at.push(Instant::now());
                             Some(response_to(
@@ -230,7 +220,7 @@ impl Carrier {
         let s = self.seen.lock().unwrap();
         s.requests
             .iter()
-            .filter(|m| m.starts_with(method) && header(m, &["Call-ID", "i"]) == Some(call_id))
+            .filter(|m| m.starts_with(method) && header_any(m, &["Call-ID", "i"]) == Some(call_id))
             .cloned()
             .collect()
     }
@@ -301,7 +291,7 @@ fn call(node: SocketAddr, user: &str, bye: bool) -> CallResult {
         }
         res.code = code;
         res.cseqs.push(cseq_of(&text));
-        let to = header(&text, &["To", "t"]).unwrap_or("").to_string();
+        let to = header_any(&text, &["To", "t"]).unwrap_or("").to_string();
         if code >= 300 {
             let ack = format!(
                 "ACK sip:{user}@{node} SIP/2.0\r\n{}Max-Forwards: 70\r\n{from}To: {to}\r\nCall-ID: {call_id}\r\n\
@@ -332,7 +322,7 @@ fn call(node: SocketAddr, user: &str, bye: bool) -> CallResult {
     } else {
         format!("Route: {}\r\n", rr.join(", "))
     };
-    let to = header(&ok, &["To", "t"]).unwrap_or("").to_string();
+    let to = header_any(&ok, &["To", "t"]).unwrap_or("").to_string();
     let target = "sip:carrier@127.0.0.1";
     let ack = format!(
         "ACK {target} SIP/2.0\r\n{}{route}Max-Forwards: 70\r\n{from}To: {to}\r\nCall-ID: {call_id}\r\n\
@@ -405,14 +395,14 @@ fn challenging_carrier_gets_the_call_with_valid_credentials() {
     // first without credentials (CSeq 1), then with them (CSeq 2), valid as checked by the
     // carrier (it answered 200 only to a right digest)
     assert!(invites.len() >= 2, "{invites:?}");
-    assert!(header(&invites[0], &["Proxy-Authorization"]).is_none());
+    assert!(header_any(&invites[0], &["Proxy-Authorization"]).is_none());
     assert_eq!(cseq_of(&invites[0]), 1);
     let authed = invites
         .iter()
-        .find(|m| header(m, &["Proxy-Authorization"]).is_some())
+        .find(|m| header_any(m, &["Proxy-Authorization"]).is_some())
         .expect("an INVITE with credentials");
     assert_eq!(cseq_of(authed), 2);
-    let pa = header(authed, &["Proxy-Authorization"]).unwrap();
+    let pa = header_any(authed, &["Proxy-Authorization"]).unwrap();
     assert_eq!(param(pa, "username"), Some(USER));
     let uri = format!("sip:+442079460000@127.0.0.1:{}", carrier.port);
     assert_eq!(param(pa, "uri"), Some(uri.as_str()));
@@ -488,24 +478,24 @@ fn carrier_registration_with_auth_and_refresh() {
     );
     let regs = carrier.registers();
     let first = &regs[0];
-    assert!(header(first, &["Authorization"]).is_none());
+    assert!(header_any(first, &["Authorization"]).is_none());
     assert!(first.starts_with(&format!("REGISTER sip:127.0.0.1:{} SIP/2.0", carrier.port)));
-    assert_eq!(header(first, &["Expires"]), Some("60"));
+    assert_eq!(header_any(first, &["Expires"]), Some("60"));
     assert!(
-        header(first, &["To"])
+        header_any(first, &["To"])
             .unwrap()
             .contains(&format!("sip:{USER}@127.0.0.1"))
     );
     // every authorised REGISTER is one CSeq above the challenged one, same Call-ID
     let authed: Vec<&String> = regs
         .iter()
-        .filter(|m| header(m, &["Authorization"]).is_some())
+        .filter(|m| header_any(m, &["Authorization"]).is_some())
         .collect();
     assert!(authed.len() >= 2);
     assert_eq!(cseq_of(authed[0]), cseq_of(first) + 1);
     assert!(
         regs.iter()
-            .all(|m| header(m, &["Call-ID"]) == header(first, &["Call-ID"]))
+            .all(|m| header_any(m, &["Call-ID"]) == header_any(first, &["Call-ID"]))
     );
     // state over the API and in metrics
     let g = gateway_json(&admin, "gwReg");

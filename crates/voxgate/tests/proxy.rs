@@ -191,14 +191,6 @@ fn management_lists_and_ends_a_dialog() {
     assert_eq!(st, 404);
 }
 
-/// The value of the first header `name` (case-insensitive) in a SIP message.
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split("\r\n").skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 /// Every header line named `name`, whole.
 fn header_lines<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
     msg.split("\r\n")

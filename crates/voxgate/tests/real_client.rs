@@ -237,14 +237,6 @@ fn wait_registrations(
     }
 }
 
-/// The value of the first header named `name` (case-insensitive) in a SIP message.
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
-}
-
 /// The status code of a SIP response, `None` for a request.
 fn status(msg: &str) -> Option<u16> {
     let first = msg.lines().next()?;

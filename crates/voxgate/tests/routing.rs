@@ -43,16 +43,6 @@ impl Drop for Carrier {
     }
 }
 
-fn header<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        names
-            .iter()
-            .any(|x| n.trim().eq_ignore_ascii_case(x))
-            .then(|| v.trim())
-    })
-}
-
 fn response_to(req: &str, code: u16, to_tag: &str) -> String {
     let mut out = format!("SIP/2.0 {code} Reason\r\n");
     for l in req.lines() {
@@ -67,11 +57,11 @@ fn response_to(req: &str, code: u16, to_tag: &str) -> String {
         (&["Call-ID", "i"][..], "Call-ID"),
         (&["CSeq"][..], "CSeq"),
     ] {
-        if let Some(v) = header(req, names) {
+        if let Some(v) = header_any(req, names) {
             out.push_str(&format!("{key}: {v}\r\n"));
         }
     }
-    if let Some(v) = header(req, &["To", "t"]) {
+    if let Some(v) = header_any(req, &["To", "t"]) {
         if v.contains("tag=") {
             out.push_str(&format!("To: {v}\r\n"));
         } else {
@@ -146,7 +136,7 @@ impl Carrier {
         let mut v: Vec<String> = s
             .invites
             .iter()
-            .filter(|m| header(m, &["Call-ID", "i"]) == Some(call_id))
+            .filter(|m| header_any(m, &["Call-ID", "i"]) == Some(call_id))
             .map(|m| m.lines().next().unwrap_or("").to_string())
             .collect();
         v.dedup();
@@ -157,7 +147,7 @@ impl Carrier {
         let s = self.state.lock().unwrap();
         s.invites
             .iter()
-            .find(|m| header(m, &["Call-ID", "i"]) == Some(call_id))
+            .find(|m| header_any(m, &["Call-ID", "i"]) == Some(call_id))
             .cloned()
     }
 
@@ -212,7 +202,7 @@ fn call_from(src_ip: &str, node: SocketAddr, user: &str, extra: &str) -> (u16, S
             continue;
         }
         if code >= 300 {
-            let to = header(&text, &["To", "t"]).unwrap_or("");
+            let to = header_any(&text, &["To", "t"]).unwrap_or("");
             let ack = format!(
                 "ACK sip:{user}@{node} SIP/2.0\r\n{head}To: {to}\r\nCall-ID: {call_id}\r\n\
                  CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
@@ -665,25 +655,28 @@ fn clir_anonymous_from_and_pai_only_inside_the_trust_domain() {
     let (code, id) = call(s.udp, "+4930123456", pai);
     assert_eq!(code, 486);
     let inv = s.c.invite(&id).expect("C got the call");
-    let from = header(&inv, &["From", "f"]).unwrap_or("");
+    let from = header_any(&inv, &["From", "f"]).unwrap_or("");
     assert!(from.contains("anonymous"), "{inv}");
     assert!(!inv.contains("+441110000@example.com>;tag"), "{inv}");
     assert_eq!(
-        header(&inv, &["P-Asserted-Identity"]),
+        header_any(&inv, &["P-Asserted-Identity"]),
         Some("<sip:+441110000@example.com>"),
         "{inv}"
     );
-    assert_eq!(header(&inv, &["Privacy"]), Some("id"), "{inv}");
+    assert_eq!(header_any(&inv, &["Privacy"]), Some("id"), "{inv}");
     // same caller to an untrusted carrier (gwA): anonymous, no PAI
     let (_, id) = call(s.udp, "+442079460000", pai);
     let inv = s.a.invite(&id).expect("A got the call");
     assert!(
-        header(&inv, &["From", "f"])
+        header_any(&inv, &["From", "f"])
             .unwrap_or("")
             .contains("anonymous"),
         "{inv}"
     );
-    assert!(header(&inv, &["P-Asserted-Identity"]).is_none(), "{inv}");
+    assert!(
+        header_any(&inv, &["P-Asserted-Identity"]).is_none(),
+        "{inv}"
+    );
     // CLIR by dial prefix #31# (escaped in the URI), no Privacy header sent
     let (_, id) = call(
         s.udp,
@@ -696,12 +689,12 @@ fn clir_anonymous_from_and_pai_only_inside_the_trust_domain() {
         "{inv}"
     );
     assert!(
-        header(&inv, &["From", "f"])
+        header_any(&inv, &["From", "f"])
             .unwrap_or("")
             .contains("anonymous"),
         "{inv}"
     );
-    assert_eq!(header(&inv, &["Privacy"]), Some("id"), "{inv}");
+    assert_eq!(header_any(&inv, &["Privacy"]), Some("id"), "{inv}");
     // an untrusted caller's forged PAI is removed, its From kept
     let (_, id) = call_from(
         "127.0.0.2",
@@ -710,9 +703,12 @@ fn clir_anonymous_from_and_pai_only_inside_the_trust_domain() {
         "P-Asserted-Identity: <sip:+449999@evil.example>\r\n",
     );
     let inv = s.c.invite(&id).expect("C got the untrusted call");
-    assert!(header(&inv, &["P-Asserted-Identity"]).is_none(), "{inv}");
     assert!(
-        header(&inv, &["From", "f"])
+        header_any(&inv, &["P-Asserted-Identity"]).is_none(),
+        "{inv}"
+    );
+    assert!(
+        header_any(&inv, &["From", "f"])
             .unwrap_or("")
             .contains("+441110000"),
         "{inv}"

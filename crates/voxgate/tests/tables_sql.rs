@@ -32,16 +32,6 @@ impl Drop for Carrier {
     }
 }
 
-fn header<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        names
-            .iter()
-            .any(|x| n.trim().eq_ignore_ascii_case(x))
-            .then(|| v.trim())
-    })
-}
-
 /// A final response to `req` (its Vias, From, To with a tag, Call-ID, CSeq).
 fn response_to(req: &str, code: u16) -> String {
     let mut out = format!("SIP/2.0 {code} Reason\r\n");
@@ -57,11 +47,11 @@ fn response_to(req: &str, code: u16) -> String {
         (&["Call-ID", "i"][..], "Call-ID"),
         (&["CSeq"][..], "CSeq"),
     ] {
-        if let Some(v) = header(req, names) {
+        if let Some(v) = header_any(req, names) {
             out.push_str(&format!("{key}: {v}\r\n"));
         }
     }
-    if let Some(v) = header(req, &["To", "t"]) {
+    if let Some(v) = header_any(req, &["To", "t"]) {
         out.push_str(&format!("To: {v};tag=carrier\r\n"));
     }
     out.push_str("Content-Length: 0\r\n\r\n");
@@ -85,7 +75,9 @@ impl Carrier {
                 };
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let reply = if text.starts_with("INVITE ") {
-                    let call_id = header(&text, &["Call-ID", "i"]).unwrap_or("").to_owned();
+                    let call_id = header_any(&text, &["Call-ID", "i"])
+                        .unwrap_or("")
+                        .to_owned();
                     let ruri = text.lines().next().unwrap_or("").to_owned();
                     r.lock().unwrap().push((call_id, ruri));
                     Some(response_to(&text, 486))
@@ -162,7 +154,7 @@ fn call_from(src_ip: &str, node: SocketAddr, user: &str, wait: Duration) -> (u16
             continue;
         }
         if code >= 300 {
-            let to = header(&text, &["To", "t"]).unwrap_or("");
+            let to = header_any(&text, &["To", "t"]).unwrap_or("");
             let ack = format!(
                 "ACK sip:{user}@{node} SIP/2.0\r\n{head}To: {to}\r\nCall-ID: {call_id}\r\n\
                  CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"

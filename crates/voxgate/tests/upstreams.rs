@@ -12,13 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 /// A response to `req` (Vias, From, To with a tag, Call-ID, CSeq copied).
 fn reply(req: &str, code: u16, reason: &str) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");

@@ -420,3 +420,20 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// The trimmed value of the first header line named any of `names` (give both the long and
+/// the compact form, e.g. `&["Via", "v"]`), case-insensitive.
+pub fn header_any<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        names
+            .iter()
+            .any(|x| n.trim().eq_ignore_ascii_case(x))
+            .then(|| v.trim())
+    })
+}
+
+/// The trimmed value of the first header line named `name`, case-insensitive.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    header_any(msg, &[name])
+}
