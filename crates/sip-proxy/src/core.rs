@@ -839,14 +839,14 @@ impl ProxyCore {
                 s.last = prev;
             }
         }
-        let kind = step.kind;
         self.txn_step(now, step, None);
         if status >= 200 {
+            // RFC 6026 Accepted: INVITE copies are absorbed, never answered again (2xx
+            // retransmissions are the UAS's and pass through statelessly)
+            let accepted = self.table.state(server) == Some(State::Accepted);
             if let Some(Payload::Server(s)) = self.table.payload_mut(server) {
                 s.request = None;
-                // RFC 6026 Accepted: INVITE copies are absorbed, never answered again
-                // (2xx retransmissions are the UAS's and pass through statelessly)
-                if status < 300 && kind == sip_txn::Kind::InviteServer {
+                if accepted {
                     s.last = None;
                 }
             }
@@ -2021,11 +2021,8 @@ impl ProxyCore {
         }
         let done = matches!(
             (step.kind, self.table.state(step.id)),
-            (sip_txn::Kind::InviteClient, Some(sip_txn::State::Accepted))
-                | (
-                    sip_txn::Kind::NonInviteClient,
-                    Some(sip_txn::State::Completed)
-                )
+            (sip_txn::Kind::InviteClient, Some(State::Accepted))
+                | (sip_txn::Kind::NonInviteClient, Some(State::Completed))
         );
         if done {
             if let Some(Payload::Client(c)) = self.table.payload_mut(step.id) {

@@ -17,6 +17,14 @@ use crate::txn::Transaction;
 /// them are ~20,000 proxied calls in their 32 s of Timers J/L/M, about 650 calls/s.
 const INITIAL_CAPACITY: usize = 65_536;
 
+/// The key of the transaction in slot `i` (the index holds slot numbers only).
+fn key_at<P>(slots: &[Slot<P>], i: u32) -> Option<&TransactionKey> {
+    slots
+        .get(i as usize)
+        .and_then(|s| s.entry.as_ref())
+        .map(|e| &e.key)
+}
+
 /// A handle to a transaction in a [`TransactionTable`]. Stale handles (the transaction
 /// ended and its slot was reused) are detected by a generation count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,12 +193,7 @@ impl<P> TransactionTable<P> {
     fn lookup(&self, hash: u64, key: &TransactionKey) -> Option<u32> {
         let slots = &self.slots;
         self.map
-            .find(hash, |&i| {
-                slots
-                    .get(i as usize)
-                    .and_then(|s| s.entry.as_ref())
-                    .is_some_and(|e| e.key == *key)
-            })
+            .find(hash, |&i| key_at(slots, i) == Some(key))
             .copied()
     }
 
@@ -330,10 +333,7 @@ impl<P> TransactionTable<P> {
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.map.insert_unique(hash, index, |&i| {
-            slots
-                .get(i as usize)
-                .and_then(|s| s.entry.as_ref())
-                .map_or(0, |e| hasher.hash_one(&e.key))
+            key_at(slots, i).map_or(0, |k| hasher.hash_one(k))
         });
         self.len += 1;
         self.stats.created += 1;

@@ -562,14 +562,9 @@ impl Engine {
     /// A response that answers a gateway probe or a carrier registration (true: consumed,
     /// not for the proxy core).
     pub fn on_probe_response(&self, msg: &Message) -> bool {
-        // gateway and load-balancer probes are OPTIONS, the carrier registrations REGISTER:
-        // any other answer (most of them: a call's) is ruled out by its CSeq alone
-        let Some(routing) = self.routing.as_ref() else {
-            return false;
-        };
-        msg.cseq()
-            .is_ok_and(|c| matches!(c.method, Method::Options | Method::Register))
-            && routing.on_probe_response(msg, &self.stats)
+        self.routing
+            .as_ref()
+            .is_some_and(|r| r.on_probe_response(msg, &self.stats))
     }
 
     /// Sends every [`EngineEvent`] to `hook` (a webhook).

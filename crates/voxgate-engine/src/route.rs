@@ -1465,6 +1465,15 @@ impl Routing {
     /// alive unless the answer is 408 or 5xx other than 503... any answer but 408 puts it
     /// back (OpenSIPS treats any reply as alive). True when it was a probe response.
     pub fn on_probe_response(&self, msg: &Message, stats: &crate::stats::EngineStats) -> bool {
+        // gateway and load-balancer probes are OPTIONS, the carrier registrations REGISTER:
+        // any other answer (most of them: a call's) is ruled out by its CSeq alone, before
+        // the readers below parse the top Via
+        if !msg
+            .cseq()
+            .is_ok_and(|c| matches!(c.method, Method::Options | Method::Register))
+        {
+            return false;
+        }
         if self.on_register_response(msg) || self.on_lb_probe_response(msg, stats) {
             return true;
         }

@@ -1,7 +1,7 @@
 //! The stateful proxy driver: one [`sip_proxy::ProxyCore`] per shard thread.
 //!
 //! In proxy mode (a `[proxy]` section with upstreams) shard thread `i` owns the core of
-//! shard `i` and socket `i` of every UDP listener. It waits in `epoll_wait()` on those sockets
+//! shard `i` and socket `i` of every UDP listener. It waits in `poll()` on those sockets
 //! and on its own eventfd, with the core's next deadline as the timeout (timers are data:
 //! no timer thread), reads the ready sockets until they would block, feeds each parsed
 //! message to the core (or to its owner shard), fires due timers and writes the core's
@@ -13,7 +13,7 @@
 //! Handover: a message whose owner ([`sip_proxy::owner_shard`]: our Via branch on
 //! responses, our Route `vg` parameter on in-dialog requests) is another shard is pushed on
 //! that shard's channel and its eventfd is written (one `write` syscall), which wakes its
-//! `epoll_wait`. A UDP message with no owner (an initial request, its CANCEL and non-2xx ACK,
+//! `poll`. A UDP message with no owner (an initial request, its CANCEL and non-2xx ACK,
 //! which come from the same source and so land on the same SO_REUSEPORT socket) stays on
 //! the shard that read it; a stream message with no owner goes to the Call-ID hash's
 //! shard. Management queries (dialog list, end, profiles, stats) travel the same channel.
@@ -30,7 +30,7 @@ use sip_wire::Message;
 use socket2::{SockAddr, Socket};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -163,7 +163,7 @@ pub fn tls_client_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, S
         .with_no_client_auth())
 }
 
-/// An eventfd that wakes a shard's `epoll_wait`.
+/// An eventfd that wakes a shard's `poll`.
 pub(crate) struct EventFd(OwnedFd);
 
 impl EventFd {
@@ -906,99 +906,6 @@ impl RxBatch {
     }
 }
 
-/// How a shard sleeps until a datagram, a mailbox message or its next deadline: one epoll
-/// set (registered once, level-triggered) over its sockets and its mailbox's eventfd, or
-/// `poll(2)` over the same descriptors if no epoll set could be made. `poll` registers and
-/// removes a wait-queue entry per descriptor on every call; the shard sleeps several times
-/// per call, so epoll's standing registration is the cheaper shape (perf: `do_sys_poll`
-/// and its helpers were ~3% of the shard's CPU).
-enum Waiter {
-    Epoll {
-        fd: OwnedFd,
-        mailbox: RawFd,
-        events: [libc::epoll_event; 8],
-    },
-    Poll(Vec<libc::pollfd>),
-}
-
-impl Waiter {
-    fn new(sockets: &[RawFd], mailbox: RawFd) -> Waiter {
-        let all = || sockets.iter().copied().chain(std::iter::once(mailbox));
-        // SAFETY: plain system call; the result is checked.
-        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if ep >= 0 {
-            // SAFETY: `ep` is a new descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(ep) };
-            let added = all().all(|f| {
-                let mut ev = libc::epoll_event {
-                    events: libc::EPOLLIN as u32,
-                    u64: f as u64,
-                };
-                // SAFETY: `ev` is a valid event for the call; `f` is an open descriptor.
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f, &mut ev) == 0 }
-            });
-            if added {
-                return Waiter::Epoll {
-                    fd,
-                    mailbox,
-                    events: [libc::epoll_event { events: 0, u64: 0 }; 8],
-                };
-            }
-        }
-        Waiter::Poll(
-            all()
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect(),
-        )
-    }
-
-    /// Sleeps up to `timeout_ms` (-1: no limit) until something is ready. `None` on an
-    /// error (EINTR); otherwise whether the mailbox is ready (the sockets are read anyway).
-    fn wait(&mut self, timeout_ms: i32) -> Option<bool> {
-        match self {
-            Waiter::Epoll {
-                fd,
-                mailbox,
-                events,
-            } => {
-                // SAFETY: `events` is a valid array of the length given.
-                let n = unsafe {
-                    libc::epoll_wait(
-                        fd.as_raw_fd(),
-                        events.as_mut_ptr(),
-                        events.len() as i32,
-                        timeout_ms,
-                    )
-                };
-                let n = usize::try_from(n).ok()?;
-                let mb = *mailbox as u64;
-                // (copied out: the struct is packed on x86-64)
-                Some(events.iter().take(n).any(|e| {
-                    let data = e.u64;
-                    data == mb
-                }))
-            }
-            Waiter::Poll(pfds) => {
-                for p in pfds.iter_mut() {
-                    p.revents = 0;
-                }
-                // SAFETY: `pfds` is a valid array of pollfd of the given length.
-                let r = unsafe {
-                    libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms)
-                };
-                if r < 0 {
-                    return None;
-                }
-                Some(pfds.last().is_some_and(|p| p.revents != 0))
-            }
-        }
-    }
-}
-
 /// A UDP datagram made during a round of the shard loop, sent with the others at its end.
 pub(crate) struct PendingSend {
     /// Index of the shard's socket it leaves from.
@@ -1100,8 +1007,19 @@ impl ProxyShard {
         let Some(my_fd) = self.shared.boxes.get(self.idx).map(|b| b.fd.0.as_raw_fd()) else {
             return;
         };
-        let fds: Vec<RawFd> = self.sockets.iter().map(|(_, s)| s.as_raw_fd()).collect();
-        let mut waiter = Waiter::new(&fds, my_fd);
+        // poll(2), not epoll: five A/B pairs with an epoll set registered once showed no
+        // difference in CPU per proxied call (bench/README, session 4)
+        let mut pfds: Vec<libc::pollfd> = self
+            .sockets
+            .iter()
+            .map(|(_, s)| s.as_raw_fd())
+            .chain(std::iter::once(my_fd))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let stats = Arc::clone(&self.shared.stats);
         let st = stats.shard(self.idx);
         while !self.stop.load(Ordering::Relaxed) {
@@ -1125,11 +1043,15 @@ impl ProxyShard {
                 }
                 None => -1,
             };
-            let mut mailbox = false;
             if timeout != 0 {
-                match waiter.wait(timeout) {
-                    Some(m) => mailbox = m,
-                    None => continue,
+                for p in pfds.iter_mut() {
+                    p.revents = 0;
+                }
+                // SAFETY: `pfds` is a valid array of pollfd of the given length.
+                let r =
+                    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+                if r < 0 {
+                    continue;
                 }
             }
             if self.stop.load(Ordering::Relaxed) {
@@ -1145,7 +1067,7 @@ impl ProxyShard {
                     }
                 }
             }
-            if mailbox || timeout == 0 {
+            if pfds.last().is_some_and(|p| p.revents != 0) || timeout == 0 {
                 if let Some(b) = self.shared.boxes.get(self.idx) {
                     b.fd.drain();
                 }
@@ -1192,7 +1114,6 @@ impl ProxyShard {
         let st = Arc::clone(&self.shared.stats);
         let st = st.shard(self.idx);
         rx.reset();
-        let slots = RX_BATCH;
         let want = rx.want;
         // SAFETY: `rx.hdrs` point at `rx.iovs` (slots of `rx.slab`) and `rx.names`, all
         // allocated once by `RxBatch::new` and alive and unmoved for the call.
@@ -1200,7 +1121,7 @@ impl ProxyShard {
             libc::recvmmsg(
                 fd,
                 rx.hdrs.as_mut_ptr(),
-                slots as u32,
+                RX_BATCH as u32,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -1208,7 +1129,7 @@ impl ProxyShard {
         if r <= 0 {
             return 0;
         }
-        let got = (r as usize).min(slots);
+        let got = (r as usize).min(RX_BATCH);
         for i in 0..got {
             let (Some(h), Some(name)) = (rx.hdrs.get(i), rx.names.get(i)) else {
                 break;
